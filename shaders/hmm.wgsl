@@ -1,0 +1,171 @@
+// webgpu-hmm prelude: every kernel is compiled with this file in front of it.
+// It owns @group(1): the device page table (a 2048-entry directory of 2 MiB regions, each
+// pointing at a 512-entry leaf table), the device memory buffers holding 4 KiB frames, and
+// the status buffer where misses are recorded. Kernels reach memory only through virtual
+// addresses; hmm_* functions translate them and set the accessed and dirty bits.
+
+// log2(frames per memory buffer); set by the host from the pool's layout.
+override HMM_FRAME_SHIFT: u32 = 15u;
+
+@group(1) @binding(0) var<storage, read> hmm_dir: array<u32>;
+@group(1) @binding(1) var<storage, read_write> hmm_leaves: array<atomic<u32>>;
+@group(1) @binding(2) var<storage, read_write> hmm_mem0: array<atomic<u32>>;
+@group(1) @binding(3) var<storage, read_write> hmm_mem1: array<atomic<u32>>;
+@group(1) @binding(4) var<storage, read_write> hmm_mem2: array<atomic<u32>>;
+@group(1) @binding(5) var<storage, read_write> hmm_mem3: array<atomic<u32>>;
+@group(1) @binding(6) var<storage, read_write> hmm_status: array<atomic<u32>>;
+
+// Directory entry: bit 0 valid, bit 1 huge (maps 2 MiB of contiguous frames), bit 2 write
+// (huge only), bits 8..31 leaf table index or first frame.
+const HMM_DIR_VALID: u32 = 1u;
+const HMM_DIR_HUGE: u32 = 2u;
+const HMM_DIR_WRITE: u32 = 4u;
+// Leaf entry: bit 0 valid, bit 1 write, bit 2 accessed, bit 3 dirty, bits 8..31 frame.
+const HMM_PTE_VALID: u32 = 1u;
+const HMM_PTE_WRITE: u32 = 2u;
+const HMM_PTE_ACCESSED: u32 = 4u;
+const HMM_PTE_DIRTY: u32 = 8u;
+const HMM_MISS: u32 = 0xffffffffu;
+
+// Status words: [0] misses, [1] lowest missed address, [2] lowest missed write address.
+const HMM_STATUS_MISSES: u32 = 0u;
+const HMM_STATUS_MIN_MISS: u32 = 1u;
+const HMM_STATUS_MIN_WRITE_MISS: u32 = 2u;
+
+// Set once this invocation missed; its later stores are suppressed.
+var<private> hmm_faulted: bool = false;
+
+fn hmm_record_miss(va: u32, write: bool) {
+  hmm_faulted = true;
+  atomicAdd(&hmm_status[HMM_STATUS_MISSES], 1u);
+  atomicMin(&hmm_status[HMM_STATUS_MIN_MISS], va);
+  if (write) {
+    atomicMin(&hmm_status[HMM_STATUS_MIN_WRITE_MISS], va);
+  }
+}
+
+// Frame holding `va`, or HMM_MISS (and the miss recorded) when the device may not access it.
+fn hmm_translate(va: u32, write: bool) -> u32 {
+  let d = hmm_dir[va >> 21u];
+  if ((d & HMM_DIR_VALID) == 0u) {
+    hmm_record_miss(va, write);
+    return HMM_MISS;
+  }
+  if ((d & HMM_DIR_HUGE) != 0u) {
+    if (write && (d & HMM_DIR_WRITE) == 0u) {
+      hmm_record_miss(va, write);
+      return HMM_MISS;
+    }
+    return (d >> 8u) + ((va >> 12u) & 511u);
+  }
+  let li = (d >> 8u) * 512u + ((va >> 12u) & 511u);
+  let e = atomicLoad(&hmm_leaves[li]);
+  if ((e & HMM_PTE_VALID) == 0u || (write && (e & HMM_PTE_WRITE) == 0u)) {
+    hmm_record_miss(va, write);
+    return HMM_MISS;
+  }
+  let want = select(HMM_PTE_ACCESSED, HMM_PTE_ACCESSED | HMM_PTE_DIRTY, write);
+  if ((e & want) != want) {
+    atomicOr(&hmm_leaves[li], want); // the GPU keeps accessed/dirty for eviction and write-back
+  }
+  return e >> 8u;
+}
+
+fn hmm_word_index(frame: u32, va: u32) -> u32 {
+  let mask = (1u << HMM_FRAME_SHIFT) - 1u;
+  return ((frame & mask) << 10u) | ((va >> 2u) & 1023u);
+}
+
+fn hmm_word_load(frame: u32, va: u32) -> u32 {
+  let i = hmm_word_index(frame, va);
+  switch (frame >> HMM_FRAME_SHIFT) {
+    case 0u: { return atomicLoad(&hmm_mem0[i]); }
+    case 1u: { return atomicLoad(&hmm_mem1[i]); }
+    case 2u: { return atomicLoad(&hmm_mem2[i]); }
+    default: { return atomicLoad(&hmm_mem3[i]); }
+  }
+}
+
+fn hmm_word_store(frame: u32, va: u32, v: u32) {
+  let i = hmm_word_index(frame, va);
+  switch (frame >> HMM_FRAME_SHIFT) {
+    case 0u: { atomicStore(&hmm_mem0[i], v); }
+    case 1u: { atomicStore(&hmm_mem1[i], v); }
+    case 2u: { atomicStore(&hmm_mem2[i], v); }
+    default: { atomicStore(&hmm_mem3[i], v); }
+  }
+}
+
+fn hmm_word_add(frame: u32, va: u32, v: u32) -> u32 {
+  let i = hmm_word_index(frame, va);
+  switch (frame >> HMM_FRAME_SHIFT) {
+    case 0u: { return atomicAdd(&hmm_mem0[i], v); }
+    case 1u: { return atomicAdd(&hmm_mem1[i], v); }
+    case 2u: { return atomicAdd(&hmm_mem2[i], v); }
+    default: { return atomicAdd(&hmm_mem3[i], v); }
+  }
+}
+
+fn hmm_word_and_or(frame: u32, va: u32, keep: u32, bits: u32) {
+  let i = hmm_word_index(frame, va);
+  switch (frame >> HMM_FRAME_SHIFT) {
+    case 0u: { atomicAnd(&hmm_mem0[i], keep); atomicOr(&hmm_mem0[i], bits); }
+    case 1u: { atomicAnd(&hmm_mem1[i], keep); atomicOr(&hmm_mem1[i], bits); }
+    case 2u: { atomicAnd(&hmm_mem2[i], keep); atomicOr(&hmm_mem2[i], bits); }
+    default: { atomicAnd(&hmm_mem3[i], keep); atomicOr(&hmm_mem3[i], bits); }
+  }
+}
+
+// ---- the kernel-facing API ------------------------------------------------------------
+
+// True while this invocation has not missed.
+fn hmm_ok() -> bool {
+  return !hmm_faulted;
+}
+
+// Translate without accessing, so a kernel can fault in what it needs before side effects.
+fn hmm_touch(va: u32, write: bool) -> bool {
+  return hmm_translate(va, write) != HMM_MISS;
+}
+
+// Loads return 0 on a miss; the miss is recorded, never silent.
+fn hmm_load_u32(va: u32) -> u32 {
+  let f = hmm_translate(va, false);
+  if (f == HMM_MISS) { return 0u; }
+  return hmm_word_load(f, va);
+}
+
+fn hmm_store_u32(va: u32, v: u32) {
+  if (hmm_faulted) { return; }
+  let f = hmm_translate(va, true);
+  if (f == HMM_MISS) { return; }
+  hmm_word_store(f, va, v);
+}
+
+fn hmm_load_f32(va: u32) -> f32 {
+  return bitcast<f32>(hmm_load_u32(va));
+}
+
+fn hmm_store_f32(va: u32, v: f32) {
+  hmm_store_u32(va, bitcast<u32>(v));
+}
+
+// Returns the old value (0 on a miss).
+fn hmm_atomic_add_u32(va: u32, v: u32) -> u32 {
+  if (hmm_faulted) { return 0u; }
+  let f = hmm_translate(va, true);
+  if (f == HMM_MISS) { return 0u; }
+  return hmm_word_add(f, va, v);
+}
+
+fn hmm_load_u8(va: u32) -> u32 {
+  return (hmm_load_u32(va) >> ((va & 3u) * 8u)) & 0xffu;
+}
+
+fn hmm_store_u8(va: u32, v: u32) {
+  if (hmm_faulted) { return; }
+  let f = hmm_translate(va, true);
+  if (f == HMM_MISS) { return; }
+  let shift = (va & 3u) * 8u;
+  hmm_word_and_or(f, va, ~(0xffu << shift), (v & 0xffu) << shift);
+}

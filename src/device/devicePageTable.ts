@@ -1,0 +1,162 @@
+// DevicePageTable: one device's page table for one address space, resident on the GPU where
+// kernels walk it (shaders/hmm.wgsl), with a host shadow that is the source of truth for
+// the host. Two levels: 2048 directory entries of 2 MiB, each pointing at a 512-entry leaf.
+// Changes are made to the shadow and uploaded in batches by flush(): one writeBuffer per
+// touched leaf span, never one per page. The GPU sets accessed/dirty bits in its copy.
+
+import { DIR_ENTRIES, PAGES_PER_HUGE } from '../constants.ts';
+
+export const DIR_VALID = 1;
+export const DIR_HUGE = 2;
+export const DIR_WRITE = 4;
+export const PTE_VALID = 1;
+export const PTE_WRITE = 2;
+export const PTE_ACCESSED = 4;
+export const PTE_DIRTY = 8;
+
+export interface DeviceMapping {
+  frame: number;
+  write: boolean;
+}
+
+export class DevicePageTable {
+  readonly dirBuffer: GPUBuffer;
+  readonly leafBuffer: GPUBuffer;
+  private readonly dir = new Uint32Array(new ArrayBuffer(DIR_ENTRIES * 4));
+  private readonly leaves: Uint32Array<ArrayBuffer>;
+  /** Valid entries per leaf, so an empty leaf goes back to the pool. */
+  private readonly leafUse: Int32Array;
+  private readonly freeLeaves: number[] = [];
+  private dirDirty = false;
+  /** Leaf index -> [lowest, highest] dirty entry. */
+  private readonly dirtyLeaves = new Map<number, [number, number]>();
+  validCount = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    label: string,
+    readonly leafCapacity: number,
+  ) {
+    this.leaves = new Uint32Array(new ArrayBuffer(leafCapacity * PAGES_PER_HUGE * 4));
+    this.leafUse = new Int32Array(leafCapacity);
+    for (let i = leafCapacity - 1; i >= 0; i--) this.freeLeaves.push(i);
+    this.dirBuffer = device.createBuffer({
+      label: `${label} directory`,
+      size: DIR_ENTRIES * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    this.leafBuffer = device.createBuffer({
+      label: `${label} leaves`,
+      size: this.leaves.byteLength,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
+  }
+
+  lookup(page: number): DeviceMapping | null {
+    const d = this.dir[page >>> 9]!;
+    if (!(d & DIR_VALID)) return null;
+    if (d & DIR_HUGE) return { frame: (d >>> 8) + (page & 511), write: (d & DIR_WRITE) !== 0 };
+    const e = this.leaves[(d >>> 8) * PAGES_PER_HUGE + (page & 511)]!;
+    if (!(e & PTE_VALID)) return null;
+    return { frame: e >>> 8, write: (e & PTE_WRITE) !== 0 };
+  }
+
+  /** Map page -> frame. Returns false when no leaf table is free (the caller fails the page). */
+  map(page: number, frame: number, write: boolean): boolean {
+    const di = page >>> 9;
+    let d = this.dir[di]!;
+    if (!(d & DIR_VALID)) {
+      const leaf = this.freeLeaves.pop();
+      if (leaf === undefined) return false;
+      d = ((leaf << 8) | DIR_VALID) >>> 0;
+      this.dir[di] = d;
+      this.dirDirty = true;
+    }
+    const leaf = d >>> 8;
+    const li = leaf * PAGES_PER_HUGE + (page & 511);
+    if (!(this.leaves[li]! & PTE_VALID)) {
+      this.leafUse[leaf]!++;
+      this.validCount++;
+    }
+    this.leaves[li] = ((frame << 8) | PTE_VALID | (write ? PTE_WRITE : 0)) >>> 0;
+    this.markDirty(leaf, page & 511);
+    return true;
+  }
+
+  /** Unmap one page; returns the frame it mapped, or -1. */
+  unmap(page: number): number {
+    const di = page >>> 9;
+    const d = this.dir[di]!;
+    if (!(d & DIR_VALID)) return -1;
+    const leaf = d >>> 8;
+    const li = leaf * PAGES_PER_HUGE + (page & 511);
+    const e = this.leaves[li]!;
+    if (!(e & PTE_VALID)) return -1;
+    this.leaves[li] = 0;
+    this.validCount--;
+    this.markDirty(leaf, page & 511);
+    if (--this.leafUse[leaf]! === 0) {
+      this.dir[di] = 0;
+      this.dirDirty = true;
+      this.freeLeaves.push(leaf);
+    }
+    return e >>> 8;
+  }
+
+  /** Unmap every valid page in [start, end); calls back with (page, frame) for each. */
+  unmapRange(start: number, end: number, each?: (page: number, frame: number) => void): void {
+    for (let di = start >>> 9; di <= (end - 1) >>> 9; di++) {
+      if (!(this.dir[di]! & DIR_VALID)) continue; // skip 2 MiB at a time
+      const lo = Math.max(start, di * PAGES_PER_HUGE);
+      const hi = Math.min(end, (di + 1) * PAGES_PER_HUGE);
+      for (let p = lo; p < hi; p++) {
+        const f = this.unmap(p);
+        if (f >= 0) each?.(p, f);
+      }
+    }
+  }
+
+  /** Every valid (page, frame) pair, lowest page first. */
+  forEachMapped(each: (page: number, frame: number, write: boolean) => void): void {
+    for (let di = 0; di < DIR_ENTRIES; di++) {
+      const d = this.dir[di]!;
+      if (!(d & DIR_VALID)) continue;
+      const base = (d >>> 8) * PAGES_PER_HUGE;
+      for (let i = 0; i < PAGES_PER_HUGE; i++) {
+        const e = this.leaves[base + i]!;
+        if (e & PTE_VALID) each(di * PAGES_PER_HUGE + i, e >>> 8, (e & PTE_WRITE) !== 0);
+      }
+    }
+  }
+
+  /** Upload every change since the last flush: the directory once, each touched leaf span once. */
+  flush(): number {
+    let writes = 0;
+    if (this.dirDirty) {
+      this.device.queue.writeBuffer(this.dirBuffer, 0, this.dir.buffer, 0, this.dir.byteLength);
+      this.dirDirty = false;
+      writes++;
+    }
+    for (const [leaf, [lo, hi]] of this.dirtyLeaves) {
+      const first = leaf * PAGES_PER_HUGE + lo;
+      this.device.queue.writeBuffer(this.leafBuffer, first * 4, this.leaves.buffer, first * 4, (hi - lo + 1) * 4);
+      writes++;
+    }
+    this.dirtyLeaves.clear();
+    return writes;
+  }
+
+  private markDirty(leaf: number, i: number): void {
+    const r = this.dirtyLeaves.get(leaf);
+    if (!r) this.dirtyLeaves.set(leaf, [i, i]);
+    else {
+      if (i < r[0]) r[0] = i;
+      if (i > r[1]) r[1] = i;
+    }
+  }
+
+  destroy(): void {
+    this.dirBuffer.destroy();
+    this.leafBuffer.destroy();
+  }
+}

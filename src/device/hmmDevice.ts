@@ -1,0 +1,356 @@
+// HmmDevice: one GPUDevice acting as an HMM driver. It owns the device memory pool, the copy
+// engine, the reverse map from device frames to (address space, page), the mirrors (one per
+// address space), kernel compilation and launch, and device-loss state. It is the
+// DevicePagemap the CPU side calls for migrate_to_ram, and the target migrations copy into.
+
+import { PAGE_SIZE, hex } from '../constants.ts';
+import { HmmError } from '../errors.ts';
+import { migrateToSystem, runs, type MigrationDevice } from '../hmm/migrate.ts';
+import type { AddressSpace } from '../mm/addressSpace.ts';
+import { Kind, pte } from '../mm/cpuPageTable.ts';
+import type { DevicePagemap } from '../mm/pagemap.ts';
+import type { Stats } from '../trace/stats.ts';
+import { CopyEngine } from './copyEngine.ts';
+import { DeviceMemory } from './deviceMemory.ts';
+import { compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
+import { Mirror } from './mirror.ts';
+import { shaderSource } from './shaders.ts';
+
+export interface LaunchStatus {
+  misses: number;
+  minMiss: number;
+  minWriteMiss: number;
+}
+
+export class HmmDevice implements DevicePagemap, MigrationDevice {
+  readonly memory: DeviceMemory;
+  readonly copy: CopyEngine;
+  readonly layouts: PipelineLayouts;
+  /** Tiny buffers bound where the pool has fewer than four memory buffers (one each: writable bindings may not alias). */
+  readonly dummyBuffers: GPUBuffer[];
+  private readonly mirrors = new Map<AddressSpace, Mirror>();
+  // Reverse map: which page each device frame holds, and whether it is a copy of a RAM page.
+  private readonly rmapMm: (AddressSpace | undefined)[];
+  private readonly rmapPage: Int32Array;
+  private readonly rmapCopy: Uint8Array;
+  private internal: Promise<{ read: HmmKernel; write: HmmKernel }> | undefined;
+  lostReason: string | undefined;
+  /** WebGPU errors no error scope caught (tests assert this stays empty). */
+  readonly uncaptured: string[] = [];
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    readonly device: GPUDevice,
+    readonly adapterName: string,
+    memoryBytes: number,
+    maxBufferBytes: number,
+    readonly stats: Stats,
+  ) {
+    this.memory = new DeviceMemory(device, name, memoryBytes, maxBufferBytes);
+    this.copy = new CopyEngine(device, this.memory, stats);
+    this.layouts = makeLayouts(device);
+    this.dummyBuffers = [0, 1, 2, 3].map((i) => device.createBuffer({ label: `${name} unused memory slot ${i}`, size: 16, usage: GPUBufferUsage.STORAGE }));
+    // A validation error is a bug in this library; never let one pass silently.
+    device.addEventListener('uncapturederror', (ev) => {
+      const msg = (ev as GPUUncapturedErrorEvent).error.message;
+      this.uncaptured.push(msg);
+      console.error(`[webgpu-hmm] ${name}: uncaptured WebGPU error: ${msg}`);
+    });
+    this.rmapMm = new Array(this.memory.frameCount);
+    this.rmapPage = new Int32Array(this.memory.frameCount).fill(-1);
+    this.rmapCopy = new Uint8Array(this.memory.frameCount);
+  }
+
+  /** dmirror: this device's view of an address space (one per address space). */
+  mirror(mm: AddressSpace): Mirror {
+    this.checkAlive('mirror');
+    let m = this.mirrors.get(mm);
+    if (!m) {
+      m = new Mirror(this, mm);
+      this.mirrors.set(mm, m);
+    }
+    return m;
+  }
+
+  /** Compile a user kernel (WGSL `fn kernel(gid: vec3u)`) with the HMM prelude. */
+  createKernel(opts: KernelOptions): Promise<HmmKernel> {
+    this.checkAlive('createKernel');
+    return compileKernel(this.device, this.layouts, this.memory.frameShift, opts);
+  }
+
+  /** HMM_DMIRROR_RELEASE: every page of every address space on this device goes back to RAM. */
+  async release(): Promise<{ pages: number }> {
+    this.checkAlive('release');
+    let pages = 0;
+    const byMm = new Map<AddressSpace, { priv: number[]; held: number[] }>();
+    for (let f = 0; f < this.memory.frameCount; f++) {
+      const mm = this.rmapMm[f];
+      if (!mm) continue;
+      let s = byMm.get(mm);
+      if (!s) byMm.set(mm, (s = { priv: [], held: [] }));
+      const p = this.rmapPage[f]!;
+      if (!this.rmapCopy[f]) s.priv.push(p);
+      else if (pte.isHeld(mm.pageTable.get(p))) s.held.push(p);
+    }
+    for (const [mm, s] of byMm) {
+      if (s.held.length > 0) await this.revoke(mm, s.held);
+      const res = await migrateToSystem(mm, this, s.priv);
+      pages += res.moved;
+      // read-only copies simply go
+      this.mirrors.get(mm)?.dropMappings(0, 1 << 20);
+    }
+    return { pages };
+  }
+
+  // ------------------------------------------------------------------ DevicePagemap
+
+  async migrateToRam(mm: AddressSpace, pages: number[]): Promise<void> {
+    this.checkAlive(`migrate_to_ram at ${hex(pages[0]! * PAGE_SIZE)}`);
+    await migrateToSystem(mm, this, pages);
+  }
+
+  /** Held copies go back to RAM: unmap first (so no later kernel writes them), then gather. */
+  async revoke(mm: AddressSpace, pages: number[]): Promise<void> {
+    const mine = pages.filter((p) => {
+      const e = mm.pageTable.get(p);
+      return pte.isHeld(e) && pte.heldBy(e) === this.id;
+    });
+    if (mine.length === 0) return;
+    const mirror = this.mirrors.get(mm);
+    const frames: number[] = [];
+    const ramFrames: number[] = [];
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    for (const p of mine) {
+      const e = mm.pageTable.get(p);
+      const f = mirror?.table.unmap(p) ?? -1;
+      frames.push(f);
+      ramFrames.push(pte.frame(e));
+      mm.pageTable.set(p, pte.migrating(e));
+      mm.inflight.set(p, done);
+    }
+    if (mirror) this.stats.add('pageTableWrites', mirror.table.flush());
+    try {
+      const data = await this.download(frames.filter((f) => f >= 0));
+      let k = 0;
+      mine.forEach((p, i) => {
+        if (frames[i]! < 0) return;
+        const e = mm.pageTable.get(p);
+        if (pte.kind(e) === Kind.Migrating) mm.ram.frame(ramFrames[i]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+        k++;
+      });
+      this.stats.add('bytesToSystem', k * PAGE_SIZE);
+    } finally {
+      for (let i = 0; i < mine.length; i++) {
+        const p = mine[i]!;
+        if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) mm.pageTable.set(p, pte.ram(ramFrames[i]!));
+        else mm.ram.free(ramFrames[i]!); // unmapped meanwhile
+        mm.inflight.delete(p);
+      }
+      const used = frames.filter((f) => f >= 0);
+      this.disown(used);
+      this.freeFrames(used);
+      resolve();
+    }
+  }
+
+  discard(_mm: AddressSpace, pages: number[]): void {
+    const frames = pages.map((p) => pte.frame(_mm.pageTable.get(p)));
+    this.disown(frames);
+    this.freeFrames(frames);
+  }
+
+  // ------------------------------------------------------------------ MigrationDevice
+
+  allocFrames(n: number): number[] {
+    return this.memory.allocUpTo(n);
+  }
+  freeFrames(frames: readonly number[]): void {
+    this.memory.free(frames);
+  }
+  upload(frames: readonly number[], sources: readonly Uint8Array[]): void {
+    this.copy.upload(frames, sources);
+  }
+  async download(frames: readonly number[]): Promise<Uint8Array> {
+    if (frames.length === 0) return new Uint8Array(0);
+    try {
+      return await this.copy.download(frames);
+    } catch (e) {
+      throw this.lostError('download', e);
+    }
+  }
+  async settle(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+    if (this.lostReason !== undefined) throw this.lostError('copy');
+  }
+  adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[]): void {
+    const mirror = this.mirror(mm);
+    pages.forEach((p, i) => {
+      const f = frames[i]!;
+      this.rmapMm[f] = mm;
+      this.rmapPage[f] = p;
+      this.rmapCopy[f] = 0;
+      mirror.table.map(p, f, writable[i]!);
+    });
+    this.stats.add('pageTableWrites', mirror.table.flush());
+  }
+  disown(frames: readonly number[]): void {
+    for (const f of frames) {
+      this.rmapMm[f] = undefined;
+      this.rmapPage[f] = -1;
+      this.rmapCopy[f] = 0;
+    }
+  }
+  unmapOwn(mm: AddressSpace, pages: readonly number[]): void {
+    const mirror = this.mirrors.get(mm);
+    if (!mirror) return;
+    for (const [s, e] of runs(pages)) mirror.dropMappings(s, e);
+  }
+
+  ownCopy(frame: number, mm: AddressSpace, page: number): void {
+    this.rmapMm[frame] = mm;
+    this.rmapPage[frame] = page;
+    this.rmapCopy[frame] = 1;
+  }
+  isCopyFrame(frame: number): boolean {
+    return this.rmapCopy[frame] === 1;
+  }
+
+  // ------------------------------------------------------------------ launch
+
+  checkWorkgroups(label: string, wg: number | [number, number?, number?]): [number, number, number] {
+    const arr = typeof wg === 'number' ? [wg] : wg;
+    const out: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    out.forEach((n, i) => {
+      if (!Number.isInteger(n) || n < 1 || n > max)
+        throw new HmmError('EINVAL', `dispatch '${label}': workgroups[${i}] = ${String(n)} is not an integer in [1, ${max}]`);
+    });
+    return out;
+  }
+
+  /** Submit one kernel on a mirror and read back its miss status (one round trip). */
+  async launch(
+    mirror: Mirror,
+    kernel: HmmKernel,
+    workgroups: [number, number, number],
+    uniforms?: ArrayBufferView | ArrayBuffer,
+    io?: GPUBuffer,
+  ): Promise<LaunchStatus> {
+    const d = this.device;
+    const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
+    const ubuf = d.createBuffer({ label: `${kernel.label} uniforms`, size: Math.max(16, Math.ceil(ubytes.length / 16) * 16), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    d.queue.writeBuffer(ubuf, 0, ubytes.buffer, ubytes.byteOffset, ubytes.length);
+    const group0 = d.createBindGroup({
+      layout: kernel.ioBinding ? this.layouts.group0io : this.layouts.group0,
+      entries: io ? [{ binding: 0, resource: { buffer: ubuf } }, { binding: 1, resource: { buffer: io } }] : [{ binding: 0, resource: { buffer: ubuf } }],
+    });
+    d.queue.writeBuffer(mirror.statusBuffer, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, 0]));
+    const readback = d.createBuffer({ label: `${kernel.label} status readback`, size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    d.pushErrorScope('validation');
+    const enc = d.createCommandEncoder({ label: kernel.label });
+    const pass = enc.beginComputePass({ label: kernel.label });
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, group0);
+    pass.setBindGroup(1, mirror.preludeBindGroup());
+    pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    pass.end();
+    enc.copyBufferToBuffer(mirror.statusBuffer, 0, readback, 0, 16);
+    d.queue.submit([enc.finish()]);
+    const invalid = await d.popErrorScope();
+    if (invalid) {
+      ubuf.destroy();
+      readback.destroy();
+      throw new HmmError('EINVAL', `kernel '${kernel.label}' could not be launched on ${this.name}: ${invalid.message}`);
+    }
+    try {
+      await readback.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      throw this.lostError(`kernel '${kernel.label}'`, e);
+    } finally {
+      ubuf.destroy();
+    }
+    const s = new Uint32Array(readback.getMappedRange().slice(0));
+    readback.unmap();
+    readback.destroy();
+    return { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
+  }
+
+  /** The dmirror read/write ioctls as GPU kernels over [va, va + 4*nwords). */
+  async runMirrorKernel(
+    mirror: Mirror,
+    op: 'read' | 'write',
+    va: number,
+    nwords: number,
+    data?: Uint8Array,
+  ): Promise<{ misses: number; data?: Uint8Array }> {
+    this.checkAlive(`mirror.${op}`);
+    this.internal ??= (async () => ({
+      read: await compileKernel(this.device, this.layouts, this.memory.frameShift, { code: await shaderSource('mirrorRead'), label: 'mirror read', ioBinding: true }),
+      write: await compileKernel(this.device, this.layouts, this.memory.frameShift, { code: await shaderSource('mirrorWrite'), label: 'mirror write', ioBinding: true }),
+    }))();
+    const kernels = await this.internal;
+    const d = this.device;
+    const bytes = nwords * 4;
+    const io = d.createBuffer({ label: `mirror ${op} io`, size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    try {
+      if (data) {
+        const plain = toPlainBytes(data);
+        d.queue.writeBuffer(io, 0, plain.buffer, plain.byteOffset, plain.length);
+      }
+      const groups = Math.ceil(nwords / 64);
+      const x = Math.min(groups, 32768);
+      const y = Math.ceil(groups / x);
+      const args = new Uint32Array([va, nwords, x * 64, 0]);
+      const status = await this.launch(mirror, op === 'read' ? kernels.read : kernels.write, [x, y, 1], args, io);
+      if (op === 'write' || status.misses > 0) return { misses: status.misses };
+      const rb = d.createBuffer({ label: 'mirror read back', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const enc = d.createCommandEncoder();
+      enc.copyBufferToBuffer(io, 0, rb, 0, bytes);
+      d.queue.submit([enc.finish()]);
+      try {
+        await rb.mapAsync(GPUMapMode.READ);
+      } catch (e) {
+        throw this.lostError('mirror.read', e);
+      }
+      const out = new Uint8Array(rb.getMappedRange().slice(0));
+      rb.unmap();
+      rb.destroy();
+      return { misses: 0, data: out };
+    } finally {
+      io.destroy();
+    }
+  }
+
+  // ------------------------------------------------------------------ loss
+
+  markLost(reason: string): void {
+    this.lostReason ??= reason;
+  }
+
+  checkAlive(what: string): void {
+    if (this.lostReason !== undefined) throw new HmmError('EDEVLOST', `${this.name}: ${what}: device lost (${this.lostReason})`);
+  }
+
+  private lostError(what: string, cause?: unknown): HmmError {
+    if (cause instanceof HmmError) return cause;
+    return new HmmError('EDEVLOST', `${this.name}: ${what} failed: ${this.lostReason ?? String(cause)}`);
+  }
+
+  destroy(): void {
+    for (const m of this.mirrors.values()) m.close();
+    this.mirrors.clear();
+    this.copy.destroy();
+    this.memory.destroy();
+    for (const b of this.dummyBuffers) b.destroy();
+    this.markLost('destroyed');
+    this.device.destroy();
+  }
+}
+
+/** A copy in a plain ArrayBuffer when the view sits on a SharedArrayBuffer (Dawn in Node cannot upload from one). */
+export function toPlainBytes(v: ArrayBufferView | ArrayBuffer): Uint8Array {
+  const u8 = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  return u8.buffer instanceof SharedArrayBuffer ? u8.slice() : u8;
+}

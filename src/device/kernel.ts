@@ -1,0 +1,107 @@
+// Kernel compilation: a user's WGSL `fn kernel(gid: vec3u)` is wrapped with the prelude
+// (shaders/hmm.wgsl, @group(1)) and an entry point, compiled once per device, and errors are
+// reported against the user's own line numbers, not the combined source's.
+
+import { HmmError } from '../errors.ts';
+import { shaderSource } from './shaders.ts';
+
+export interface KernelOptions {
+  /** WGSL defining `fn kernel(gid: vec3u)`; it may declare `@group(0) @binding(0) var<uniform>`. */
+  code: string;
+  /** Workgroup size, [x, y, z] or x; default 64. */
+  workgroupSize?: number | [number, number?, number?];
+  label?: string;
+}
+
+/** Internal kernels (mirror read/write) also bind a storage buffer at @group(0) @binding(1). */
+export interface KernelBuild extends KernelOptions {
+  ioBinding?: boolean;
+}
+
+export class HmmKernel {
+  constructor(
+    readonly label: string,
+    readonly pipeline: GPUComputePipeline,
+    readonly workgroupSize: [number, number, number],
+    readonly ioBinding: boolean,
+    readonly device: GPUDevice,
+  ) {}
+}
+
+export interface PipelineLayouts {
+  group0: GPUBindGroupLayout;
+  group0io: GPUBindGroupLayout;
+  group1: GPUBindGroupLayout;
+}
+
+export function makeLayouts(device: GPUDevice): PipelineLayouts {
+  const C = GPUShaderStage.COMPUTE;
+  const storage = (binding: number, type: GPUBufferBindingType = 'storage'): GPUBindGroupLayoutEntry => ({
+    binding,
+    visibility: C,
+    buffer: { type },
+  });
+  const uniform: GPUBindGroupLayoutEntry = { binding: 0, visibility: C, buffer: { type: 'uniform' } };
+  return {
+    group0: device.createBindGroupLayout({ label: 'hmm kernel uniforms', entries: [uniform] }),
+    group0io: device.createBindGroupLayout({ label: 'hmm kernel uniforms + io', entries: [uniform, storage(1)] }),
+    group1: device.createBindGroupLayout({
+      label: 'hmm prelude',
+      entries: [storage(0, 'read-only-storage'), storage(1), storage(2), storage(3), storage(4), storage(5), storage(6)],
+    }),
+  };
+}
+
+function normalizeSize(label: string, ws: KernelOptions['workgroupSize'], device: GPUDevice): [number, number, number] {
+  const arr = ws === undefined ? [64] : typeof ws === 'number' ? [ws] : ws;
+  const size: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
+  const lim = device.limits;
+  const max = [lim.maxComputeWorkgroupSizeX, lim.maxComputeWorkgroupSizeY, lim.maxComputeWorkgroupSizeZ];
+  size.forEach((n, i) => {
+    if (!Number.isInteger(n) || n < 1 || n > max[i]!)
+      throw new HmmError('EINVAL', `kernel '${label}': workgroupSize[${i}] = ${n} is not an integer in [1, ${max[i]}]`);
+  });
+  if (size[0] * size[1] * size[2] > lim.maxComputeInvocationsPerWorkgroup)
+    throw new HmmError('EINVAL', `kernel '${label}': workgroup of ${size.join('x')} exceeds ${lim.maxComputeInvocationsPerWorkgroup} invocations`);
+  return size;
+}
+
+export async function compileKernel(
+  device: GPUDevice,
+  layouts: PipelineLayouts,
+  frameShift: number,
+  opts: KernelBuild,
+): Promise<HmmKernel> {
+  const label = opts.label ?? 'kernel';
+  if (typeof opts.code !== 'string' || !/\bfn\s+kernel\s*\(/.test(opts.code))
+    throw new HmmError('EINVAL', `kernel '${label}': code must be WGSL defining fn kernel(gid: vec3u)`);
+  const size = normalizeSize(label, opts.workgroupSize, device);
+  const prelude = await shaderSource('prelude');
+  const head = `${prelude}\n// ---- user kernel '${label}' ----\n`;
+  const userFirstLine = head.split('\n').length; // 1-based line of the user's first line
+  const entry = `\n@compute @workgroup_size(${size.join(', ')})\nfn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u) {\n  kernel(hmm_gid);\n}\n`;
+  const code = head + opts.code + entry;
+  const module = device.createShaderModule({ label, code });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((m) => m.type === 'error');
+  if (errors.length > 0) {
+    const where = (line: number): string =>
+      line >= userFirstLine ? `line ${line - userFirstLine + 1}` : `prelude line ${line}`;
+    const text = errors.map((m) => `${where(m.lineNum)}:${m.linePos}: ${m.message}`).join('\n');
+    throw new HmmError('EINVAL', `kernel '${label}' does not compile:\n${text}`);
+  }
+  const layout = device.createPipelineLayout({
+    label,
+    bindGroupLayouts: [opts.ioBinding ? layouts.group0io : layouts.group0, layouts.group1],
+  });
+  try {
+    const pipeline = await device.createComputePipelineAsync({
+      label,
+      layout,
+      compute: { module, entryPoint: 'hmm_main', constants: { HMM_FRAME_SHIFT: frameShift } },
+    });
+    return new HmmKernel(label, pipeline, size, opts.ioBinding === true, device);
+  } catch (e) {
+    throw new HmmError('EINVAL', `kernel '${label}': pipeline creation failed: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,389 @@
+// Mirror: one device's view of one address space (dmirror). It owns that device page table,
+// its notifier subscription, and device-side fault handling: making a range valid on the
+// device (migrating what can move, copying what cannot), always under the read-begin /
+// read-retry rule. Its public methods are the dmirror ioctls plus validated kernel dispatch.
+
+import { PAGE_SIZE, VA_PAGES, WORDS_PER_PAGE, hex } from '../constants.ts';
+import { HmmError } from '../errors.ts';
+import { migrateToDevice, migrateToSystem, runs } from '../hmm/migrate.ts';
+import { PFN_DEVICE_PRIVATE, PFN_VALID, rangeFault } from '../hmm/rangeFault.ts';
+import type { AddressSpace } from '../mm/addressSpace.ts';
+import { checkAddress, checkCount, checkPageAligned, checkPages, checkRange } from '../mm/args.ts';
+import { Kind, pte } from '../mm/cpuPageTable.ts';
+import type { InvalidateRange, NotifierSubscription } from '../mm/notifier.ts';
+import { canRead, canWrite } from '../mm/vmaList.ts';
+import { DevicePageTable } from './devicePageTable.ts';
+import type { HmmDevice } from './hmmDevice.ts';
+import type { HmmKernel } from './kernel.ts';
+
+/** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
+export const PROT = {
+  ERROR: 0xff,
+  NONE: 0x00,
+  READ: 0x01,
+  WRITE: 0x02,
+  PMD: 0x04,
+  PUD: 0x08,
+  ZERO: 0x10,
+  DEV_PRIVATE_LOCAL: 0x20,
+  DEV_PRIVATE_REMOTE: 0x30,
+} as const;
+
+export interface DispatchRange {
+  va: number;
+  bytes: number;
+  /** 'r' (default) or 'rw'. */
+  access?: 'r' | 'rw';
+}
+
+export interface DispatchOptions {
+  workgroups: number | [number, number?, number?];
+  /** Bytes for the kernel's @group(0) @binding(0) uniform. */
+  uniforms?: ArrayBufferView | ArrayBuffer;
+  mode?: 'validated' | 'replayable';
+  /** Validated mode: every range the kernel may touch. */
+  ranges?: DispatchRange[];
+}
+
+export interface DispatchResult {
+  /** Rounds of fault-in before the launch (validated: the declared ranges). */
+  faults: number;
+}
+
+const MAX_ROUNDS = 32;
+const STATUS_WORDS = 4;
+
+export class Mirror {
+  readonly table: DevicePageTable;
+  private readonly sub: NotifierSubscription;
+  private readonly status: GPUBuffer;
+  private bindGroup1: GPUBindGroup | undefined;
+  private closed = false;
+
+  constructor(
+    readonly dev: HmmDevice,
+    readonly mm: AddressSpace,
+  ) {
+    const leafCapacity = Math.min(2048, Math.max(16, dev.memory.frameCount));
+    this.table = new DevicePageTable(dev.device, `${dev.name} mm${mm.id} page table`, leafCapacity);
+    this.sub = mm.notifier.insert(0, VA_PAGES, (r) => this.invalidate(r), dev);
+    this.status = dev.device.createBuffer({
+      label: `${dev.name} mm${mm.id} status`,
+      size: STATUS_WORDS * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
+  }
+
+  // ------------------------------------------------------------------ notifier
+
+  /** The CPU side changed [start, end): stop using it before returning (invariant 2). */
+  private invalidate(r: InvalidateRange): void {
+    this.dropMappings(r.start, r.end);
+  }
+
+  /** Unmap [start, end) from this device; copies of RAM pages are freed, private pages stay. */
+  dropMappings(start: number, end: number): void {
+    const copies: number[] = [];
+    this.table.unmapRange(start, end, (_p, f) => {
+      if (this.dev.isCopyFrame(f)) copies.push(f);
+    });
+    this.dev.stats.add('pageTableWrites', this.table.flush());
+    if (copies.length > 0) {
+      this.dev.disown(copies);
+      this.dev.freeFrames(copies);
+    }
+  }
+
+  // ------------------------------------------------------------------ device faults
+
+  /**
+   * Make every page of [start, end) valid in this device's table (writable with `write`).
+   * Pages that can migrate move here; others get a device copy (read-only, or held
+   * exclusively for writes). Errors as rangeFault gives them, naming the address.
+   */
+  async faultIn(start: number, end: number, write: boolean): Promise<void> {
+    this.dev.checkAlive('fault');
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const seq = this.sub.readBegin();
+      const missing: number[] = [];
+      for (let p = start; p < end; p++) {
+        const m = this.table.lookup(p);
+        if (!m || (write && !m.write)) missing.push(p);
+      }
+      if (missing.length === 0) {
+        if (!this.sub.readRetry(seq)) return;
+        continue;
+      }
+      this.checkPermissions(missing, write);
+      // Pages that can move come here by migration (never-touched ones as zeroed device pages).
+      const movable = missing.filter((p) => this.migratable(p));
+      if (movable.length > 0) {
+        await migrateToDevice(this.mm, this.dev, movable);
+        continue;
+      }
+      // The rest: hmm_range_fault brings other devices' pages home and reports ours.
+      try {
+        for (const [s, e] of runs(missing)) await this.mapByRangeFault(s, e, write, seq);
+      } catch (err) {
+        if (err instanceof HmmError && err.code === 'EBUSY') continue; // invalidated: start over
+        throw err;
+      }
+    }
+    throw new HmmError('EBUSY', `${this.dev.name}: fault-in of ${hex(start * PAGE_SIZE)}..${hex(end * PAGE_SIZE)} did not settle after ${MAX_ROUNDS} rounds`, start * PAGE_SIZE);
+  }
+
+  private migratable(p: number): boolean {
+    const vma = this.mm.vmas.find(p);
+    if (!vma || vma.shared || this.mm.pageTable.isPinned(p)) return false;
+    const e = this.mm.pageTable.get(p);
+    const k = pte.kind(e);
+    return k === Kind.None || k === Kind.Zero || (k === Kind.Ram && !pte.isHeld(e));
+  }
+
+  private checkPermissions(pages: readonly number[], write: boolean): void {
+    for (const p of pages) {
+      const vma = this.mm.vmas.find(p);
+      const at = p * PAGE_SIZE;
+      if (!vma || !canRead(vma.prot))
+        throw new HmmError('EFAULT', `${this.dev.name}: address ${hex(at)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, at);
+      if (write && !canWrite(vma.prot)) throw new HmmError('EPERM', `${this.dev.name}: write to read-only address ${hex(at)}`, at);
+    }
+  }
+
+  private async mapByRangeFault(start: number, end: number, write: boolean, seq: number): Promise<void> {
+    const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq });
+    if (this.sub.readRetry(seq)) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
+    const copies: number[] = [];
+    for (let i = 0; i < end - start; i++) {
+      const p = start + i;
+      const f = res.flags[i]!;
+      if (!(f & PFN_VALID)) continue;
+      if (f & PFN_DEVICE_PRIVATE) {
+        const vma = this.mm.vmas.find(p);
+        this.table.map(p, pte.frame(res.entries[i]!), !!vma && canWrite(vma.prot));
+      } else if (!this.migratable(p)) copies.push(p);
+      // a migratable page that came home from another device migrates on the next round
+    }
+    if (copies.length > 0) this.mapCopies(copies, write);
+    this.dev.stats.add('pageTableWrites', this.table.flush());
+  }
+
+  /**
+   * Pages that must stay in RAM (shared, or pinned by a CPU access) are mapped as device
+   * copies: read-only duplicates (a CPU write invalidates them first), or, for writes, held
+   * by this device (any CPU touch writes them back first). Either way one VA never maps two
+   * different contents on two sides that both hold it valid.
+   */
+  private mapCopies(pages: readonly number[], write: boolean): void {
+    // The zero page cannot carry the copy flags: give such pages a real frame first.
+    this.mm.populate(
+      pages.filter((p) => pte.kind(this.mm.pageTable.get(p)) !== Kind.Ram),
+      true,
+    );
+    const frames = this.dev.allocFrames(pages.length);
+    if (frames.length < pages.length) {
+      this.dev.freeFrames(frames);
+      throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}`, pages[0]! * PAGE_SIZE);
+    }
+    this.dev.upload(frames, pages.map((p) => this.mm.ram.frame(pte.frame(this.mm.pageTable.get(p)))));
+    pages.forEach((p, i) => {
+      const e = this.mm.pageTable.get(p);
+      this.mm.pageTable.set(p, write ? pte.withHeld(pte.plainRam(e), this.dev.id) : pte.withDup(e));
+      this.table.map(p, frames[i]!, write);
+      this.dev.ownCopy(frames[i]!, this.mm, p);
+    });
+    this.dev.stats.add('readCopies', pages.length);
+  }
+
+  // ------------------------------------------------------------------ dmirror API
+
+  /** HMM_DMIRROR_READ: the device reads npages through its page table. */
+  async read(va: number, npages: number): Promise<{ data: Uint8Array; cpages: number; faults: number }> {
+    const { start, npages: n } = checkPages('mirror.read', va, npages);
+    let faults = 0;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const { misses, data } = await this.dev.runMirrorKernel(this, 'read', start * PAGE_SIZE, n * WORDS_PER_PAGE);
+      if (misses === 0) return { data: data!, cpages: n, faults };
+      faults++;
+      this.dev.stats.add('gpuFaults');
+      await this.faultIn(start, start + n, false);
+    }
+    throw new HmmError('EBUSY', `mirror.read ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+  }
+
+  /** HMM_DMIRROR_WRITE: the device writes data (a multiple of 4 bytes) through its page table. */
+  async write(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
+    checkPageAligned('mirror.write', va);
+    if (!(data instanceof Uint8Array)) throw new HmmError('EINVAL', `mirror.write ${hex(va)}: data is not a Uint8Array`, va);
+    checkCount('mirror.write', 'data length', data.length);
+    if (data.length % 4 !== 0) throw new HmmError('EINVAL', `mirror.write ${hex(va)}: data length ${data.length} is not a multiple of 4`, va);
+    checkRange('mirror.write', va, data.length);
+    const start = va / PAGE_SIZE;
+    const n = Math.ceil(data.length / PAGE_SIZE);
+    let faults = 0;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const { misses } = await this.dev.runMirrorKernel(this, 'write', va, data.length / 4, data);
+      if (misses === 0) return { cpages: n, faults };
+      faults++;
+      this.dev.stats.add('gpuFaults');
+      await this.faultIn(start, start + n, true);
+    }
+    throw new HmmError('EBUSY', `mirror.write ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+  }
+
+  /**
+   * HMM_DMIRROR_MIGRATE_TO_DEV. EINVAL if a page is unmapped or unreadable (nothing moves);
+   * ENOENT if any page is not on this device afterwards (shared, pinned, another device's).
+   */
+  async migrateToDevice(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
+    const { start, npages: n } = checkPages('mirror.migrateToDevice', va, npages);
+    this.dev.checkAlive('migrateToDevice');
+    for (let p = start; p < start + n; p++) {
+      const vma = this.mm.vmas.find(p);
+      if (!vma || !canRead(vma.prot))
+        throw new HmmError('EINVAL', `migrateToDevice: address ${hex(p * PAGE_SIZE)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, p * PAGE_SIZE);
+    }
+    const pages = Array.from({ length: n }, (_, i) => start + i);
+    const res = await migrateToDevice(this.mm, this.dev, pages);
+    let cpages = 0;
+    const bad: number[] = [];
+    pages.forEach((p, i) => {
+      if (res.pages[i] === 'moved' || res.pages[i] === 'already') {
+        cpages++;
+        // dmirror maps what it migrated; an 'already' page may have lost its mapping
+        if (!this.table.lookup(p)) {
+          const vma = this.mm.vmas.find(p);
+          this.table.map(p, pte.frame(this.mm.pageTable.get(p)), !!vma && canWrite(vma.prot));
+        }
+      } else bad.push(i);
+    });
+    this.dev.stats.add('pageTableWrites', this.table.flush());
+    if (bad.length > 0) {
+      const i = bad[0]!;
+      throw new HmmError('ENOENT', `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${res.pages[i]})`, (start + i) * PAGE_SIZE);
+    }
+    return { cpages, pages: res.pages };
+  }
+
+  /** HMM_DMIRROR_MIGRATE_TO_SYS: this device's private pages in the range go back to RAM. */
+  async migrateToSystem(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
+    const { start, npages: n } = checkPages('mirror.migrateToSystem', va, npages);
+    this.dev.checkAlive('migrateToSystem');
+    for (let p = start; p < start + n; p++) {
+      if (!this.mm.vmas.find(p))
+        throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
+    }
+    const pages = Array.from({ length: n }, (_, i) => start + i);
+    const res = await migrateToSystem(this.mm, this.dev, pages);
+    return { cpages: res.moved, pages: res.pages };
+  }
+
+  /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */
+  async snapshot(va: number, npages: number): Promise<Uint8Array> {
+    const { start, npages: n } = checkPages('mirror.snapshot', va, npages);
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.snapshotPage(start + i);
+    return out;
+  }
+
+  private snapshotPage(p: number): number {
+    const vma = this.mm.vmas.find(p);
+    if (!vma || !canRead(vma.prot)) return PROT.ERROR;
+    const rw = canWrite(vma.prot) ? PROT.WRITE : PROT.READ;
+    const e = this.mm.pageTable.get(p);
+    switch (pte.kind(e)) {
+      case Kind.Zero:
+        return PROT.ZERO | PROT.READ;
+      case Kind.Ram:
+        return pte.isHeld(e) && pte.heldBy(e) !== this.dev.id ? PROT.NONE : rw;
+      case Kind.Device:
+        return pte.device(e) === this.dev.id ? PROT.DEV_PRIVATE_LOCAL | rw : PROT.DEV_PRIVATE_REMOTE;
+      default:
+        return PROT.NONE;
+    }
+  }
+
+  // ------------------------------------------------------------------ kernels
+
+  /**
+   * Run a kernel. Validated mode: every declared range is faulted in and mapped first, under
+   * the read-begin/retry rule, and launched with no await in between, so no invalidation can
+   * slip between the check and the submit. A miss in the kernel is an error, never a zero.
+   */
+  async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
+    this.dev.checkAlive('dispatch');
+    const mode = opts.mode ?? 'validated';
+    if (mode !== 'validated')
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': mode '${mode}' is not available yet; use 'validated' with declared ranges`);
+    if (kernel.device !== this.dev.device)
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': the kernel was created on another device than ${this.dev.name}`);
+    const workgroups = this.dev.checkWorkgroups(kernel.label, opts.workgroups);
+    const ranges = (opts.ranges ?? []).map((r, i) => {
+      const what = `dispatch '${kernel.label}' ranges[${i}]`;
+      const va = checkAddress(what, r.va);
+      const bytes = checkCount(what, 'bytes', r.bytes);
+      checkRange(what, va, bytes);
+      if (r.access !== undefined && r.access !== 'r' && r.access !== 'rw')
+        throw new HmmError('EINVAL', `${what}: access ${String(r.access)} is not 'r' or 'rw'`, va);
+      return { start: Math.floor(va / PAGE_SIZE), end: Math.ceil((va + bytes) / PAGE_SIZE), write: r.access === 'rw' };
+    });
+    let faults = 0;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const seq = this.sub.readBegin();
+      for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
+      if (this.sub.readRetry(seq)) {
+        faults++;
+        continue; // something was invalidated while we mapped: map again
+      }
+      const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms);
+      if (status.misses > 0) throw this.missError(kernel.label, status);
+      this.dev.stats.add('dispatches');
+      return { faults };
+    }
+    throw new HmmError('EBUSY', `dispatch '${kernel.label}': declared ranges kept being invalidated`);
+  }
+
+  private missError(label: string, s: { misses: number; minMiss: number; minWriteMiss: number }): HmmError {
+    const at = s.minMiss;
+    const vma = this.mm.vmaAt(at);
+    if (!vma || !canRead(vma.prot))
+      return new HmmError('ESEGV', `kernel '${label}' touched unmapped address ${hex(at)} (${s.misses} faulting accesses)`, at);
+    if (s.minWriteMiss === at && !canWrite(vma.prot))
+      return new HmmError('EPERM', `kernel '${label}' wrote read-only address ${hex(at)} (${s.misses} faulting accesses)`, at);
+    return new HmmError('EFAULT', `kernel '${label}' touched ${hex(at)}, outside its declared ranges (${s.misses} faulting accesses); declare it in ranges`, at);
+  }
+
+  /** Bind group for the prelude: page table, memory buffers, status. */
+  preludeBindGroup(): GPUBindGroup {
+    if (!this.bindGroup1) {
+      const mem = this.dev.memory.buffers;
+      const memEntry = (i: number): GPUBindGroupEntry => ({ binding: 2 + i, resource: { buffer: mem[i] ?? this.dev.dummyBuffers[i]! } });
+      this.bindGroup1 = this.dev.device.createBindGroup({
+        label: `${this.dev.name} mm${this.mm.id} prelude`,
+        layout: this.dev.layouts.group1,
+        entries: [
+          { binding: 0, resource: { buffer: this.table.dirBuffer } },
+          { binding: 1, resource: { buffer: this.table.leafBuffer } },
+          memEntry(0),
+          memEntry(1),
+          memEntry(2),
+          memEntry(3),
+          { binding: 6, resource: { buffer: this.status } },
+        ],
+      });
+    }
+    return this.bindGroup1;
+  }
+
+  get statusBuffer(): GPUBuffer {
+    return this.status;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sub.remove();
+    this.table.destroy();
+    this.status.destroy();
+  }
+}

@@ -1,0 +1,31 @@
+// Loads the WGSL files under shaders/. Each is referenced as `new URL(literal, import.meta.url)`
+// so Vite serves and bundles it for the browser, while Node and Vitest read it from disk.
+
+const urls = {
+  prelude: new URL('../../shaders/hmm.wgsl', import.meta.url),
+  mirrorRead: new URL('../../shaders/mirror_read.wgsl', import.meta.url),
+  mirrorWrite: new URL('../../shaders/mirror_write.wgsl', import.meta.url),
+};
+
+export type ShaderName = keyof typeof urls;
+
+const cache = new Map<ShaderName, Promise<string>>();
+
+async function load(url: URL): Promise<string> {
+  if (url.protocol === 'file:') {
+    const { readFile } = await import(/* @vite-ignore */ 'node:fs/promises');
+    return readFile(url, 'utf8');
+  }
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`loading shader ${url.href}: HTTP ${res.status}`);
+  return res.text();
+}
+
+export function shaderSource(name: ShaderName): Promise<string> {
+  let p = cache.get(name);
+  if (!p) {
+    p = load(urls[name]);
+    cache.set(name, p);
+  }
+  return p;
+}

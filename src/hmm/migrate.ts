@@ -1,0 +1,259 @@
+// migrate: migrate_vma_setup / pages / finalize, both ways, for one address space and one
+// device. The phases, and what each guarantees:
+//   collect + isolate  select the pages that can move (others get a per-page reason), turn
+//                      their CPU entries into Migrating (CPU accesses wait), and fire the
+//                      notifier so every device drops its mapping of them;
+//   allocate + copy    destination frames, then one batched copy for all pages;
+//   commit             only after the copy has finished on the GPU: entries point at the
+//                      new frames, old frames are freed. A failure before this point puts
+//                      every page back where it was, source intact (invariant 3);
+//   finalize           wake CPU accesses that waited on the pages.
+// Policy (which pages, when) is the caller's; this file only moves what it is asked to.
+
+import { PAGE_SIZE, hex } from '../constants.ts';
+import type { AddressSpace } from '../mm/addressSpace.ts';
+import { Kind, pte } from '../mm/cpuPageTable.ts';
+import { canRead, canWrite } from '../mm/vmaList.ts';
+import type { Stats } from '../trace/stats.ts';
+
+/** Why one page did not move. */
+export type MigrateFailure =
+  | 'hole' // no VMA, or no read permission
+  | 'shared' // shared mappings stay in system RAM
+  | 'pinned' // an in-flight CPU access holds it
+  | 'remote' // it is another device's private page
+  | 'busy' // already migrating, or held by a device
+  | 'nomem' // no destination frame
+  | 'raced' // unmapped while it was moving
+  | 'lost'; // the device failed before the commit point
+
+export type PageResult = 'moved' | 'already' | MigrateFailure;
+
+export interface MigrateResult {
+  /** One entry per page of the request. */
+  pages: PageResult[];
+  moved: number;
+}
+
+/** What migration needs from a device: frames, batched copies, and its page table. */
+export interface MigrationDevice {
+  readonly id: number;
+  readonly name: string;
+  readonly stats: Stats;
+  allocFrames(n: number): number[];
+  freeFrames(frames: readonly number[]): void;
+  upload(frames: readonly number[], sources: readonly Uint8Array[]): void;
+  download(frames: readonly number[]): Promise<Uint8Array>;
+  /** Resolves once all submitted GPU work finished; rejects if the device failed. */
+  settle(): Promise<void>;
+  /** A committed page: record ownership and map it in this device's table for mm. */
+  adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[]): void;
+  /** The page left the device: forget ownership (its frame is freed by the caller). */
+  disown(frames: readonly number[]): void;
+  /** Drop this device's own mappings and copies of pages it is migrating (the notifier skips its own migrations). */
+  unmapOwn(mm: AddressSpace, pages: readonly number[]): void;
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Isolate pages: Migrating entries plus an inflight promise CPU accesses can wait on. */
+function isolate(mm: AddressSpace, pages: readonly number[], dev: MigrationDevice): { marks: number[]; done: () => void } {
+  const { promise, resolve } = deferred();
+  const marks = pages.map((p) => {
+    const m = pte.migrating(mm.pageTable.get(p));
+    mm.pageTable.set(p, m);
+    mm.inflight.set(p, promise);
+    return m;
+  });
+  // Every device drops its mapping of the pages before they move: others through the
+  // notifier, this one directly (so its own sequence count is not disturbed).
+  dev.unmapOwn(mm, pages);
+  for (const run of runs(pages)) {
+    mm.notifier.invalidate({ start: run[0], end: run[1], event: 'migrate', owner: dev });
+    mm.stats.add('invalidations');
+  }
+  const done = (): void => {
+    for (const p of pages) if (mm.inflight.get(p) === promise) mm.inflight.delete(p);
+    resolve();
+  };
+  return { marks, done };
+}
+
+/** System RAM (or never-touched) -> device-private memory of `dev`. */
+export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): Promise<MigrateResult> {
+  const result: PageResult[] = new Array(pages.length);
+  const selected: number[] = [];
+  const selIndex: number[] = [];
+  const original: number[] = [];
+  // ---- collect
+  pages.forEach((p, i) => {
+    const vma = mm.vmas.find(p);
+    const e = mm.pageTable.get(p);
+    let r: PageResult | null = null;
+    if (!vma || !canRead(vma.prot)) r = 'hole';
+    else if (pte.kind(e) === Kind.Device) r = pte.device(e) === dev.id ? 'already' : 'remote';
+    else if (vma.shared) r = 'shared';
+    else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e)) r = 'busy';
+    else if (mm.pageTable.isPinned(p)) r = 'pinned';
+    if (r) {
+      result[i] = r;
+      return;
+    }
+    selected.push(p);
+    selIndex.push(i);
+    original.push(e);
+  });
+  if (selected.length === 0) return finish(result, dev);
+  // ---- isolate
+  const { marks, done } = isolate(mm, selected, dev);
+  try {
+    // ---- allocate (per-page failure when device memory runs short)
+    const frames = dev.allocFrames(selected.length);
+    // ---- copy: RAM pages in one batch; never-touched and zero pages need nothing, since
+    // free device frames are already zero.
+    const upFrames: number[] = [];
+    const upSources: Uint8Array[] = [];
+    for (let k = 0; k < frames.length; k++) {
+      if (pte.kind(original[k]!) === Kind.Ram) {
+        upFrames.push(frames[k]!);
+        upSources.push(mm.ram.frame(pte.frame(original[k]!)));
+      }
+    }
+    if (upFrames.length > 0) dev.upload(upFrames, upSources);
+    try {
+      await dev.settle(); // the copy has finished: only now may we commit
+    } catch (e) {
+      // Nothing committed: every page goes back where it was, source intact.
+      for (let k = 0; k < selected.length; k++) {
+        if (mm.pageTable.get(selected[k]!) === marks[k]) mm.pageTable.set(selected[k]!, original[k]!);
+        else releaseSource(mm, original[k]!);
+        result[selIndex[k]!] = 'lost';
+      }
+      dev.freeFrames(frames);
+      throw e;
+    }
+    // ---- commit
+    const adoptPages: number[] = [];
+    const adoptFrames: number[] = [];
+    const adoptWrite: boolean[] = [];
+    const unused: number[] = [];
+    for (let k = 0; k < selected.length; k++) {
+      const p = selected[k]!;
+      const i = selIndex[k]!;
+      const orig = original[k]!;
+      if (k >= frames.length) {
+        // no frame: the page stays where it was
+        if (mm.pageTable.get(p) === marks[k]) mm.pageTable.set(p, orig);
+        else releaseSource(mm, orig);
+        result[i] = 'nomem';
+        continue;
+      }
+      if (mm.pageTable.get(p) !== marks[k]) {
+        // munmap'ed while moving: both frames are ours to free
+        releaseSource(mm, orig);
+        unused.push(frames[k]!);
+        result[i] = 'raced';
+        continue;
+      }
+      releaseSource(mm, orig);
+      mm.pageTable.set(p, pte.onDevice(dev.id, frames[k]!));
+      const vma = mm.vmas.find(p);
+      adoptPages.push(p);
+      adoptFrames.push(frames[k]!);
+      adoptWrite.push(!!vma && canWrite(vma.prot));
+      result[i] = 'moved';
+      dev.stats.add(pte.kind(orig) === Kind.Ram ? 'bytesToDevice' : 'zeroPagesToDevice', pte.kind(orig) === Kind.Ram ? PAGE_SIZE : 1);
+    }
+    if (unused.length > 0) dev.freeFrames(unused);
+    dev.adopt(mm, adoptPages, adoptFrames, adoptWrite);
+    dev.stats.add('pagesToDevice', adoptPages.length);
+  } finally {
+    done();
+  }
+  return finish(result, dev);
+}
+
+/** Device-private pages of `dev` -> system RAM. Every selected page moves, or none does. */
+export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): Promise<MigrateResult> {
+  const result: PageResult[] = pages.map(() => 'remote');
+  const selected: number[] = [];
+  const selIndex: number[] = [];
+  pages.forEach((p, i) => {
+    const e = mm.pageTable.get(p);
+    if (pte.kind(e) === Kind.Device && pte.device(e) === dev.id) {
+      selected.push(p);
+      selIndex.push(i);
+    } else if (pte.kind(e) === Kind.Migrating) result[i] = 'busy';
+  });
+  if (selected.length === 0) return finish(result, dev);
+  const devFrames = selected.map((p) => pte.frame(mm.pageTable.get(p)));
+  // Allocate before isolating: ENOMEM must leave everything as it was.
+  const ramFrames = mm.ram.allocMany(selected.length, `migrating ${selected.length} pages from ${dev.name} at ${hex(selected[0]! * PAGE_SIZE)}`);
+  const { marks, done } = isolate(mm, selected, dev);
+  try {
+    let data: Uint8Array;
+    try {
+      data = await dev.download(devFrames);
+    } catch (e) {
+      for (let k = 0; k < selected.length; k++) {
+        if (mm.pageTable.get(selected[k]!) === marks[k]) mm.pageTable.set(selected[k]!, pte.onDevice(dev.id, devFrames[k]!));
+        mm.ram.free(ramFrames[k]!);
+      }
+      throw e;
+    }
+    // ---- commit
+    const freed: number[] = [];
+    for (let k = 0; k < selected.length; k++) {
+      const p = selected[k]!;
+      freed.push(devFrames[k]!);
+      if (mm.pageTable.get(p) !== marks[k]) {
+        mm.ram.free(ramFrames[k]!); // unmapped while moving
+        result[selIndex[k]!] = 'raced';
+        continue;
+      }
+      mm.ram.frame(ramFrames[k]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+      mm.pageTable.set(p, pte.ram(ramFrames[k]!));
+      result[selIndex[k]!] = 'moved';
+    }
+    dev.disown(freed);
+    dev.freeFrames(freed);
+    const moved = result.filter((r) => r === 'moved').length;
+    dev.stats.add('pagesToSystem', moved);
+    dev.stats.add('bytesToSystem', moved * PAGE_SIZE);
+  } finally {
+    done();
+  }
+  return finish(result, dev);
+}
+
+/** The source of a page that moved (or vanished): RAM frames go back to the pool. */
+function releaseSource(mm: AddressSpace, orig: number): void {
+  if (pte.kind(orig) === Kind.Ram) mm.ram.free(pte.frame(orig));
+}
+
+function finish(result: PageResult[], dev: MigrationDevice): MigrateResult {
+  let moved = 0;
+  let failed = 0;
+  for (const r of result) {
+    if (r === 'moved') moved++;
+    else if (r !== 'already') failed++;
+  }
+  if (failed > 0) dev.stats.add('migrationFailures', failed);
+  return { pages: result, moved };
+}
+
+/** Sorted pages as [start, end) runs. */
+export function runs(pages: readonly number[]): [number, number][] {
+  const sorted = [...pages].sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (const p of sorted) {
+    const last = out[out.length - 1];
+    if (last && last[1] === p) last[1]++;
+    else out.push([p, p + 1]);
+  }
+  return out;
+}

@@ -1,0 +1,13 @@
+// webgpu-hmm public API: everything a user imports comes from here (DESIGN §3).
+
+export { createSystem, System, type SystemConfig, type DeviceConfig } from './system.ts';
+export { AddressSpace, type MmapOptions } from './mm/addressSpace.ts';
+export type { Prot } from './mm/vmaList.ts';
+export { HmmError, isHmmError, type HmmErrorCode } from './errors.ts';
+export { HmmDevice } from './device/hmmDevice.ts';
+export { Mirror, PROT, type DispatchOptions, type DispatchRange, type DispatchResult } from './device/mirror.ts';
+export type { HmmKernel, KernelOptions } from './device/kernel.ts';
+export { rangeFault, PFN_VALID, PFN_WRITE, PFN_ERROR, PFN_ZERO, PFN_DEVICE_PRIVATE, type RangeFaultRequest } from './hmm/rangeFault.ts';
+export type { PageResult, MigrateFailure } from './hmm/migrate.ts';
+export { PAGE_SIZE, HUGE_SIZE } from './constants.ts';
+export { acquireDevice, describeAdapter } from './gpu/acquire.ts';

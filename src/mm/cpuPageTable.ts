@@ -1,0 +1,71 @@
+// CpuPageTable: one 32-bit entry per virtual page of an address space, in a SharedArrayBuffer
+// so that Web Workers can read it. It owns only the entry encoding; deciding what an entry
+// should become belongs to AddressSpace (CPU faults) and hmm/migrate (migration).
+//
+//   bits 0-2  kind   NONE (never touched) | ZERO (read-mapped zero page) | RAM | DEVICE | MIGRATING
+//   bits 3-7  RAM:    bit 3 DUP  = some device holds a read-only copy (a CPU write revokes it)
+//                     bit 4 HELD = a device holds the page writable or exclusive (any CPU touch
+//                                  revokes it); bits 5-7 the holding device
+//             DEVICE: bits 3-7 the owning device id
+//   bits 8-31 frame  RAM frame or device frame
+
+import { VA_PAGES } from '../constants.ts';
+
+export enum Kind {
+  None = 0,
+  Zero = 1,
+  Ram = 2,
+  Device = 3,
+  Migrating = 4,
+}
+
+const KIND_MASK = 0x7;
+const DUP = 1 << 3;
+const HELD = 1 << 4;
+export const MAX_DEVICES = 8;
+
+export const pte = {
+  kind: (e: number): Kind => (e & KIND_MASK) as Kind,
+  frame: (e: number): number => e >>> 8,
+  device: (e: number): number => (e >>> 3) & 0x1f,
+  isDup: (e: number): boolean => (e & KIND_MASK) === Kind.Ram && (e & DUP) !== 0,
+  isHeld: (e: number): boolean => (e & KIND_MASK) === Kind.Ram && (e & HELD) !== 0,
+  heldBy: (e: number): number => (e >>> 5) & 0x7,
+  none: 0,
+  zero: Kind.Zero as number,
+  ram: (frame: number): number => ((frame << 8) | Kind.Ram) >>> 0,
+  onDevice: (dev: number, frame: number): number => ((frame << 8) | (dev << 3) | Kind.Device) >>> 0,
+  migrating: (prev: number): number => ((prev & ~KIND_MASK) | Kind.Migrating) >>> 0,
+  withDup: (e: number): number => (e | DUP) >>> 0,
+  withHeld: (e: number, dev: number): number => ((e & ~(0x7 << 5)) | HELD | (dev << 5)) >>> 0,
+  plainRam: (e: number): number => (e & ~(DUP | HELD | (0x7 << 5))) >>> 0,
+};
+
+export class CpuPageTable {
+  readonly buffer: SharedArrayBuffer;
+  readonly entries: Uint32Array;
+  /** Per-page count of in-flight CPU accesses; a pinned page does not migrate. */
+  readonly pins: Int32Array;
+
+  constructor() {
+    this.buffer = new SharedArrayBuffer(VA_PAGES * 4 * 2);
+    this.entries = new Uint32Array(this.buffer, 0, VA_PAGES);
+    this.pins = new Int32Array(this.buffer, VA_PAGES * 4, VA_PAGES);
+  }
+
+  get(page: number): number {
+    return Atomics.load(this.entries, page);
+  }
+  set(page: number, entry: number): void {
+    Atomics.store(this.entries, page, entry);
+  }
+  isPinned(page: number): boolean {
+    return Atomics.load(this.pins, page) > 0;
+  }
+  pin(page: number): void {
+    Atomics.add(this.pins, page, 1);
+  }
+  unpin(page: number): void {
+    Atomics.sub(this.pins, page, 1);
+  }
+}

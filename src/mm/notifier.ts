@@ -1,0 +1,81 @@
+// IntervalNotifier: the mmu_interval_notifier contract. A subscriber (a device mirror)
+// registers a VA range and an invalidate callback; every change to the CPU side of that range
+// (unmap, protection change, migration, exclusive, release) calls it first, with an event
+// type, and bumps the subscriber's sequence count. Device-side mapping code brackets its work
+// with readBegin()/readRetry() and starts over when the range was invalidated in between.
+//
+// Callbacks run synchronously: JavaScript is single-threaded, so a callback that clears the
+// device page table before returning cannot race another mapping on this thread.
+
+export type NotifierEvent = 'unmap' | 'clear' | 'protection' | 'migrate' | 'exclusive' | 'release';
+
+export interface InvalidateRange {
+  start: number; // first page
+  end: number; // one past the last page
+  event: NotifierEvent;
+  /** Who caused it (a device for migrate/exclusive), so the owner can skip its own work. */
+  owner: unknown;
+}
+
+export interface NotifierSubscription {
+  readonly start: number;
+  readonly end: number;
+  readBegin(): number;
+  readRetry(seq: number): boolean;
+  remove(): void;
+}
+
+type Callback = (range: InvalidateRange) => void;
+
+class Subscription implements NotifierSubscription {
+  seq = 0;
+  constructor(
+    readonly owner: IntervalNotifier,
+    readonly start: number,
+    readonly end: number,
+    readonly invalidate: Callback,
+    /** Skip 'migrate' events this owner caused: its migration code updates its own table. */
+    readonly self: unknown,
+  ) {}
+  readBegin(): number {
+    return this.seq;
+  }
+  readRetry(seq: number): boolean {
+    return this.seq !== seq;
+  }
+  remove(): void {
+    this.owner.remove(this);
+  }
+}
+
+export class IntervalNotifier {
+  private subs: Subscription[] = [];
+  /** Global sequence: even when idle, odd during an invalidation (as the kernel's). */
+  private seq = 2;
+  invalidations = 0;
+
+  insert(start: number, end: number, invalidate: Callback, self: unknown = undefined): NotifierSubscription {
+    const s = new Subscription(this, start, end, invalidate, self);
+    this.subs.push(s);
+    return s;
+  }
+
+  remove(sub: Subscription): void {
+    this.subs = this.subs.filter((s) => s !== sub);
+  }
+
+  /** Call every overlapping subscriber; returns after all of them stopped using the range. */
+  invalidate(range: InvalidateRange): void {
+    if (range.end <= range.start) return;
+    this.seq |= 1;
+    const cur = this.seq;
+    this.invalidations++;
+    for (const s of [...this.subs]) {
+      if (s.end <= range.start || s.start >= range.end) continue;
+      if (range.event === 'migrate' && s.self !== undefined && range.owner === s.self) continue;
+      s.seq = cur; // mmu_interval_set_seq, unconditionally, before the callback
+      s.invalidate(range);
+    }
+    this.seq++;
+  }
+}

@@ -1,0 +1,15 @@
+// DevicePagemap: what the CPU side needs from a device that owns device-private pages
+// (dev_pagemap_ops). AddressSpace calls it on CPU faults and munmap; it never sees GPU objects.
+
+import type { AddressSpace } from './addressSpace.ts';
+
+export interface DevicePagemap {
+  readonly id: number;
+  readonly name: string;
+  /** migrate_to_ram: bring these device-private pages of mm back to system RAM. */
+  migrateToRam(mm: AddressSpace, pages: number[]): Promise<void>;
+  /** A device holding RAM pages writable (HELD) writes them back and lets go. */
+  revoke(mm: AddressSpace, pages: number[]): Promise<void>;
+  /** The pages are gone (munmap, exit): free their device frames without copying. */
+  discard(mm: AddressSpace, pages: number[]): void;
+}

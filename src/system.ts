@@ -1,0 +1,83 @@
+// System: the top-level object users create. It owns system RAM, the devices (each its own
+// GPUDevice), the address spaces, and the counters. createSystem() is the entry point.
+
+import { acquireDevice } from './gpu/acquire.ts';
+import { HmmDevice } from './device/hmmDevice.ts';
+import { MAX_MEMORY_BUFFERS } from './device/deviceMemory.ts';
+import { HmmError } from './errors.ts';
+import { AddressSpace } from './mm/addressSpace.ts';
+import { MAX_DEVICES } from './mm/cpuPageTable.ts';
+import { SystemRam } from './mm/systemRam.ts';
+import { Stats } from './trace/stats.ts';
+
+export interface DeviceConfig {
+  /** Device-private memory, a multiple of 4096 bytes. */
+  memoryBytes: number;
+  /** Largest single memory buffer; the pool is split into up to four (default: the adapter's binding limit). */
+  maxBufferBytes?: number;
+  label?: string;
+}
+
+export interface SystemConfig {
+  systemRamBytes: number;
+  devices?: DeviceConfig[];
+}
+
+export class System {
+  readonly ram: SystemRam;
+  readonly devices: HmmDevice[] = [];
+  readonly stats = new Stats();
+  private readonly spaces: AddressSpace[] = [];
+  private nextMm = 1;
+
+  constructor(config: SystemConfig) {
+    this.ram = new SystemRam(config.systemRamBytes);
+  }
+
+  /** A new, empty address space (a "process"). */
+  createAddressSpace(): AddressSpace {
+    const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.stats);
+    this.spaces.push(mm);
+    return mm;
+  }
+
+  /** Counters: faults, pages and bytes each way, invalidations, copy batches, ... */
+  statsSnapshot(): Record<string, number> {
+    return this.stats.snapshot();
+  }
+
+  /** Names of the adapters the devices run on. */
+  adapters(): string[] {
+    return this.devices.map((d) => d.adapterName);
+  }
+
+  destroy(): void {
+    for (const mm of this.spaces) mm.destroy();
+    for (const d of this.devices) d.destroy();
+  }
+}
+
+export async function createSystem(config: SystemConfig): Promise<System & { stats: Stats }> {
+  if (!config || typeof config !== 'object') throw new HmmError('EINVAL', 'createSystem: config object required');
+  const sys = new System(config);
+  const devs = config.devices ?? [];
+  if (devs.length > MAX_DEVICES) throw new HmmError('EINVAL', `createSystem: at most ${MAX_DEVICES} devices`);
+  for (let i = 0; i < devs.length; i++) {
+    const cfg = devs[i]!;
+    const name = cfg.label ?? `gpu${i}`;
+    if (!Number.isInteger(cfg.memoryBytes) || cfg.memoryBytes <= 0 || cfg.memoryBytes % 4096 !== 0)
+      throw new HmmError('EINVAL', `createSystem: devices[${i}].memoryBytes ${cfg.memoryBytes} must be a positive multiple of 4096`);
+    const wantBinding = Math.min(cfg.memoryBytes, cfg.maxBufferBytes ?? cfg.memoryBytes);
+    let dev: HmmDevice | undefined;
+    const acquired = await acquireDevice({
+      label: name,
+      storageBindingBytes: Math.min(wantBinding, 1 << 30),
+      storageBuffersPerStage: 3 + MAX_MEMORY_BUFFERS + 1,
+      onLost: (info) => dev?.markLost(info.message || info.reason),
+    });
+    const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);
+    dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.stats);
+    sys.devices.push(dev);
+  }
+  return sys;
+}

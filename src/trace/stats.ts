@@ -1,0 +1,30 @@
+// Stats: named counters for everything the system does (faults, pages and bytes moved each
+// way, invalidations). One instance per System; every part increments its own names.
+
+export type Counter =
+  | 'cpuFaults' // CPU touches that had to migrate device-private pages back first
+  | 'gpuFaults' // device fault rounds (a miss seen on the GPU, serviced by the host)
+  | 'pagesToDevice'
+  | 'pagesToSystem'
+  | 'bytesToDevice'
+  | 'bytesToSystem'
+  | 'zeroPagesToDevice' // never-touched pages that became device pages without touching RAM
+  | 'migrationFailures' // pages that a migration could not move (per page)
+  | 'invalidations'
+  | 'pageTableWrites' // batched device page-table uploads
+  | 'copyBatches' // copy-engine submits (each serves many pages)
+  | 'dispatches'
+  | 'readCopies'; // read-only device copies of pages that could not migrate
+
+export class Stats {
+  private readonly counts = new Map<Counter, number>();
+  add(name: Counter, n = 1): void {
+    this.counts.set(name, (this.counts.get(name) ?? 0) + n);
+  }
+  get(name: Counter): number {
+    return this.counts.get(name) ?? 0;
+  }
+  snapshot(): Record<string, number> {
+    return Object.fromEntries(this.counts);
+  }
+}

@@ -1,0 +1,25 @@
+// Shared helpers for GPU tests: a small system on the real adapter, byte patterns.
+import { afterEach } from 'vitest';
+import { createSystem, type System, type SystemConfig } from '../../src/index.ts';
+
+const live: System[] = [];
+
+export async function makeSystem(config: Partial<SystemConfig> = {}): Promise<System> {
+  const sys = await createSystem({
+    systemRamBytes: config.systemRamBytes ?? 8 << 20,
+    devices: config.devices ?? [{ memoryBytes: 4 << 20 }],
+  });
+  live.push(sys);
+  return sys;
+}
+
+afterEach(() => {
+  while (live.length) live.pop()!.destroy();
+});
+
+/** A recognisable byte pattern: byte i of the buffer is (i * 7 + seed) & 0xff, with the page number mixed in. */
+export function pattern(bytes: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) out[i] = (i * 7 + seed + (i >> 12) * 13) & 0xff;
+  return out;
+}

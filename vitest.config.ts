@@ -1,0 +1,24 @@
+// Two test projects: `unit` (pure logic, no GPU, fast) and `gpu` (the real thing on a real
+// WebGPU adapter through Dawn). GPU tests run one file at a time: a software adapter uses
+// every core, and Dawn keeps a device per file.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { name: 'unit', include: ['tests/unit/**/*.test.ts'], environment: 'node' } },
+      {
+        test: {
+          name: 'gpu',
+          include: ['tests/gpu/**/*.test.ts'],
+          environment: 'node',
+          pool: 'forks',
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          globalSetup: ['tests/gpu/globalSetup.ts'],
+        },
+      },
+    ],
+  },
+});
