@@ -181,8 +181,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     }
   }
   async settle(): Promise<void> {
-    await this.device.queue.onSubmittedWorkDone();
-    if (this.lostReason !== undefined) throw this.lostError('copy');
+    const lost = this.device.lost.then(() => 'lost' as const);
+    const outcome = await Promise.race([this.device.queue.onSubmittedWorkDone().then(() => 'done' as const), lost]);
+    if (outcome === 'lost' || this.lostReason !== undefined) throw this.lostError('copy');
   }
   adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[]): void {
     const mirror = this.mirror(mm);

@@ -81,8 +81,11 @@ export async function compileKernel(
   const userFirstLine = head.split('\n').length; // 1-based line of the user's first line
   const entry = `\n@compute @workgroup_size(${size.join(', ')})\nfn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u) {\n  kernel(hmm_gid);\n}\n`;
   const code = head + opts.code + entry;
+  device.pushErrorScope('validation'); // compile errors are reported below, not as uncaptured errors
   const module = device.createShaderModule({ label, code });
+  const scoped = device.popErrorScope();
   const info = await module.getCompilationInfo();
+  await scoped;
   const errors = info.messages.filter((m) => m.type === 'error');
   if (errors.length > 0) {
     const where = (line: number): string =>

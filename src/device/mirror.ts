@@ -118,7 +118,12 @@ export class Mirror {
       // Pages that can move come here by migration (never-touched ones as zeroed device pages).
       const movable = missing.filter((p) => this.migratable(p));
       if (movable.length > 0) {
-        await migrateToDevice(this.mm, this.dev, movable);
+        const res = await migrateToDevice(this.mm, this.dev, movable);
+        const short = res.pages.indexOf('nomem');
+        if (short >= 0 && res.moved === 0) {
+          const at = movable[short]! * PAGE_SIZE;
+          throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}`, at);
+        }
         continue;
       }
       // The rest: hmm_range_fault brings other devices' pages home and reports ours.
