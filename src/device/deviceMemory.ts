@@ -21,6 +21,7 @@ export class DeviceMemory {
   readonly frameCount: number;
   private readonly freeStack: Int32Array;
   private freeTop: number;
+  private readonly inUse: Uint8Array;
 
   constructor(
     private readonly device: GPUDevice,
@@ -54,6 +55,7 @@ export class DeviceMemory {
     this.freeStack = new Int32Array(this.frameCount);
     for (let i = 0; i < this.frameCount; i++) this.freeStack[i] = this.frameCount - 1 - i;
     this.freeTop = this.frameCount;
+    this.inUse = new Uint8Array(this.frameCount);
   }
 
   get freeFrames(): number {
@@ -64,23 +66,28 @@ export class DeviceMemory {
   allocUpTo(n: number): number[] {
     const k = Math.min(n, this.freeTop);
     const out = new Array<number>(k);
-    for (let i = 0; i < k; i++) out[i] = this.freeStack[--this.freeTop]!;
+    for (let i = 0; i < k; i++) {
+      const f = this.freeStack[--this.freeTop]!;
+      this.inUse[f] = 1;
+      out[i] = f;
+    }
     return out;
   }
 
   /** Free frames; they are cleared on the GPU before anyone can use them again. */
   free(frames: readonly number[]): void {
     if (frames.length === 0) return;
+    for (const f of frames) {
+      if (!(f >= 0 && f < this.frameCount) || !this.inUse[f]) throw new Error(`DeviceMemory.free: frame ${f} is not allocated (double free?)`);
+      this.inUse[f] = 0;
+    }
     const enc = this.device.createCommandEncoder({ label: `${this.label} zero freed frames` });
     for (const run of frameRuns(frames, this.frameShift)) {
       const loc = this.locate(run.first);
       enc.clearBuffer(loc.buffer, loc.offset, run.count * PAGE_SIZE);
     }
     this.device.queue.submit([enc.finish()]);
-    for (const f of frames) {
-      if (this.freeTop >= this.frameCount) throw new Error(`DeviceMemory.free: double free of frame ${f}`);
-      this.freeStack[this.freeTop++] = f;
-    }
+    for (const f of frames) this.freeStack[this.freeTop++] = f;
   }
 
   locate(frame: number): FrameLocation {

@@ -252,6 +252,7 @@ export function runs(pages: readonly number[]): [number, number][] {
   const out: [number, number][] = [];
   for (const p of sorted) {
     const last = out[out.length - 1];
+    if (last && p < last[1]) continue; // a repeated page
     if (last && last[1] === p) last[1]++;
     else out.push([p, p + 1]);
   }

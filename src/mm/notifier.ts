@@ -70,12 +70,15 @@ export class IntervalNotifier {
     this.seq |= 1;
     const cur = this.seq;
     this.invalidations++;
-    for (const s of [...this.subs]) {
-      if (s.end <= range.start || s.start >= range.end) continue;
-      if (range.event === 'migrate' && s.self !== undefined && range.owner === s.self) continue;
-      s.seq = cur; // mmu_interval_set_seq, unconditionally, before the callback
-      s.invalidate(range);
+    try {
+      for (const s of [...this.subs]) {
+        if (s.end <= range.start || s.start >= range.end) continue;
+        if (range.event === 'migrate' && s.self !== undefined && range.owner === s.self) continue;
+        s.seq = cur; // mmu_interval_set_seq, unconditionally, before the callback
+        s.invalidate(range);
+      }
+    } finally {
+      this.seq++; // even if a callback threw: an odd sequence would hide the next invalidation
     }
-    this.seq++;
   }
 }

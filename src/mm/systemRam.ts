@@ -11,6 +11,8 @@ export class SystemRam {
   readonly frameCount: number;
   private readonly freeStack: Int32Array;
   private freeTop: number;
+  /** 1 while a frame is handed out: catches double frees before they hand one frame to two owners. */
+  private readonly inUse: Uint8Array;
 
   constructor(readonly sizeBytes: number) {
     if (!Number.isInteger(sizeBytes) || sizeBytes < PAGE_SIZE || sizeBytes % PAGE_SIZE !== 0)
@@ -22,6 +24,7 @@ export class SystemRam {
     // Lowest frames on top, so allocation order is predictable in tests and traces.
     for (let i = 0; i < this.frameCount; i++) this.freeStack[i] = this.frameCount - 1 - i;
     this.freeTop = this.frameCount;
+    this.inUse = new Uint8Array(this.frameCount);
   }
 
   get freeFrames(): number {
@@ -33,6 +36,7 @@ export class SystemRam {
     if (this.freeTop === 0)
       throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
     const f = this.freeStack[--this.freeTop]!;
+    this.inUse[f] = 1;
     this.frame(f).fill(0); // zeroed before reuse: no address space reads another's data
     return f;
   }
@@ -47,7 +51,10 @@ export class SystemRam {
   }
 
   free(frame: number): void {
-    if (this.freeTop >= this.frameCount) throw new Error(`SystemRam.free: double free of frame ${frame}`);
+    if (!Number.isInteger(frame) || frame < 0 || frame >= this.frameCount)
+      throw new Error(`SystemRam.free: frame ${frame} out of range`);
+    if (!this.inUse[frame]) throw new Error(`SystemRam.free: double free of frame ${frame}`);
+    this.inUse[frame] = 0;
     this.freeStack[this.freeTop++] = frame;
   }
 
