@@ -1,6 +1,6 @@
-// Two test projects: `unit` (pure logic, no GPU, fast) and `gpu` (the real thing on a real
-// WebGPU adapter through Dawn). GPU tests run one file at a time: a software adapter uses
-// every core, and Dawn keeps a device per file.
+// Three test projects: `unit` (pure logic, no GPU, fast), `gpu` (the real thing on a real
+// WebGPU adapter through Dawn) and `e2e` (demo pages in headless Chromium). GPU tests run one
+// file at a time: a software adapter uses every core, and Dawn keeps a device per file.
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -18,6 +18,10 @@ export default defineConfig({
           hookTimeout: 120_000,
           globalSetup: ['tests/gpu/globalSetup.ts'],
         },
+      },
+      {
+        // Demo pages in headless Chromium with software WebGPU (DESIGN §6).
+        test: { name: 'e2e', include: ['tests/e2e/**/*.test.ts'], environment: 'node', fileParallelism: false, testTimeout: 300_000 },
       },
     ],
   },

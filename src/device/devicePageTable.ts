@@ -129,6 +129,28 @@ export class DevicePageTable {
     }
   }
 
+  /**
+   * The GPU's own entries for `pages` (0 where unmapped), with the accessed and dirty bits
+   * kernels have set. One readback of the leaf pool; eviction and write-back read these.
+   */
+  async readGpuEntries(pages: readonly number[]): Promise<number[]> {
+    const rb = this.device.createBuffer({ label: 'page table readback', size: this.leaves.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.device.createCommandEncoder({ label: 'page table readback' });
+    enc.copyBufferToBuffer(this.leafBuffer, 0, rb, 0, this.leaves.byteLength);
+    this.device.queue.submit([enc.finish()]);
+    try {
+      await rb.mapAsync(GPUMapMode.READ);
+      const gpu = new Uint32Array(rb.getMappedRange());
+      return pages.map((p) => {
+        const d = this.dir[p >>> 9]!;
+        if (!(d & DIR_VALID) || d & DIR_HUGE) return 0;
+        return gpu[(d >>> 8) * PAGES_PER_HUGE + (p & 511)]!;
+      });
+    } finally {
+      rb.destroy();
+    }
+  }
+
   /** Upload every change since the last flush: the directory once, each touched leaf span once. */
   flush(): number {
     let writes = 0;

@@ -180,3 +180,23 @@ describe('validated kernels', () => {
     expect(words.every((w) => w === 0x02020202)).toBe(true);
   });
 });
+
+describe('device page table bits', () => {
+  it('the GPU sets accessed on loads and accessed+dirty on stores, in its own table', async () => {
+    const sys = await makeSystem();
+    const mm = sys.createAddressSpace();
+    const dev = sys.devices[0]!;
+    const m = dev.mirror(mm);
+    const va = mm.mmap(3 * P);
+    await m.migrateToDevice(va, 3); // mapped, never accessed by a kernel yet
+    const page = va / P;
+    const bits = async (): Promise<number[]> => (await m.table.readGpuEntries([page, page + 1, page + 2])).map((e) => e & 0xf);
+    expect(await bits()).toEqual([0x3, 0x3, 0x3]); // valid | write
+    const k = await dev.createKernel({
+      code: '@group(0) @binding(0) var<uniform> a: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(a.y, hmm_load_u32(a.x)); }',
+      workgroupSize: 1,
+    });
+    await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, va + P, 0, 0]), ranges: [{ va, bytes: 2 * P, access: 'rw' }] });
+    expect(await bits()).toEqual([0x7, 0xf, 0x3]); // read: +accessed; written: +accessed +dirty; untouched
+  });
+});
