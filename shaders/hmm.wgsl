@@ -13,7 +13,7 @@ override HMM_FRAME_SHIFT: u32 = 15u;
 @group(1) @binding(3) var<storage, read_write> hmm_mem1: array<atomic<u32>>;
 @group(1) @binding(4) var<storage, read_write> hmm_mem2: array<atomic<u32>>;
 @group(1) @binding(5) var<storage, read_write> hmm_mem3: array<atomic<u32>>;
-@group(1) @binding(6) var<storage, read_write> hmm_status: array<atomic<u32>>;
+@group(1) @binding(6) var<storage, read_write> hmm_ctl: array<atomic<u32>>;
 
 // Directory entry: bit 0 valid, bit 1 huge (maps 2 MiB of contiguous frames), bit 2 write
 // (huge only), bits 8..31 leaf table index or first frame.
@@ -27,21 +27,66 @@ const HMM_PTE_ACCESSED: u32 = 4u;
 const HMM_PTE_DIRTY: u32 = 8u;
 const HMM_MISS: u32 = 0xffffffffu;
 
-// Status words: [0] misses, [1] lowest missed address, [2] lowest missed write address.
+// Control words: [0] misses, [1] lowest missed address, [2] lowest missed write address,
+// [3] mode (0 validated, 1 replayable), [4] fault-queue length, [5 ..) the fault queue
+// (HMM_QUEUE_CAP entries of page*2 + write), then the pending bitmap (one bit per page and
+// access kind) that lets each (page, access) enter the queue once per round, then the done
+// bitmap of replayable mode (one bit per invocation, set when it finished without a fault).
 const HMM_STATUS_MISSES: u32 = 0u;
 const HMM_STATUS_MIN_MISS: u32 = 1u;
 const HMM_STATUS_MIN_WRITE_MISS: u32 = 2u;
+const HMM_CTL_MODE: u32 = 3u;
+const HMM_CTL_QLEN: u32 = 4u;
+const HMM_CTL_QUEUE: u32 = 5u;
+const HMM_MODE_REPLAYABLE: u32 = 1u;
+override HMM_QUEUE_CAP: u32 = 4096u;
+const HMM_PENDING_WORDS: u32 = 65536u; // 2^20 pages x 2 access kinds / 32
+fn hmm_done_base() -> u32 {
+  return HMM_CTL_QUEUE + HMM_QUEUE_CAP + HMM_PENDING_WORDS;
+}
 
 // Set once this invocation missed; its later stores are suppressed.
 var<private> hmm_faulted: bool = false;
 
 fn hmm_record_miss(va: u32, write: bool) {
   hmm_faulted = true;
-  atomicAdd(&hmm_status[HMM_STATUS_MISSES], 1u);
-  atomicMin(&hmm_status[HMM_STATUS_MIN_MISS], va);
+  atomicAdd(&hmm_ctl[HMM_STATUS_MISSES], 1u);
+  atomicMin(&hmm_ctl[HMM_STATUS_MIN_MISS], va);
   if (write) {
-    atomicMin(&hmm_status[HMM_STATUS_MIN_WRITE_MISS], va);
+    atomicMin(&hmm_ctl[HMM_STATUS_MIN_WRITE_MISS], va);
   }
+  if (atomicLoad(&hmm_ctl[HMM_CTL_MODE]) == HMM_MODE_REPLAYABLE) {
+    // Deduplicate on the GPU: only the first miss of a (page, access) this round is queued.
+    let key = (va >> 12u) * 2u + select(0u, 1u, write);
+    let bit = 1u << (key & 31u);
+    let old = atomicOr(&hmm_ctl[HMM_CTL_QUEUE + HMM_QUEUE_CAP + (key >> 5u)], bit);
+    if ((old & bit) == 0u) {
+      let slot = atomicAdd(&hmm_ctl[HMM_CTL_QLEN], 1u);
+      if (slot < HMM_QUEUE_CAP) {
+        atomicStore(&hmm_ctl[HMM_CTL_QUEUE + slot], key);
+      }
+    }
+  }
+}
+
+// The replayable entry point calls this: run the kernel unless this invocation already
+// finished in an earlier round, and mark it finished if it did not fault this time.
+fn hmm_replay_invocation(gid: vec3u, nwg: vec3u, wg: vec3u) -> bool {
+  let row = nwg.x * wg.x;
+  let idx = gid.x + gid.y * row + gid.z * row * nwg.y * wg.y;
+  let bit = 1u << (idx & 31u);
+  return (atomicLoad(&hmm_ctl[hmm_done_base() + (idx >> 5u)]) & bit) == 0u;
+}
+
+fn hmm_mark_done(gid: vec3u, nwg: vec3u, wg: vec3u) {
+  if (hmm_faulted) { return; }
+  let row = nwg.x * wg.x;
+  let idx = gid.x + gid.y * row + gid.z * row * nwg.y * wg.y;
+  atomicOr(&hmm_ctl[hmm_done_base() + (idx >> 5u)], 1u << (idx & 31u));
+}
+
+fn hmm_replayable() -> bool {
+  return atomicLoad(&hmm_ctl[HMM_CTL_MODE]) == HMM_MODE_REPLAYABLE;
 }
 
 // Frame holding `va`, or HMM_MISS (and the miss recorded) when the device may not access it.

@@ -72,7 +72,7 @@ export async function createSystem(config: SystemConfig): Promise<System & { sta
     const acquired = await acquireDevice({
       label: name,
       storageBindingBytes: Math.min(wantBinding, 1 << 30),
-      storageBuffersPerStage: 3 + MAX_MEMORY_BUFFERS + 1,
+      storageBuffersPerStage: 2 + MAX_MEMORY_BUFFERS + 2, // page tables, memory, control, internal kernels' io
       onLost: (info) => dev?.markLost(info.message || info.reason),
     });
     const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);

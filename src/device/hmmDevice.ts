@@ -12,7 +12,7 @@ import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
 import { CopyEngine } from './copyEngine.ts';
 import { DeviceMemory } from './deviceMemory.ts';
-import { compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
+import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
 import { shaderSource } from './shaders.ts';
 
@@ -20,6 +20,9 @@ export interface LaunchStatus {
   misses: number;
   minMiss: number;
   minWriteMiss: number;
+  /** Replayable launches: the deduplicated fault queue (page*2 + write), and how many were reported. */
+  faults?: Uint32Array;
+  queued?: number;
 }
 
 export class HmmDevice implements DevicePagemap, MigrationDevice {
@@ -238,6 +241,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     workgroups: [number, number, number],
     uniforms?: ArrayBufferView | ArrayBuffer,
     io?: GPUBuffer,
+    replayable = false,
   ): Promise<LaunchStatus> {
     const d = this.device;
     const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
@@ -247,17 +251,21 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       layout: kernel.ioBinding ? this.layouts.group0io : this.layouts.group0,
       entries: io ? [{ binding: 0, resource: { buffer: ubuf } }, { binding: 1, resource: { buffer: io } }] : [{ binding: 0, resource: { buffer: ubuf } }],
     });
-    d.queue.writeBuffer(mirror.statusBuffer, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, 0]));
-    const readback = d.createBuffer({ label: `${kernel.label} status readback`, size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const ctl = mirror.statusBuffer;
+    d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
+    const readBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
+    const readback = d.createBuffer({ label: `${kernel.label} status readback`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     d.pushErrorScope('validation');
     const enc = d.createCommandEncoder({ label: kernel.label });
+    // A fresh pending bitmap each round: a page still missing must be able to report again.
+    if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (CTL_DONE - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
     const pass = enc.beginComputePass({ label: kernel.label });
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, group0);
     pass.setBindGroup(1, mirror.preludeBindGroup());
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     pass.end();
-    enc.copyBufferToBuffer(mirror.statusBuffer, 0, readback, 0, 16);
+    enc.copyBufferToBuffer(ctl, 0, readback, 0, readBytes);
     d.queue.submit([enc.finish()]);
     const invalid = await d.popErrorScope();
     if (invalid) {
@@ -275,7 +283,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     const s = new Uint32Array(readback.getMappedRange().slice(0));
     readback.unmap();
     readback.destroy();
-    return { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
+    const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
+    if (replayable) {
+      status.queued = s[4]!;
+      status.faults = s.subarray(CTL_QUEUE, CTL_QUEUE + Math.min(s[4]!, FAULT_QUEUE_CAP));
+    }
+    return status;
   }
 
   /** The dmirror read/write ioctls as GPU kernels over [va, va + 4*nwords). */

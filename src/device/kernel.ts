@@ -18,6 +18,12 @@ export interface KernelBuild extends KernelOptions {
   ioBinding?: boolean;
 }
 
+/** Entries in the GPU fault queue: faults one replay round can report (pending bits dedupe them first). */
+export const FAULT_QUEUE_CAP = 4096;
+/** Control buffer words: 5 status words, the queue, a 2-bit-per-page pending bitmap, then the done bitmap. */
+export const CTL_QUEUE = 5;
+export const CTL_DONE = CTL_QUEUE + FAULT_QUEUE_CAP + (2 * (1 << 20)) / 32;
+
 export class HmmKernel {
   constructor(
     readonly label: string,
@@ -79,7 +85,19 @@ export async function compileKernel(
   const prelude = await shaderSource('prelude');
   const head = `${prelude}\n// ---- user kernel '${label}' ----\n`;
   const userFirstLine = head.split('\n').length; // 1-based line of the user's first line
-  const entry = `\n@compute @workgroup_size(${size.join(', ')})\nfn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u) {\n  kernel(hmm_gid);\n}\n`;
+  const wg = `vec3u(${size.join('u, ')}u)`;
+  const entry = `
+@compute @workgroup_size(${size.join(', ')})
+fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgroups) hmm_nwg: vec3u) {
+  if (!hmm_replayable()) {
+    kernel(hmm_gid);
+    return;
+  }
+  if (!hmm_replay_invocation(hmm_gid, hmm_nwg, ${wg})) { return; }
+  kernel(hmm_gid);
+  hmm_mark_done(hmm_gid, hmm_nwg, ${wg});
+}
+`;
   const code = head + opts.code + entry;
   device.pushErrorScope('validation'); // compile errors are reported below, not as uncaptured errors
   const module = device.createShaderModule({ label, code });
@@ -101,7 +119,7 @@ export async function compileKernel(
     const pipeline = await device.createComputePipelineAsync({
       label,
       layout,
-      compute: { module, entryPoint: 'hmm_main', constants: { HMM_FRAME_SHIFT: frameShift } },
+      compute: { module, entryPoint: 'hmm_main', constants: { HMM_FRAME_SHIFT: frameShift, HMM_QUEUE_CAP: FAULT_QUEUE_CAP } },
     });
     return new HmmKernel(label, pipeline, size, opts.ioBinding === true, device);
   } catch (e) {

@@ -14,7 +14,7 @@ import type { InvalidateRange, NotifierSubscription } from '../mm/notifier.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
-import type { HmmKernel } from './kernel.ts';
+import { CTL_DONE, type HmmKernel } from './kernel.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
 export const PROT = {
@@ -41,22 +41,32 @@ export interface DispatchOptions {
   /** Bytes for the kernel's @group(0) @binding(0) uniform. */
   uniforms?: ArrayBufferView | ArrayBuffer;
   mode?: 'validated' | 'replayable';
-  /** Validated mode: every range the kernel may touch. */
+  /** Validated mode: every range the kernel may touch. Replayable mode: pages to fault in first (optional). */
   ranges?: DispatchRange[];
+  /** Replayable mode: the most replay rounds before EBUSY (default 100000). */
+  maxRounds?: number;
 }
 
 export interface DispatchResult {
-  /** Rounds of fault-in before the launch (validated: the declared ranges). */
+  /** Validated: extra fault-in rounds before the launch. Replayable: rounds that faulted. */
   faults: number;
+  /** Replayable: launches, the first included. */
+  rounds: number;
+  /** Replayable: distinct (page, access) faults serviced, over all rounds. */
+  faultedPages: number;
 }
 
 const MAX_ROUNDS = 32;
-const STATUS_WORDS = 4;
+/** Replayable mode: rounds in a row that may fault on exactly the same pages before EBUSY. */
+const STALLED_ROUNDS = 8;
+/** Replayable mode: the most rounds one dispatch may take. */
+const DEFAULT_MAX_REPLAYS = 100_000;
 
 export class Mirror {
   readonly table: DevicePageTable;
   private readonly sub: NotifierSubscription;
-  private readonly status: GPUBuffer;
+  /** Status, fault queue, pending bitmap and done bitmap (see shaders/hmm.wgsl). */
+  private status: GPUBuffer;
   private bindGroup1: GPUBindGroup | undefined;
   private closed = false;
 
@@ -67,11 +77,7 @@ export class Mirror {
     const leafCapacity = Math.min(2048, Math.max(16, dev.memory.frameCount));
     this.table = new DevicePageTable(dev.device, `${dev.name} mm${mm.id} page table`, leafCapacity);
     this.sub = mm.notifier.insert(0, VA_PAGES, (r) => this.invalidate(r), dev);
-    this.status = dev.device.createBuffer({
-      label: `${dev.name} mm${mm.id} status`,
-      size: STATUS_WORDS * 4,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
-    });
+    this.status = this.makeControl(16);
   }
 
   // ------------------------------------------------------------------ notifier
@@ -318,8 +324,8 @@ export class Mirror {
   async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
     this.dev.checkAlive('dispatch');
     const mode = opts.mode ?? 'validated';
-    if (mode !== 'validated')
-      throw new HmmError('EINVAL', `dispatch '${kernel.label}': mode '${mode}' is not available yet; use 'validated' with declared ranges`);
+    if (mode !== 'validated' && mode !== 'replayable')
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': mode '${String(mode)}' is not 'validated' or 'replayable'`);
     if (kernel.device !== this.dev.device)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': the kernel was created on another device than ${this.dev.name}`);
     const workgroups = this.dev.checkWorkgroups(kernel.label, opts.workgroups);
@@ -332,6 +338,7 @@ export class Mirror {
         throw new HmmError('EINVAL', `${what}: access ${String(r.access)} is not 'r' or 'rw'`, va);
       return { start: Math.floor(va / PAGE_SIZE), end: Math.ceil((va + bytes) / PAGE_SIZE), write: r.access === 'rw' };
     });
+    if (mode === 'replayable') return this.dispatchReplayable(kernel, workgroups, opts, ranges);
     let faults = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const seq = this.sub.readBegin();
@@ -343,9 +350,94 @@ export class Mirror {
       const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms);
       if (status.misses > 0) throw this.missError(kernel.label, status);
       this.dev.stats.add('dispatches');
-      return { faults };
+      return { faults, rounds: 1, faultedPages: 0 };
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': declared ranges kept being invalidated`);
+  }
+
+  /**
+   * Replayable mode, as a GPU with recoverable faults: launch; invocations that miss record
+   * (page, access) in the GPU fault queue once per round, stop storing, and stay unfinished;
+   * the host reads the whole batch in one round trip, services it (deduplicated, sorted,
+   * grouped into runs), and relaunches: only unfinished invocations run again (done bitmap).
+   * Kernels must be restartable: what an invocation did before its first fault is redone.
+   */
+  private async dispatchReplayable(
+    kernel: HmmKernel,
+    workgroups: [number, number, number],
+    opts: DispatchOptions,
+    ranges: { start: number; end: number; write: boolean }[],
+  ): Promise<DispatchResult> {
+    const s = kernel.workgroupSize;
+    const invocations = workgroups[0] * workgroups[1] * workgroups[2] * s[0] * s[1] * s[2];
+    if (invocations > 2 ** 32 - 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': ${invocations} invocations exceed 2^32`);
+    const maxRounds = opts.maxRounds ?? DEFAULT_MAX_REPLAYS;
+    if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
+    this.prepareDone(Math.ceil(invocations / 32) * 4);
+    for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
+    let faults = 0;
+    let faultedPages = 0;
+    let stalled = 0;
+    let lastKeys = '';
+    for (let round = 1; round <= maxRounds; round++) {
+      const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms, undefined, true);
+      this.dev.stats.add('dispatches');
+      if (status.misses === 0) return { faults, rounds: round, faultedPages };
+      faults++;
+      this.dev.stats.add('gpuFaults');
+      const keys = [...new Set(status.faults!)].sort((a, b) => a - b);
+      this.dev.stats.add('faultsReported', status.misses);
+      this.dev.stats.add('faultsDeduplicated', status.misses - keys.length);
+      const sig = keys.join(',');
+      stalled = sig === lastKeys ? stalled + 1 : 0;
+      lastKeys = sig;
+      if (stalled >= STALLED_ROUNDS || round === maxRounds) {
+        const pages = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
+        throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
+      }
+      faultedPages += keys.length;
+      await this.serviceFaults(kernel.label, keys);
+    }
+    throw new HmmError('EBUSY', `dispatch '${kernel.label}': no rounds allowed`);
+  }
+
+  /** Service one batch of GPU faults: writes first (they subsume reads of the same page), in runs. */
+  private async serviceFaults(label: string, keys: readonly number[]): Promise<void> {
+    const writes = new Set<number>();
+    const reads: number[] = [];
+    for (const k of keys) if (k & 1) writes.add(k >>> 1);
+    for (const k of keys) if (!(k & 1) && !writes.has(k >>> 1)) reads.push(k >>> 1);
+    try {
+      for (const [a, b] of runs([...writes])) await this.faultIn(a, b, true);
+      for (const [a, b] of runs(reads)) await this.faultIn(a, b, false);
+    } catch (e) {
+      // A fault on an address with no mapping is the kernel's segfault, not a host error.
+      if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)
+        throw new HmmError('ESEGV', `kernel '${label}' touched unmapped address ${hex(e.address)}`, e.address);
+      if (e instanceof HmmError && e.code === 'EPERM' && e.address !== undefined)
+        throw new HmmError('EPERM', `kernel '${label}' wrote read-only address ${hex(e.address)}`, e.address);
+      throw e;
+    }
+  }
+
+  private makeControl(doneBytes: number): GPUBuffer {
+    return this.dev.device.createBuffer({
+      label: `${this.dev.name} mm${this.mm.id} control`,
+      size: CTL_DONE * 4 + Math.max(16, Math.ceil(doneBytes / 16) * 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
+  }
+
+  /** A cleared done bitmap of at least `bytes`, grown (and the bind group rebuilt) when needed. */
+  private prepareDone(bytes: number): void {
+    if (this.status.size - CTL_DONE * 4 < bytes) {
+      this.status.destroy();
+      this.status = this.makeControl(bytes);
+      this.bindGroup1 = undefined;
+    }
+    const enc = this.dev.device.createCommandEncoder({ label: 'clear done bitmap' });
+    enc.clearBuffer(this.status, CTL_DONE * 4, this.status.size - CTL_DONE * 4);
+    this.dev.device.queue.submit([enc.finish()]);
   }
 
   private missError(label: string, s: { misses: number; minMiss: number; minWriteMiss: number }): HmmError {

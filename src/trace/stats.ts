@@ -13,7 +13,9 @@ export type Counter =
   | 'invalidations'
   | 'pageTableWrites' // batched device page-table uploads
   | 'copyBatches' // copy-engine submits (each serves many pages)
-  | 'dispatches'
+  | 'dispatches' // kernel launches, replays included
+  | 'faultsReported' // GPU misses in replayable rounds, before deduplication
+  | 'faultsDeduplicated' // of those, repeats of a (page, access) already queued that round
   | 'readCopies'; // read-only device copies of pages that could not migrate
 
 export class Stats {
