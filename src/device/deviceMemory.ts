@@ -6,6 +6,7 @@
 
 import { PAGE_SIZE } from '../constants.ts';
 import { HmmError } from '../errors.ts';
+import { FrameAllocator } from '../mm/frameAllocator.ts';
 
 export const MAX_MEMORY_BUFFERS = 4; // the prelude binds hmm_mem0..hmm_mem3
 
@@ -19,9 +20,7 @@ export class DeviceMemory {
   /** log2 of the frames held by each buffer (the prelude's HMM_FRAME_SHIFT). */
   readonly frameShift: number;
   readonly frameCount: number;
-  private readonly freeStack: Int32Array;
-  private freeTop: number;
-  private readonly inUse: Uint8Array;
+  private readonly frames: FrameAllocator;
 
   constructor(
     private readonly device: GPUDevice,
@@ -52,42 +51,28 @@ export class DeviceMemory {
         }),
       );
     }
-    this.freeStack = new Int32Array(this.frameCount);
-    for (let i = 0; i < this.frameCount; i++) this.freeStack[i] = this.frameCount - 1 - i;
-    this.freeTop = this.frameCount;
-    this.inUse = new Uint8Array(this.frameCount);
+    this.frames = new FrameAllocator(this.frameCount, label);
   }
 
   get freeFrames(): number {
-    return this.freeTop;
+    return this.frames.free;
   }
 
   /** Up to n zeroed frames: fewer when memory runs short (callers fail the rest per page). */
   allocUpTo(n: number): number[] {
-    const k = Math.min(n, this.freeTop);
-    const out = new Array<number>(k);
-    for (let i = 0; i < k; i++) {
-      const f = this.freeStack[--this.freeTop]!;
-      this.inUse[f] = 1;
-      out[i] = f;
-    }
-    return out;
+    return this.frames.take(n);
   }
 
   /** Free frames; they are cleared on the GPU before anyone can use them again. */
   free(frames: readonly number[]): void {
     if (frames.length === 0) return;
-    for (const f of frames) {
-      if (!(f >= 0 && f < this.frameCount) || !this.inUse[f]) throw new Error(`DeviceMemory.free: frame ${f} is not allocated (double free?)`);
-      this.inUse[f] = 0;
-    }
     const enc = this.device.createCommandEncoder({ label: `${this.label} zero freed frames` });
     for (const run of frameRuns(frames, this.frameShift)) {
       const loc = this.locate(run.first);
       enc.clearBuffer(loc.buffer, loc.offset, run.count * PAGE_SIZE);
     }
     this.device.queue.submit([enc.finish()]);
-    for (const f of frames) this.freeStack[this.freeTop++] = f;
+    for (const f of frames) this.frames.give(f);
   }
 
   locate(frame: number): FrameLocation {

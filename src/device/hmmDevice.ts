@@ -36,7 +36,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly rmapMm: (AddressSpace | undefined)[];
   private readonly rmapPage: Int32Array;
   private readonly rmapCopy: Uint8Array;
-  private internal: Promise<{ read: HmmKernel; write: HmmKernel }> | undefined;
+  private internal: Promise<HmmKernel> | undefined;
   lostReason: string | undefined;
   /** WebGPU errors no error scope caught (tests assert this stays empty). */
   readonly uncaptured: string[] = [];
@@ -300,11 +300,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     data?: Uint8Array,
   ): Promise<{ misses: number; data?: Uint8Array }> {
     this.checkAlive(`mirror.${op}`);
-    this.internal ??= (async () => ({
-      read: await compileKernel(this.device, this.layouts, this.memory.frameShift, { code: await shaderSource('mirrorRead'), label: 'mirror read', ioBinding: true }),
-      write: await compileKernel(this.device, this.layouts, this.memory.frameShift, { code: await shaderSource('mirrorWrite'), label: 'mirror write', ioBinding: true }),
-    }))();
-    const kernels = await this.internal;
+    this.internal ??= shaderSource('mirrorCopy').then((code) =>
+      compileKernel(this.device, this.layouts, this.memory.frameShift, { code, label: 'mirror copy', ioBinding: true }),
+    );
+    const kernel = await this.internal;
     const d = this.device;
     const bytes = nwords * 4;
     const io = d.createBuffer({ label: `mirror ${op} io`, size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
@@ -316,8 +315,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       const groups = Math.ceil(nwords / 64);
       const x = Math.min(groups, 32768);
       const y = Math.ceil(groups / x);
-      const args = new Uint32Array([va, nwords, x * 64, 0]);
-      const status = await this.launch(mirror, op === 'read' ? kernels.read : kernels.write, [x, y, 1], args, io);
+      const args = new Uint32Array([va, nwords, x * 64, op === 'write' ? 1 : 0]);
+      const status = await this.launch(mirror, kernel, [x, y, 1], args, io);
       if (op === 'write' || status.misses > 0) return { misses: status.misses };
       const rb = d.createBuffer({ label: 'mirror read back', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       const enc = d.createCommandEncoder();

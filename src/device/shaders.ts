@@ -3,8 +3,7 @@
 
 const urls = {
   prelude: new URL('../../shaders/hmm.wgsl', import.meta.url),
-  mirrorRead: new URL('../../shaders/mirror_read.wgsl', import.meta.url),
-  mirrorWrite: new URL('../../shaders/mirror_write.wgsl', import.meta.url),
+  mirrorCopy: new URL('../../shaders/mirror_copy.wgsl', import.meta.url),
 };
 
 export type ShaderName = keyof typeof urls;
