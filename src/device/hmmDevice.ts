@@ -128,6 +128,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     for (const p of mine) {
       const e = mm.pageTable.get(p);
       const f = mirror?.table.unmap(p) ?? -1;
+      mirror?.exclusive.delete(p);
       frames.push(f);
       ramFrames.push(pte.frame(e));
       mm.pageTable.set(p, pte.migrating(e));

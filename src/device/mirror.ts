@@ -69,6 +69,8 @@ export class Mirror {
   private status: GPUBuffer;
   private bindGroup1: GPUBindGroup | undefined;
   private closed = false;
+  /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
+  readonly exclusive = new Set<number>();
 
   constructor(
     readonly dev: HmmDevice,
@@ -90,8 +92,9 @@ export class Mirror {
   /** Unmap [start, end) from this device; copies of RAM pages are freed, private pages stay. */
   dropMappings(start: number, end: number): void {
     const copies: number[] = [];
-    this.table.unmapRange(start, end, (_p, f) => {
+    this.table.unmapRange(start, end, (p, f) => {
       if (this.dev.isCopyFrame(f)) copies.push(f);
+      this.exclusive.delete(p);
     });
     this.dev.stats.add('pageTableWrites', this.table.flush());
     if (copies.length > 0) {
@@ -203,7 +206,7 @@ export class Mirror {
       this.table.map(p, frames[i]!, write);
       this.dev.ownCopy(frames[i]!, this.mm, p);
     });
-    this.dev.stats.add('readCopies', pages.length);
+    this.dev.stats.add('deviceCopies', pages.length);
   }
 
   // ------------------------------------------------------------------ dmirror API
@@ -287,6 +290,48 @@ export class Mirror {
     const pages = Array.from({ length: n }, (_, i) => start + i);
     const res = await migrateToSystem(this.mm, this.dev, pages);
     return { cpages: res.moved, pages: res.pages };
+  }
+
+  /**
+   * HMM_DMIRROR_EXCLUSIVE (make_device_exclusive): the device takes the pages for atomic
+   * access. They stay in system RAM but the CPU loses access: its next touch (read or write)
+   * makes the device write them back and let go, and only then completes. Needs a writable,
+   * private mapping, as the kernel's does.
+   */
+  async makeExclusive(va: number, npages: number): Promise<{ cpages: number }> {
+    const { start, npages: n } = checkPages('mirror.makeExclusive', va, npages);
+    this.dev.checkAlive('makeExclusive');
+    const pages = Array.from({ length: n }, (_, i) => start + i);
+    this.checkPermissions(pages, true);
+    for (const p of pages) {
+      if (this.mm.vmas.find(p)!.shared)
+        throw new HmmError('EINVAL', `makeExclusive: ${hex(p * PAGE_SIZE)} is a shared mapping; exclusive access needs private memory`, p * PAGE_SIZE);
+    }
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      // Every page into RAM, writable, with no device copies anywhere.
+      await this.mm.faultPages(pages, true);
+      if (pages.some((p) => pte.kind(this.mm.pageTable.get(p)) === Kind.Migrating)) continue;
+      this.mm.populate(pages, true);
+      for (const [s, e] of runs(pages)) {
+        this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
+        this.dropMappings(s, e);
+      }
+      this.mapCopies(pages, true);
+      this.dev.stats.add('pageTableWrites', this.table.flush());
+      for (const p of pages) this.exclusive.add(p);
+      return { cpages: n };
+    }
+    throw new HmmError('EBUSY', `makeExclusive ${hex(va)}: pages kept migrating`, va);
+  }
+
+  /** HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM if the device still holds any page exclusively. */
+  async checkExclusive(va: number, npages: number): Promise<void> {
+    const { start, npages: n } = checkPages('mirror.checkExclusive', va, npages);
+    for (let p = start; p < start + n; p++) {
+      const e = this.mm.pageTable.get(p);
+      if (this.exclusive.has(p) && pte.isHeld(e) && pte.heldBy(e) === this.dev.id)
+        throw new HmmError('EPERM', `checkExclusive: ${this.dev.name} still holds ${hex(p * PAGE_SIZE)} exclusively`, p * PAGE_SIZE);
+    }
   }
 
   /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */

@@ -34,7 +34,7 @@ class Subscription implements NotifierSubscription {
     readonly start: number,
     readonly end: number,
     readonly invalidate: Callback,
-    /** Skip 'migrate' events this owner caused: its migration code updates its own table. */
+    /** Skip 'migrate' and 'exclusive' events this owner caused: it updates its own table. */
     readonly self: unknown,
   ) {}
   readBegin(): number {
@@ -73,7 +73,8 @@ export class IntervalNotifier {
     try {
       for (const s of [...this.subs]) {
         if (s.end <= range.start || s.start >= range.end) continue;
-        if (range.event === 'migrate' && s.self !== undefined && range.owner === s.self) continue;
+        // A device's own migrations and exclusive grabs: it updates its own table (no livelock).
+      if ((range.event === 'migrate' || range.event === 'exclusive') && s.self !== undefined && range.owner === s.self) continue;
         s.seq = cur; // mmu_interval_set_seq, unconditionally, before the callback
         s.invalidate(range);
       }

@@ -16,7 +16,7 @@ export type Counter =
   | 'dispatches' // kernel launches, replays included
   | 'faultsReported' // GPU misses in replayable rounds, before deduplication
   | 'faultsDeduplicated' // of those, repeats of a (page, access) already queued that round
-  | 'readCopies'; // read-only device copies of pages that could not migrate
+  | 'deviceCopies'; // device copies of pages that stay in RAM (shared, pinned, exclusive)
 
 export class Stats {
   private readonly counts = new Map<Counter, number>();

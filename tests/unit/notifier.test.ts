@@ -72,14 +72,19 @@ describe('IntervalNotifier', () => {
     expect(b.sub.readRetry(seqB)).toBe(true);
   });
 
-  it("skips only 'migrate': other events from the same owner still invalidate", () => {
+  it("skips only its own 'migrate' and 'exclusive': other events from the same owner still invalidate", () => {
     const n = new IntervalNotifier();
     const dev = {};
     const a = subscribe(n, 0, 100, dev);
     const seq = a.sub.readBegin();
     n.invalidate({ start: 5, end: 6, event: 'exclusive', owner: dev });
-    expect(a.sub.readRetry(seq)).toBe(true);
-    expect(a.seen.map((r) => r.event)).toEqual(['exclusive']);
+    expect(a.sub.readRetry(seq)).toBe(false); // own exclusive grab: filtered, as the kernel's drivers must
+    n.invalidate({ start: 5, end: 6, event: 'exclusive', owner: {} });
+    expect(a.sub.readRetry(seq)).toBe(true); // someone else's
+    const seq2 = a.sub.readBegin();
+    n.invalidate({ start: 5, end: 6, event: 'protection', owner: dev });
+    expect(a.sub.readRetry(seq2)).toBe(true);
+    expect(a.seen.map((r) => r.event)).toEqual(['exclusive', 'protection']);
   });
 
   it('a subscription without self gets every migrate, even one with an undefined owner', () => {
