@@ -9,6 +9,7 @@ import { AddressSpace } from './mm/addressSpace.ts';
 import { MAX_DEVICES } from './mm/cpuPageTable.ts';
 import { SystemRam } from './mm/systemRam.ts';
 import { Stats } from './trace/stats.ts';
+import type { PrefetchConfig } from './policy/prefetch.ts';
 
 export interface DeviceConfig {
   /** Device-private memory, a multiple of 4096 bytes. */
@@ -16,6 +17,8 @@ export interface DeviceConfig {
   /** Largest single memory buffer; the pool is split into up to four (default: the adapter's binding limit). */
   maxBufferBytes?: number;
   label?: string;
+  /** Density prefetcher for replayable faults (default: on, threshold 51 %, 64 KiB upgrade). */
+  prefetch?: Partial<PrefetchConfig>;
 }
 
 export interface SystemConfig {
@@ -77,6 +80,7 @@ export async function createSystem(config: SystemConfig): Promise<System & { sta
     });
     const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);
     dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.stats);
+    if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
     sys.devices.push(dev);
   }
   return sys;

@@ -10,6 +10,7 @@ import type { AddressSpace } from '../mm/addressSpace.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
+import { DEFAULT_PREFETCH, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
 import { DeviceMemory } from './deviceMemory.ts';
 import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
@@ -38,6 +39,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly rmapCopy: Uint8Array;
   private internal: Promise<HmmKernel> | undefined;
   lostReason: string | undefined;
+  /** Density prefetcher settings for replayable faults (a dispatch may override them). */
+  prefetch: PrefetchConfig = { ...DEFAULT_PREFETCH };
   /** WebGPU errors no error scope caught (tests assert this stays empty). */
   readonly uncaptured: string[] = [];
 

@@ -15,6 +15,7 @@ import { canRead, canWrite } from '../mm/vmaList.ts';
 import { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
 import { CTL_DONE, type HmmKernel } from './kernel.ts';
+import { prefetchPages, type PrefetchConfig } from '../policy/prefetch.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
 export const PROT = {
@@ -45,6 +46,18 @@ export interface DispatchOptions {
   ranges?: DispatchRange[];
   /** Replayable mode: the most replay rounds before EBUSY (default 100000). */
   maxRounds?: number;
+  /** Replayable mode: false turns the density prefetcher off; an object overrides the device's settings. */
+  prefetch?: boolean | Partial<PrefetchConfig>;
+}
+
+function resolvePrefetch(label: string, base: PrefetchConfig, o: DispatchOptions['prefetch']): PrefetchConfig {
+  if (o === undefined || o === true) return base;
+  if (o === false) return { ...base, enabled: false };
+  const cfg = { ...base, ...o };
+  if (!(cfg.threshold >= 0 && cfg.threshold <= 100)) throw new HmmError('EINVAL', `dispatch '${label}': prefetch.threshold ${cfg.threshold} is not a percentage in [0, 100]`);
+  if (!Number.isInteger(cfg.upgradePages) || cfg.upgradePages < 1 || cfg.upgradePages > 512 || (cfg.upgradePages & (cfg.upgradePages - 1)) !== 0)
+    throw new HmmError('EINVAL', `dispatch '${label}': prefetch.upgradePages ${cfg.upgradePages} is not a power of two in [1, 512]`);
+  return cfg;
 }
 
 export interface DispatchResult {
@@ -111,11 +124,21 @@ export class Mirror {
    * exclusively for writes). Errors as rangeFault gives them, naming the address.
    */
   async faultIn(start: number, end: number, write: boolean): Promise<void> {
+    const pages: number[] = [];
+    for (let p = start; p < end; p++) pages.push(p);
+    return this.faultInPages(pages, write);
+  }
+
+  /** faultIn for any set of pages (sorted): one migration batch serves all of them. */
+  async faultInPages(pages: readonly number[], write: boolean): Promise<void> {
     this.dev.checkAlive('fault');
+    if (pages.length === 0) return;
+    const start = pages[0]!;
+    const end = pages[pages.length - 1]! + 1;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const seq = this.sub.readBegin();
       const missing: number[] = [];
-      for (let p = start; p < end; p++) {
+      for (const p of pages) {
         const m = this.table.lookup(p);
         if (!m || (write && !m.write)) missing.push(p);
       }
@@ -148,7 +171,7 @@ export class Mirror {
 
   private migratable(p: number): boolean {
     const vma = this.mm.vmas.find(p);
-    if (!vma || vma.shared || this.mm.pageTable.isPinned(p)) return false;
+    if (!vma || vma.shared || !canRead(vma.prot) || this.mm.pageTable.isPinned(p)) return false;
     const e = this.mm.pageTable.get(p);
     const k = pte.kind(e);
     return k === Kind.None || k === Kind.Zero || (k === Kind.Ram && !pte.isHeld(e));
@@ -334,6 +357,36 @@ export class Mirror {
     }
   }
 
+  /**
+   * Explicit prefetch (as cudaMemPrefetchAsync): bring [va, va+bytes) to this device, or back
+   * to system RAM. Rounded out to whole pages; a hole or prot 'none' in the range is EFAULT.
+   */
+  async prefetch(va: number, bytes: number, location: 'device' | 'system'): Promise<{ pages: number }> {
+    checkAddress('mirror.prefetch', va);
+    checkCount('mirror.prefetch', 'bytes', bytes);
+    checkRange('mirror.prefetch', va, bytes);
+    if (location !== 'device' && location !== 'system')
+      throw new HmmError('EINVAL', `mirror.prefetch ${hex(va)}: location ${String(location)} is not 'device' or 'system'`, va);
+    this.dev.checkAlive('prefetch');
+    const start = Math.floor(va / PAGE_SIZE);
+    const end = Math.ceil((va + bytes) / PAGE_SIZE);
+    const pages = Array.from({ length: end - start }, (_, i) => start + i);
+    this.checkPermissions(pages, false);
+    if (location === 'device') {
+      const before = pages.filter((p) => this.table.lookup(p) === null).length;
+      await this.faultInPages(pages, false);
+      this.dev.stats.add('prefetchedPages', before);
+      return { pages: before };
+    }
+    // to system RAM: from whichever device holds them
+    const away = pages.filter((p) => {
+      const k = pte.kind(this.mm.pageTable.get(p));
+      return k === Kind.Device || pte.isHeld(this.mm.pageTable.get(p));
+    });
+    await this.mm.faultPages(away, false);
+    return { pages: away.length };
+  }
+
   /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */
   async snapshot(va: number, npages: number): Promise<Uint8Array> {
     const { start, npages: n } = checkPages('mirror.snapshot', va, npages);
@@ -418,6 +471,7 @@ export class Mirror {
     if (invocations > 2 ** 32 - 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': ${invocations} invocations exceed 2^32`);
     const maxRounds = opts.maxRounds ?? DEFAULT_MAX_REPLAYS;
     if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
+    const prefetch = resolvePrefetch(kernel.label, this.dev.prefetch, opts.prefetch);
     this.prepareDone(Math.ceil(invocations / 32) * 4);
     for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
     let faults = 0;
@@ -441,20 +495,25 @@ export class Mirror {
         throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
       }
       faultedPages += keys.length;
-      await this.serviceFaults(kernel.label, keys);
+      await this.serviceFaults(kernel.label, keys, prefetch);
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': no rounds allowed`);
   }
 
-  /** Service one batch of GPU faults: writes first (they subsume reads of the same page), in runs. */
-  private async serviceFaults(label: string, keys: readonly number[]): Promise<void> {
+  /**
+   * Service one batch of GPU faults: writes (they subsume reads of the same page), then reads
+   * plus what the prefetcher adds around them, each as one migration batch.
+   */
+  private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig): Promise<void> {
     const writes = new Set<number>();
-    const reads: number[] = [];
     for (const k of keys) if (k & 1) writes.add(k >>> 1);
-    for (const k of keys) if (!(k & 1) && !writes.has(k >>> 1)) reads.push(k >>> 1);
+    const faulted = [...new Set(keys.map((k) => k >>> 1))];
+    const wanted = prefetchPages(faulted, { resident: (p) => this.table.lookup(p) !== null, allowed: (p) => this.migratable(p) }, prefetch);
+    const reads = wanted.filter((p) => !writes.has(p));
+    this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
     try {
-      for (const [a, b] of runs([...writes])) await this.faultIn(a, b, true);
-      for (const [a, b] of runs(reads)) await this.faultIn(a, b, false);
+      await this.faultInPages([...writes].sort((a, b) => a - b), true);
+      await this.faultInPages(reads, false);
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)

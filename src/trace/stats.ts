@@ -14,6 +14,7 @@ export type Counter =
   | 'pageTableWrites' // batched device page-table uploads
   | 'copyBatches' // copy-engine submits (each serves many pages)
   | 'dispatches' // kernel launches, replays included
+  | 'prefetchedPages' // pages brought to a device ahead of a fault (density rule or explicit prefetch)
   | 'faultsReported' // GPU misses in replayable rounds, before deduplication
   | 'faultsDeduplicated' // of those, repeats of a (page, access) already queued that round
   | 'deviceCopies'; // device copies of pages that stay in RAM (shared, pinned, exclusive)
