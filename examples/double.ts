@@ -26,6 +26,6 @@ await m.dispatch(double, { workgroups: n / 64, uniforms: new Uint32Array([va, n]
 
 const out = new Uint32Array((await mm.read(va, n * 4)).buffer); // CPU fault: pages come home
 const ok = out.every((v, i) => v === 2 * i);
-console.log(`${ok ? 'ok' : 'WRONG'}: out[${n - 1}] = ${out[n - 1]} on ${dev.adapterName}`, sys.stats.snapshot());
+console.log(`${ok ? 'ok' : 'WRONG'}: out[${n - 1}] = ${out[n - 1]} on ${dev.adapterName}`, sys.stats());
 sys.destroy();
 process.exitCode = ok ? 0 : 1;

@@ -11,3 +11,5 @@ export { rangeFault, PFN_VALID, PFN_WRITE, PFN_ERROR, PFN_ZERO, PFN_DEVICE_PRIVA
 export type { PageResult, MigrateFailure } from './hmm/migrate.ts';
 export { PAGE_SIZE, HUGE_SIZE } from './constants.ts';
 export { acquireDevice, describeAdapter } from './gpu/acquire.ts';
+export { TraceLog, type TraceEvent, type TraceKind } from './trace/trace.ts';
+export { DEFAULT_PREFETCH, type PrefetchConfig } from './policy/prefetch.ts';

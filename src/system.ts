@@ -9,6 +9,7 @@ import { AddressSpace } from './mm/addressSpace.ts';
 import { MAX_DEVICES } from './mm/cpuPageTable.ts';
 import { SystemRam } from './mm/systemRam.ts';
 import { Stats } from './trace/stats.ts';
+import type { TraceLog } from './trace/trace.ts';
 import type { PrefetchConfig } from './policy/prefetch.ts';
 
 export interface DeviceConfig {
@@ -29,7 +30,8 @@ export interface SystemConfig {
 export class System {
   readonly ram: SystemRam;
   readonly devices: HmmDevice[] = [];
-  readonly stats = new Stats();
+  /** The live counters (every part adds to them); `stats()` is a snapshot of them. */
+  readonly counters = new Stats();
   private readonly spaces: AddressSpace[] = [];
   private nextMm = 1;
 
@@ -39,14 +41,19 @@ export class System {
 
   /** A new, empty address space (a "process"). */
   createAddressSpace(): AddressSpace {
-    const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.stats);
+    const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters);
     this.spaces.push(mm);
     return mm;
   }
 
   /** Counters: faults, pages and bytes each way, invalidations, copy batches, ... */
-  statsSnapshot(): Record<string, number> {
-    return this.stats.snapshot();
+  stats(): Record<string, number> {
+    return this.counters.snapshot();
+  }
+
+  /** The event log: faults, migrations, prefetches, kernels, with timestamps; `.toChromeTrace()` opens in Perfetto. */
+  trace(): TraceLog {
+    return this.counters.trace;
   }
 
   /** Names of the adapters the devices run on. */
@@ -60,7 +67,7 @@ export class System {
   }
 }
 
-export async function createSystem(config: SystemConfig): Promise<System & { stats: Stats }> {
+export async function createSystem(config: SystemConfig): Promise<System> {
   if (!config || typeof config !== 'object') throw new HmmError('EINVAL', 'createSystem: config object required');
   const sys = new System(config);
   const devs = config.devices ?? [];
@@ -79,7 +86,7 @@ export async function createSystem(config: SystemConfig): Promise<System & { sta
       onLost: (info) => dev?.markLost(info.message || info.reason),
     });
     const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);
-    dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.stats);
+    dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.counters);
     if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
     sys.devices.push(dev);
   }

@@ -176,12 +176,12 @@ async function run(n: number): Promise<void> {
         ],
       }),
     );
-    const afterKernel = sys.stats.snapshot();
+    const afterKernel = sys.stats();
     showResidency('2. After the kernel: every page the kernel used lives in device memory', await snapshots(m, arrays, npages));
 
     // The CPU reads c: its pages are device-private, so each CPU fault migrates them home.
     const cBytes = await timed('CPU reads c (mm.read, pages fault home)', () => mm.read(arrays.c, bytes));
-    const afterRead = sys.stats.snapshot();
+    const afterRead = sys.stats();
     showResidency('3. After the CPU read c: c came home to system RAM; a and b stay on the device', await snapshots(m, arrays, npages));
 
     const c = new Float32Array(cBytes.buffer, cBytes.byteOffset, n);

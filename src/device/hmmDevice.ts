@@ -248,6 +248,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     replayable = false,
   ): Promise<LaunchStatus> {
     const d = this.device;
+    const t0 = performance.now();
     const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
     const ubuf = d.createBuffer({ label: `${kernel.label} uniforms`, size: Math.max(16, Math.ceil(ubytes.length / 16) * 16), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     d.queue.writeBuffer(ubuf, 0, ubytes.buffer, ubytes.byteOffset, ubytes.length);
@@ -288,6 +289,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     readback.unmap();
     readback.destroy();
     const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
+    this.stats.trace.record({
+      kind: 'kernel', ts: t0, dur: performance.now() - t0, device: this.id, mm: mirror.mm.id,
+      detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
+    });
     if (replayable) {
       status.queued = s[4]!;
       status.faults = s.subarray(CTL_QUEUE, CTL_QUEUE + Math.min(s[4]!, FAULT_QUEUE_CAP));

@@ -495,7 +495,12 @@ export class Mirror {
         throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
       }
       faultedPages += keys.length;
+      const t0 = performance.now();
       await this.serviceFaults(kernel.label, keys, prefetch);
+      this.dev.stats.trace.record({
+        kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
+        device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
+      });
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': no rounds allowed`);
   }
@@ -511,6 +516,8 @@ export class Mirror {
     const wanted = prefetchPages(faulted, { resident: (p) => this.table.lookup(p) !== null, allowed: (p) => this.migratable(p) }, prefetch);
     const reads = wanted.filter((p) => !writes.has(p));
     this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
+    if (wanted.length > faulted.length)
+      this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
       await this.faultInPages([...writes].sort((a, b) => a - b), true);
       await this.faultInPages(reads, false);

@@ -85,6 +85,7 @@ function isolate(mm: AddressSpace, pages: readonly number[], dev: MigrationDevic
 
 /** System RAM (or never-touched) -> device-private memory of `dev`. */
 export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): Promise<MigrateResult> {
+  const t0 = performance.now();
   const result: PageResult[] = new Array(pages.length);
   const selected: number[] = [];
   const selIndex: number[] = [];
@@ -171,6 +172,10 @@ export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pa
     if (unused.length > 0) dev.freeFrames(unused);
     dev.adopt(mm, adoptPages, adoptFrames, adoptWrite);
     dev.stats.add('pagesToDevice', adoptPages.length);
+    dev.stats.trace.record({
+      kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,
+      bytes: upFrames.length * PAGE_SIZE, va: (adoptPages[0] ?? selected[0]!) * PAGE_SIZE, device: dev.id, mm: mm.id,
+    });
   } finally {
     done();
   }
@@ -179,6 +184,7 @@ export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pa
 
 /** Device-private pages of `dev` -> system RAM. Every selected page moves, or none does. */
 export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): Promise<MigrateResult> {
+  const t0 = performance.now();
   const result: PageResult[] = pages.map(() => 'remote');
   const selected: number[] = [];
   const selIndex: number[] = [];
@@ -224,6 +230,10 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     const moved = result.filter((r) => r === 'moved').length;
     dev.stats.add('pagesToSystem', moved);
     dev.stats.add('bytesToSystem', moved * PAGE_SIZE);
+    dev.stats.trace.record({
+      kind: 'migrate-to-system', ts: t0, dur: performance.now() - t0, pages: moved,
+      bytes: moved * PAGE_SIZE, va: selected[0]! * PAGE_SIZE, device: dev.id, mm: mm.id,
+    });
   } finally {
     done();
   }

@@ -187,6 +187,7 @@ export class AddressSpace {
       const pending = this.collectPending(pages, write);
       if (pending === null) return;
       this.stats.add('cpuFaults');
+      this.stats.trace.record({ kind: 'cpu-fault', pages: pages.length, va: (pages[0] ?? 0) * PAGE_SIZE, mm: this.id, detail: write ? 'write' : 'read' });
       await pending;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;

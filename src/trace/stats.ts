@@ -1,5 +1,8 @@
 // Stats: named counters for everything the system does (faults, pages and bytes moved each
-// way, invalidations). One instance per System; every part increments its own names.
+// way, invalidations), and the event log beside them. One instance per System; every part
+// increments its own names.
+
+import { TraceLog } from './trace.ts';
 
 export type Counter =
   | 'cpuFaults' // CPU touches that had to migrate device-private pages back first
@@ -21,6 +24,8 @@ export type Counter =
 
 export class Stats {
   private readonly counts = new Map<Counter, number>();
+  /** The event log travels with the counters, so every part that counts can also record. */
+  readonly trace = new TraceLog();
   add(name: Counter, n = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + n);
   }

@@ -45,10 +45,10 @@ describe('Mirror read/write', () => {
     const w = await m.write(va, data);
     expect(w).toEqual({ cpages: 4, faults: 1 });
     expect(Array.from(await m.snapshot(va, 4))).toEqual(Array(4).fill(PROT.DEV_PRIVATE_LOCAL | PROT.WRITE));
-    const before = sys.stats.get('pagesToSystem');
+    const before = sys.counters.get('pagesToSystem');
     expect(await mm.read(va, 4 * P)).toEqual(data);
-    expect(sys.stats.get('pagesToSystem') - before).toBe(4);
-    expect(sys.stats.get('cpuFaults')).toBeGreaterThan(0);
+    expect(sys.counters.get('pagesToSystem') - before).toBe(4);
+    expect(sys.counters.get('cpuFaults')).toBeGreaterThan(0);
   });
 
   it('a CPU write into the middle of device-private pages keeps every other byte', async () => {
@@ -73,8 +73,8 @@ describe('Mirror read/write', () => {
     const r = await m.read(va, 16);
     expect(r.data).toEqual(new Uint8Array(16 * P));
     expect(sys.ram.freeFrames).toBe(freeRam);
-    expect(sys.stats.get('zeroPagesToDevice')).toBe(16);
-    expect(sys.stats.get('bytesToDevice')).toBe(0);
+    expect(sys.counters.get('zeroPagesToDevice')).toBe(16);
+    expect(sys.counters.get('bytesToDevice')).toBe(0);
   });
 
   it('read-only memory is readable on the device and a device write is EPERM, data unchanged', async () => {
@@ -172,14 +172,14 @@ describe('migration', () => {
     const m = sys.devices[0]!.mirror(mm);
     const va = mm.mmap(64 * P);
     await mm.write(va, pattern(64 * P));
-    const batches = sys.stats.get('copyBatches');
-    const ptWrites = sys.stats.get('pageTableWrites');
+    const batches = sys.counters.get('copyBatches');
+    const ptWrites = sys.counters.get('pageTableWrites');
     await m.migrateToDevice(va, 64);
-    expect(sys.stats.get('copyBatches') - batches).toBe(1);
-    expect(sys.stats.get('pageTableWrites') - ptWrites).toBeLessThanOrEqual(3);
-    const before = sys.stats.get('copyBatches');
+    expect(sys.counters.get('copyBatches') - batches).toBe(1);
+    expect(sys.counters.get('pageTableWrites') - ptWrites).toBeLessThanOrEqual(3);
+    const before = sys.counters.get('copyBatches');
     await m.migrateToSystem(va, 64);
-    expect(sys.stats.get('copyBatches') - before).toBe(1);
+    expect(sys.counters.get('copyBatches') - before).toBe(1);
   });
 
   it('a hole in the range is EINVAL and moves nothing; shared pages are ENOENT', async () => {
@@ -235,9 +235,9 @@ describe('migration', () => {
     expect(r.pages).toBe(12);
     expect(dev.memory.freeFrames).toBe(dev.memory.frameCount);
     expect(Array.from(await m.snapshot(va, 12))).toEqual(Array(12).fill(PROT.WRITE));
-    const faults = sys.stats.get('cpuFaults');
+    const faults = sys.counters.get('cpuFaults');
     expect(await mm.read(va, 12 * P)).toEqual(data);
-    expect(sys.stats.get('cpuFaults')).toBe(faults);
+    expect(sys.counters.get('cpuFaults')).toBe(faults);
   });
 });
 

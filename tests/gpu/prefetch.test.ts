@@ -46,7 +46,7 @@ describe('density prefetch', () => {
     }
     expect(rounds['false']).toBeGreaterThanOrEqual(512);
     expect(rounds['true']! * 10).toBeLessThan(rounds['false']!);
-    expect(sys.stats.get('prefetchedPages')).toBeGreaterThan(400);
+    expect(sys.counters.get('prefetchedPages')).toBeGreaterThan(400);
   });
 
   it('never prefetches into a shared mapping or across a hole', async () => {

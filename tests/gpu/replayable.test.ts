@@ -65,7 +65,7 @@ describe('replayable kernels', () => {
     expect(r.rounds).toBeLessThanOrEqual(length + 3);
     expect(r.faultedPages).toBeGreaterThanOrEqual(lists * length);
     expect(new Uint32Array((await mm.read(out, lists * 4)).buffer)).toEqual(expected);
-    expect(sys.stats.get('gpuFaults')).toBe(r.faults);
+    expect(sys.counters.get('gpuFaults')).toBe(r.faults);
   });
 
   it('deduplicate on the GPU: many invocations missing one page queue it once', async () => {
@@ -80,8 +80,8 @@ describe('replayable kernels', () => {
     const k = await dev.createKernel({ code, workgroupSize: 64 });
     const r = await m.dispatch(k, { mode: 'replayable', workgroups: 64, uniforms: new Uint32Array([va, va + P, 0, 0]) });
     expect(r.faultedPages).toBeLessThanOrEqual(3); // page 0 read, page 1 write (and page 1 read-then-write at most)
-    expect(sys.stats.get('faultsReported')).toBeGreaterThanOrEqual(4096);
-    expect(sys.stats.get('faultsDeduplicated')).toBe(sys.stats.get('faultsReported') - r.faultedPages);
+    expect(sys.counters.get('faultsReported')).toBeGreaterThanOrEqual(4096);
+    expect(sys.counters.get('faultsDeduplicated')).toBe(sys.counters.get('faultsReported') - r.faultedPages);
     const words = new Uint32Array((await mm.read(va + P, P)).buffer);
     expect(words[0]).toBe(5);
     expect(words[1023]).toBe(5 + 1023);
@@ -127,7 +127,7 @@ describe('replayable kernels', () => {
     const k = await dev.createKernel({ code, workgroupSize: 32 });
     await m.dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([va, 0, 0, 0]) });
     expect(sys.ram.freeFrames).toBe(free);
-    expect(sys.stats.get('zeroPagesToDevice')).toBe(32);
+    expect(sys.counters.get('zeroPagesToDevice')).toBe(32);
     expect(Array.from(await m.snapshot(va, 32))).toEqual(Array(32).fill(PROT.DEV_PRIVATE_LOCAL | PROT.WRITE));
     const words = new Uint32Array((await mm.read(va, 32 * P)).buffer);
     for (let i = 0; i < 32; i++) expect([words[i * 1024], words[i * 1024 + 1]]).toEqual([0, i]);
