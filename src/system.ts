@@ -20,6 +20,8 @@ export interface DeviceConfig {
   label?: string;
   /** Density prefetcher for replayable faults (default: on, threshold 51 %, 64 KiB upgrade). */
   prefetch?: Partial<PrefetchConfig>;
+  /** Eviction unit when device memory is full: 4096, 65536 (default) or 2 MiB. */
+  evictionBytes?: 4096 | 65536 | 2097152;
 }
 
 export interface SystemConfig {
@@ -77,6 +79,8 @@ export async function createSystem(config: SystemConfig): Promise<System> {
     const name = cfg.label ?? `gpu${i}`;
     if (!Number.isInteger(cfg.memoryBytes) || cfg.memoryBytes <= 0 || cfg.memoryBytes % 4096 !== 0)
       throw new HmmError('EINVAL', `createSystem: devices[${i}].memoryBytes ${cfg.memoryBytes} must be a positive multiple of 4096`);
+    if (cfg.evictionBytes !== undefined && ![4096, 65536, 2097152].includes(cfg.evictionBytes))
+      throw new HmmError('EINVAL', `createSystem: devices[${i}].evictionBytes ${cfg.evictionBytes} is not 4096, 65536 or 2097152`);
     const wantBinding = Math.min(cfg.memoryBytes, cfg.maxBufferBytes ?? cfg.memoryBytes);
     let dev: HmmDevice | undefined;
     const acquired = await acquireDevice({
@@ -88,6 +92,7 @@ export async function createSystem(config: SystemConfig): Promise<System> {
     const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);
     dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.counters);
     if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
+    if (cfg.evictionBytes !== undefined) dev.evictionPages = cfg.evictionBytes / 4096;
     sys.devices.push(dev);
   }
   return sys;

@@ -151,6 +151,17 @@ export class DevicePageTable {
     }
   }
 
+  /**
+   * Clear the GPU's accessed/dirty bits of these pages (the clock hand's "second chance"): the
+   * next flush rewrites their entries from the shadow, which never holds those bits.
+   */
+  clearAccessed(pages: readonly number[]): void {
+    for (const p of pages) {
+      const d = this.dir[p >>> 9]!;
+      if (d & DIR_VALID && !(d & DIR_HUGE)) this.markDirty(d >>> 8, p & 511);
+    }
+  }
+
   /** Upload every change since the last flush: the directory once, each touched leaf span once. */
   flush(): number {
     let writes = 0;

@@ -12,6 +12,7 @@ import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
 import { DEFAULT_PREFETCH, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
+import { PTE_ACCESSED } from './devicePageTable.ts';
 import { DeviceMemory } from './deviceMemory.ts';
 import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
@@ -39,6 +40,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly rmapCopy: Uint8Array;
   private internal: Promise<HmmKernel> | undefined;
   lostReason: string | undefined;
+  /** Eviction unit in pages: 1 (4 KiB), 16 (64 KiB) or 512 (2 MiB). */
+  evictionPages = 16;
+  /** Where the clock hand stands in the frame array. */
+  private clockHand = 0;
   /** Density prefetcher settings for replayable faults (a dispatch may override them). */
   prefetch: PrefetchConfig = { ...DEFAULT_PREFETCH };
   /** WebGPU errors no error scope caught (tests assert this stays empty). */
@@ -107,6 +112,98 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.mirrors.get(mm)?.dropMappings(0, 1 << 20);
     }
     return { pages };
+  }
+
+  /**
+   * Make room: move at least `want` frames' worth of pages off this device, never a page
+   * `keep` names (what the current fault batch needs: no livelock). A clock over device frames
+   * in units of `evictionPages`: units a kernel touched since the last sweep (the GPU-set
+   * accessed bits) get a second chance, and lose their bits; then the rest go, oldest first.
+   * Device-private pages are written back to RAM; copies are dropped (held ones written back).
+   * Returns the frames freed (0 when nothing may go).
+   */
+  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean): Promise<number> {
+    const t0 = performance.now();
+    const unit = this.evictionPages;
+    const n = this.memory.frameCount;
+    type Unit = { mm: AddressSpace; pages: number[]; lastFrame: number };
+    const units = new Map<string, Unit>();
+    for (let i = 0; i < n; i++) {
+      const f = (this.clockHand + i) % n;
+      const mm = this.rmapMm[f];
+      if (!mm) continue;
+      const p = this.rmapPage[f]!;
+      // what the current batch needs, and pages already moving, stay; the rest of their unit may go
+      if (keep(mm, p) || pte.kind(mm.pageTable.get(p)) === Kind.Migrating) continue;
+      const key = `${mm.id}:${Math.floor(p / unit)}`;
+      let u = units.get(key);
+      if (!u) units.set(key, (u = { mm, pages: [], lastFrame: f }));
+      u.pages.push(p);
+      u.lastFrame = f;
+    }
+    if (units.size === 0) return 0;
+    // accessed bits, one readback per address space involved
+    const touched = new Set<string>();
+    const byMm = new Map<AddressSpace, string[]>();
+    for (const [k, u] of units) {
+      const list = byMm.get(u.mm);
+      if (list) list.push(k);
+      else byMm.set(u.mm, [k]);
+    }
+    for (const [mm, keys] of byMm) {
+      const mirror = this.mirrors.get(mm);
+      if (!mirror) continue;
+      const pages = keys.flatMap((k) => units.get(k)!.pages);
+      const entries = await mirror.table.readGpuEntries(pages);
+      let i = 0;
+      for (const k of keys) {
+        for (let j = 0; j < units.get(k)!.pages.length; j++, i++) if (entries[i]! & PTE_ACCESSED) touched.add(k);
+      }
+    }
+    const ordered = [...units.keys()];
+    const victims: string[] = [];
+    let freed = 0;
+    for (const pass of [false, true]) {
+      for (const k of ordered) {
+        if (freed >= want) break;
+        if (touched.has(k) !== pass || victims.includes(k)) continue;
+        victims.push(k);
+        freed += units.get(k)!.pages.length;
+      }
+    }
+    // second chance for the touched units that stay
+    for (const k of touched) {
+      if (victims.includes(k)) continue;
+      const u = units.get(k)!;
+      const mirror = this.mirrors.get(u.mm);
+      if (mirror) {
+        mirror.table.clearAccessed(u.pages);
+        this.stats.add('pageTableWrites', mirror.table.flush());
+      }
+    }
+    if (victims.length > 0) this.clockHand = (units.get(victims[victims.length - 1]!)!.lastFrame + 1) % n;
+    // write back and drop, per address space
+    const byMmVictims = new Map<AddressSpace, number[]>();
+    for (const k of victims) {
+      const u = units.get(k)!;
+      const list = byMmVictims.get(u.mm);
+      if (list) list.push(...u.pages);
+      else byMmVictims.set(u.mm, [...u.pages]);
+    }
+    let pagesOut = 0;
+    for (const [mm, pages] of byMmVictims) {
+      const priv = pages.filter((p) => pte.kind(mm.pageTable.get(p)) === Kind.Device);
+      const held = pages.filter((p) => pte.isHeld(mm.pageTable.get(p)));
+      const dup = pages.filter((p) => !priv.includes(p) && !held.includes(p));
+      if (held.length > 0) await this.revoke(mm, held);
+      if (priv.length > 0) pagesOut += (await migrateToSystem(mm, this, priv)).moved;
+      const mirror = this.mirrors.get(mm);
+      for (const [a, b] of runs(dup)) mirror?.dropMappings(a, b);
+      pagesOut += held.length + dup.length;
+    }
+    this.stats.add('evictions', pagesOut);
+    this.stats.trace.record({ kind: 'evict', ts: t0, dur: performance.now() - t0, pages: pagesOut, bytes: pagesOut * PAGE_SIZE, device: this.id, detail: `${victims.length} units of ${unit} pages` });
+    return freed;
   }
 
   // ------------------------------------------------------------------ DevicePagemap

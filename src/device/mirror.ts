@@ -123,16 +123,20 @@ export class Mirror {
    * Pages that can migrate move here; others get a device copy (read-only, or held
    * exclusively for writes). Errors as rangeFault gives them, naming the address.
    */
-  async faultIn(start: number, end: number, write: boolean): Promise<void> {
+  async faultIn(start: number, end: number, write: boolean, keep?: ReadonlySet<number>): Promise<void> {
     const pages: number[] = [];
     for (let p = start; p < end; p++) pages.push(p);
-    return this.faultInPages(pages, write);
+    return this.faultInPages(pages, write, keep);
   }
 
-  /** faultIn for any set of pages (sorted): one migration batch serves all of them. */
-  async faultInPages(pages: readonly number[], write: boolean): Promise<void> {
+  /**
+   * faultIn for any set of pages (sorted): one migration batch serves all of them. When the
+   * device is full, pages are evicted to make room, never one in `keep` (default: `pages`).
+   */
+  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>): Promise<void> {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
+    const protect = keep ?? new Set(pages);
     const start = pages[0]!;
     const end = pages[pages.length - 1]! + 1;
     for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -152,9 +156,13 @@ export class Mirror {
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable);
         const short = res.pages.indexOf('nomem');
-        if (short >= 0 && res.moved === 0) {
-          const at = movable[short]! * PAGE_SIZE;
-          throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}`, at);
+        if (short >= 0) {
+          const need = res.pages.filter((r) => r === 'nomem').length;
+          const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p));
+          if (freed === 0 && res.moved === 0) {
+            const at = movable[short]! * PAGE_SIZE;
+            throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}; everything resident is needed by this access`, at);
+          }
         }
         continue;
       }
@@ -437,10 +445,14 @@ export class Mirror {
       return { start: Math.floor(va / PAGE_SIZE), end: Math.ceil((va + bytes) / PAGE_SIZE), write: r.access === 'rw' };
     });
     if (mode === 'replayable') return this.dispatchReplayable(kernel, workgroups, opts, ranges);
+    const declared = new Set<number>();
+    for (const r of ranges) for (let p = r.start; p < r.end; p++) declared.add(p);
+    if (declared.size > this.dev.memory.frameCount)
+      throw new HmmError('ENOMEM', `dispatch '${kernel.label}': declared ranges span ${declared.size} pages, more than ${this.dev.name}'s ${this.dev.memory.frameCount} frames; use replayable mode to stream them`);
     let faults = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const seq = this.sub.readBegin();
-      for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
+      for (const r of ranges) await this.faultIn(r.start, r.end, r.write, declared);
       if (this.sub.readRetry(seq)) {
         faults++;
         continue; // something was invalidated while we mapped: map again
@@ -512,15 +524,25 @@ export class Mirror {
   private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig): Promise<void> {
     const writes = new Set<number>();
     for (const k of keys) if (k & 1) writes.add(k >>> 1);
-    const faulted = [...new Set(keys.map((k) => k >>> 1))];
-    const wanted = prefetchPages(faulted, { resident: (p) => this.table.lookup(p) !== null, allowed: (p) => this.migratable(p) }, prefetch);
+    // One batch must fit beside what stays resident: at most half the device per round; the
+    // faults left out simply fault again next round.
+    const cap = Math.max(1, Math.floor(this.dev.memory.frameCount / 2));
+    let faulted = [...new Set(keys.map((k) => k >>> 1))];
+    if (faulted.length > cap) faulted = faulted.slice(0, cap);
+    let wanted = prefetchPages(faulted, { resident: (p) => this.table.lookup(p) !== null, allowed: (p) => this.migratable(p) }, prefetch);
+    if (wanted.length > cap) {
+      const isFault = new Set(faulted);
+      wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
+    }
+    for (const w of [...writes]) if (!wanted.includes(w)) writes.delete(w);
     const reads = wanted.filter((p) => !writes.has(p));
+    const keep = new Set(wanted);
     this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
-      await this.faultInPages([...writes].sort((a, b) => a - b), true);
-      await this.faultInPages(reads, false);
+      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep);
+      await this.faultInPages(reads, false, keep);
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)
