@@ -63,6 +63,15 @@ export class DeviceMemory {
     return this.frames.take(n);
   }
 
+  /**
+   * 512 consecutive frames in one buffer, 512-aligned: a 2 MiB device frame for a huge page.
+   * Null when none is free (or buffers are smaller than 2 MiB): the caller falls back to 4 KiB.
+   */
+  allocHuge(): number | null {
+    if (this.frameShift < 9) return null;
+    return this.frames.takeAligned(512);
+  }
+
   /** Free frames; they are cleared on the GPU before anyone can use them again. */
   free(frames: readonly number[]): void {
     if (frames.length === 0) return;

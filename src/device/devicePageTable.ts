@@ -61,9 +61,43 @@ export class DevicePageTable {
     return { frame: e >>> 8, write: (e & PTE_WRITE) !== 0 };
   }
 
+  /** Is page mapped by a huge (2 MiB) directory entry? */
+  isHuge(page: number): boolean {
+    const d = this.dir[page >>> 9]!;
+    return (d & DIR_VALID) !== 0 && (d & DIR_HUGE) !== 0;
+  }
+
+  /**
+   * Map a whole 2 MiB block with one directory entry onto 512 consecutive frames from
+   * `firstFrame`. The block must have no mappings yet.
+   */
+  mapHuge(block: number, firstFrame: number, write: boolean): void {
+    if (this.dir[block]! & DIR_VALID) throw new Error(`DevicePageTable.mapHuge: block ${block} is already mapped`);
+    this.dir[block] = ((firstFrame << 8) | DIR_VALID | DIR_HUGE | (write ? DIR_WRITE : 0)) >>> 0;
+    this.dirDirty = true;
+    this.validCount += PAGES_PER_HUGE;
+  }
+
+  /**
+   * Turn a huge entry into a leaf of 512 small entries for the same frames, so part of the
+   * block can be unmapped or re-protected. Without a free leaf the whole block is unmapped
+   * instead (its pages stay where they are; the device simply faults them in again).
+   */
+  private split(di: number): void {
+    const d = this.dir[di]!;
+    const first = d >>> 8;
+    const write = (d & DIR_WRITE) !== 0;
+    this.dir[di] = 0;
+    this.dirDirty = true;
+    this.validCount -= PAGES_PER_HUGE;
+    if (this.freeLeaves.length === 0) return;
+    for (let i = 0; i < PAGES_PER_HUGE; i++) this.map(di * PAGES_PER_HUGE + i, first + i, write);
+  }
+
   /** Map page -> frame. Returns false when no leaf table is free (the caller fails the page). */
   map(page: number, frame: number, write: boolean): boolean {
     const di = page >>> 9;
+    if (this.isHuge(page)) this.split(di);
     let d = this.dir[di]!;
     if (!(d & DIR_VALID)) {
       const leaf = this.freeLeaves.pop();
@@ -86,6 +120,11 @@ export class DevicePageTable {
   /** Unmap one page; returns the frame it mapped, or -1. */
   unmap(page: number): number {
     const di = page >>> 9;
+    if (this.isHuge(page)) {
+      const frame = (this.dir[di]! >>> 8) + (page & 511);
+      this.split(di);
+      if (!(this.dir[di]! & DIR_VALID)) return frame; // no leaf to split into: the whole block went
+    }
     const d = this.dir[di]!;
     if (!(d & DIR_VALID)) return -1;
     const leaf = d >>> 8;
@@ -109,6 +148,21 @@ export class DevicePageTable {
       if (!(this.dir[di]! & DIR_VALID)) continue; // skip 2 MiB at a time
       const lo = Math.max(start, di * PAGES_PER_HUGE);
       const hi = Math.min(end, (di + 1) * PAGES_PER_HUGE);
+      if (this.isHuge(lo)) {
+        if (lo === di * PAGES_PER_HUGE && hi === (di + 1) * PAGES_PER_HUGE) {
+          const first = this.dir[di]! >>> 8;
+          this.dir[di] = 0;
+          this.dirDirty = true;
+          this.validCount -= PAGES_PER_HUGE;
+          for (let i = 0; i < PAGES_PER_HUGE; i++) each?.(di * PAGES_PER_HUGE + i, first + i);
+          continue;
+        }
+        // Part of the block: split it into a leaf first. Huge entries only ever map
+        // device-private pages, so if no leaf is free and the whole block goes unmapped,
+        // nothing is lost: its pages stay on the device and fault in again.
+        this.split(di);
+        if (!(this.dir[di]! & DIR_VALID)) continue;
+      }
       for (let p = lo; p < hi; p++) {
         const f = this.unmap(p);
         if (f >= 0) each?.(p, f);
@@ -121,6 +175,10 @@ export class DevicePageTable {
     for (let di = 0; di < DIR_ENTRIES; di++) {
       const d = this.dir[di]!;
       if (!(d & DIR_VALID)) continue;
+      if (d & DIR_HUGE) {
+        for (let i = 0; i < PAGES_PER_HUGE; i++) each(di * PAGES_PER_HUGE + i, (d >>> 8) + i, (d & DIR_WRITE) !== 0);
+        continue;
+      }
       const base = (d >>> 8) * PAGES_PER_HUGE;
       for (let i = 0; i < PAGES_PER_HUGE; i++) {
         const e = this.leaves[base + i]!;

@@ -270,6 +270,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   allocFrames(n: number): number[] {
     return this.memory.allocUpTo(n);
   }
+  allocHuge(): number | null {
+    return this.memory.allocHuge();
+  }
   freeFrames(frames: readonly number[]): void {
     this.memory.free(frames);
   }
@@ -289,15 +292,16 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     const outcome = await Promise.race([this.device.queue.onSubmittedWorkDone().then(() => 'done' as const), lost]);
     if (outcome === 'lost' || this.lostReason !== undefined) throw this.lostError('copy');
   }
-  adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[]): void {
+  adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[], huge = false): void {
     const mirror = this.mirror(mm);
     pages.forEach((p, i) => {
       const f = frames[i]!;
       this.rmapMm[f] = mm;
       this.rmapPage[f] = p;
       this.rmapCopy[f] = 0;
-      mirror.table.map(p, f, writable[i]!);
+      if (!huge) mirror.table.map(p, f, writable[i]!);
     });
+    if (huge) mirror.table.mapHuge(pages[0]! >>> 9, frames[0]!, writable[0]!); // one directory entry for 2 MiB
     this.stats.add('pageTableWrites', mirror.table.flush());
   }
   disown(frames: readonly number[]): void {

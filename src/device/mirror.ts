@@ -3,7 +3,7 @@
 // device (migrating what can move, copying what cannot), always under the read-begin /
 // read-retry rule. Its public methods are the dmirror ioctls plus validated kernel dispatch.
 
-import { PAGE_SIZE, VA_PAGES, WORDS_PER_PAGE, hex } from '../constants.ts';
+import { PAGE_SIZE, PAGES_PER_HUGE, VA_PAGES, WORDS_PER_PAGE, hex } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 import { migrateToDevice, migrateToSystem, runs } from '../hmm/migrate.ts';
 import { PFN_DEVICE_PRIVATE, PFN_VALID, rangeFault } from '../hmm/rangeFault.ts';
@@ -152,7 +152,15 @@ export class Mirror {
       }
       this.checkPermissions(missing, write);
       // Pages that can move come here by migration (never-touched ones as zeroed device pages).
-      const movable = missing.filter((p) => this.migratable(p));
+      let movable = missing.filter((p) => this.migratable(p));
+      // Whole 2 MiB blocks of huge mappings move as one unit, mapped by one directory entry.
+      const blocks = this.hugeBlocks(movable);
+      for (const block of blocks) {
+        const blockPages = Array.from({ length: PAGES_PER_HUGE }, (_, i) => block * PAGES_PER_HUGE + i);
+        await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
+        movable = movable.filter((p) => p >>> 9 !== block);
+      }
+      if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable);
         const short = res.pages.indexOf('nomem');
@@ -175,6 +183,26 @@ export class Mirror {
       }
     }
     throw new HmmError('EBUSY', `${this.dev.name}: fault-in of ${hex(start * PAGE_SIZE)}..${hex(end * PAGE_SIZE)} did not settle after ${MAX_ROUNDS} rounds`, start * PAGE_SIZE);
+  }
+
+  /**
+   * Blocks touched by `pages` that can move as one 2 MiB unit: inside one huge mapping, every
+   * page migratable and none mapped here yet, and room on the device for a whole block.
+   */
+  private hugeBlocks(pages: readonly number[]): number[] {
+    if (this.dev.memory.frameCount < 2 * PAGES_PER_HUGE) return [];
+    const blocks = new Set<number>();
+    for (const p of pages) {
+      const vma = this.mm.vmas.find(p);
+      if (vma?.huge) blocks.add(p >>> 9);
+    }
+    return [...blocks].filter((b) => {
+      const first = b * PAGES_PER_HUGE;
+      const vma = this.mm.vmas.find(first);
+      if (!vma || !vma.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) return false;
+      for (let p = first; p < first + PAGES_PER_HUGE; p++) if (this.table.lookup(p) || !this.migratable(p)) return false;
+      return true;
+    });
   }
 
   private migratable(p: number): boolean {
@@ -289,6 +317,12 @@ export class Mirror {
         throw new HmmError('EINVAL', `migrateToDevice: address ${hex(p * PAGE_SIZE)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, p * PAGE_SIZE);
     }
     const pages = Array.from({ length: n }, (_, i) => start + i);
+    // whole blocks of huge mappings move as 2 MiB units first (SELECT_COMPOUND)
+    const inRange = new Set(pages);
+    for (const block of this.hugeBlocks(pages)) {
+      const blockPages = Array.from({ length: PAGES_PER_HUGE }, (_, i) => block * PAGES_PER_HUGE + i);
+      if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
+    }
     const res = await migrateToDevice(this.mm, this.dev, pages);
     let cpages = 0;
     const bad: number[] = [];
@@ -414,7 +448,8 @@ export class Mirror {
       case Kind.Ram:
         return pte.isHeld(e) && pte.heldBy(e) !== this.dev.id ? PROT.NONE : rw;
       case Kind.Device:
-        return pte.device(e) === this.dev.id ? PROT.DEV_PRIVATE_LOCAL | rw : PROT.DEV_PRIVATE_REMOTE;
+        if (pte.device(e) !== this.dev.id) return PROT.DEV_PRIVATE_REMOTE;
+        return PROT.DEV_PRIVATE_LOCAL | rw | (this.table.isHuge(p) ? PROT.PMD : 0);
       default:
         return PROT.NONE;
     }

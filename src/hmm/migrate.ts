@@ -10,7 +10,7 @@
 //   finalize           wake CPU accesses that waited on the pages.
 // Policy (which pages, when) is the caller's; this file only moves what it is asked to.
 
-import { PAGE_SIZE, hex } from '../constants.ts';
+import { PAGE_SIZE, PAGES_PER_HUGE, hex } from '../constants.ts';
 import type { AddressSpace } from '../mm/addressSpace.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
@@ -41,13 +41,15 @@ export interface MigrationDevice {
   readonly name: string;
   readonly stats: Stats;
   allocFrames(n: number): number[];
+  /** A 2 MiB run of frames (first frame), or null. */
+  allocHuge(): number | null;
   freeFrames(frames: readonly number[]): void;
   upload(frames: readonly number[], sources: readonly Uint8Array[]): void;
   download(frames: readonly number[]): Promise<Uint8Array>;
   /** Resolves once all submitted GPU work finished; rejects if the device failed. */
   settle(): Promise<void>;
   /** A committed page: record ownership and map it in this device's table for mm. */
-  adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[]): void;
+  adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[], huge?: boolean): void;
   /** The page left the device: forget ownership (its frame is freed by the caller). */
   disown(frames: readonly number[]): void;
   /** Drop this device's own mappings and copies of pages it is migrating (the notifier skips its own migrations). */
@@ -84,7 +86,13 @@ function isolate(mm: AddressSpace, pages: readonly number[], dev: MigrationDevic
 }
 
 /** System RAM (or never-touched) -> device-private memory of `dev`. */
-export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): Promise<MigrateResult> {
+export async function migrateToDevice(
+  mm: AddressSpace,
+  dev: MigrationDevice,
+  pages: readonly number[],
+  /** One aligned 2 MiB block of a huge mapping: move it as one unit if a 2 MiB frame is free. */
+  opts: { huge?: boolean } = {},
+): Promise<MigrateResult> {
   const t0 = performance.now();
   const result: PageResult[] = new Array(pages.length);
   const selected: number[] = [];
@@ -112,8 +120,11 @@ export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pa
   // ---- isolate
   const { marks, done } = isolate(mm, selected, dev);
   try {
-    // ---- allocate (per-page failure when device memory runs short)
-    const frames = dev.allocFrames(selected.length);
+    // ---- allocate (per-page failure when device memory runs short). A whole huge block gets
+    // one 2 MiB frame if there is one; otherwise it falls back to 4 KiB frames.
+    const wholeBlock = opts.huge === true && selected.length === PAGES_PER_HUGE && selected[0]! % PAGES_PER_HUGE === 0;
+    const hugeBase = wholeBlock ? dev.allocHuge() : null;
+    const frames = hugeBase !== null ? Array.from({ length: PAGES_PER_HUGE }, (_, i) => hugeBase + i) : dev.allocFrames(selected.length);
     // ---- copy: RAM pages in one batch; never-touched and zero pages need nothing, since
     // free device frames are already zero.
     const upFrames: number[] = [];
@@ -170,7 +181,7 @@ export async function migrateToDevice(mm: AddressSpace, dev: MigrationDevice, pa
       dev.stats.add(pte.kind(orig) === Kind.Ram ? 'bytesToDevice' : 'zeroPagesToDevice', pte.kind(orig) === Kind.Ram ? PAGE_SIZE : 1);
     }
     if (unused.length > 0) dev.freeFrames(unused);
-    dev.adopt(mm, adoptPages, adoptFrames, adoptWrite);
+    dev.adopt(mm, adoptPages, adoptFrames, adoptWrite, hugeBase !== null && adoptPages.length === PAGES_PER_HUGE);
     dev.stats.add('pagesToDevice', adoptPages.length);
     dev.stats.trace.record({
       kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,

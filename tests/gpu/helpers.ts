@@ -23,3 +23,11 @@ export function pattern(bytes: number, seed = 1): Uint8Array {
   for (let i = 0; i < bytes; i++) out[i] = (i * 7 + seed + (i >> 12) * 13) & 0xff;
   return out;
 }
+
+/** Index of the first differing byte, or -1: a fast check for megabyte buffers (toEqual is slow there). */
+export function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  const n = a.length;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
