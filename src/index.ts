@@ -2,7 +2,7 @@
 
 export { createSystem, System, type SystemConfig, type DeviceConfig } from './system.ts';
 export { AddressSpace, type MmapOptions } from './mm/addressSpace.ts';
-export type { Prot } from './mm/vmaList.ts';
+export type { Prot, Advice, Preferred } from './mm/vmaList.ts';
 export { HmmError, isHmmError, type HmmErrorCode } from './errors.ts';
 export { HmmDevice } from './device/hmmDevice.ts';
 export { Mirror, PROT, type DispatchOptions, type DispatchRange, type DispatchResult } from './device/mirror.ts';
@@ -13,3 +13,4 @@ export { PAGE_SIZE, HUGE_SIZE } from './constants.ts';
 export { acquireDevice, describeAdapter } from './gpu/acquire.ts';
 export { TraceLog, type TraceEvent, type TraceKind } from './trace/trace.ts';
 export { DEFAULT_PREFETCH, type PrefetchConfig } from './policy/prefetch.ts';
+export { DEFAULT_THRASH, type ThrashConfig } from './policy/thrashing.ts';

@@ -10,6 +10,7 @@ import { MAX_DEVICES } from './mm/cpuPageTable.ts';
 import { SystemRam } from './mm/systemRam.ts';
 import { Stats } from './trace/stats.ts';
 import type { TraceLog } from './trace/trace.ts';
+import type { ThrashConfig } from './policy/thrashing.ts';
 import type { PrefetchConfig } from './policy/prefetch.ts';
 
 export interface DeviceConfig {
@@ -27,6 +28,8 @@ export interface DeviceConfig {
 export interface SystemConfig {
   systemRamBytes: number;
   devices?: DeviceConfig[];
+  /** Thrashing detection for every address space (default: on, 3 bounces within 50 ms pin a page in RAM for 1 s). */
+  thrashing?: Partial<ThrashConfig>;
 }
 
 export class System {
@@ -37,13 +40,17 @@ export class System {
   private readonly spaces: AddressSpace[] = [];
   private nextMm = 1;
 
+  private readonly thrashing: Partial<ThrashConfig>;
+
   constructor(config: SystemConfig) {
     this.ram = new SystemRam(config.systemRamBytes);
+    this.thrashing = config.thrashing ?? {};
   }
 
   /** A new, empty address space (a "process"). */
   createAddressSpace(): AddressSpace {
     const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters);
+    mm.thrash.config = { ...mm.thrash.config, ...this.thrashing };
     this.spaces.push(mm);
     return mm;
   }

@@ -152,7 +152,7 @@ export class Mirror {
       }
       this.checkPermissions(missing, write);
       // Pages that can move come here by migration (never-touched ones as zeroed device pages).
-      let movable = missing.filter((p) => this.migratable(p));
+      let movable = missing.filter((p) => this.migratable(p, write));
       // Whole 2 MiB blocks of huge mappings move as one unit, mapped by one directory entry.
       const blocks = this.hugeBlocks(movable);
       for (const block of blocks) {
@@ -205,9 +205,19 @@ export class Mirror {
     });
   }
 
-  private migratable(p: number): boolean {
+  /**
+   * May a device fault on p move it here (rather than map a copy)? No for shared mappings and
+   * pinned pages (mechanism); no by policy when advice or the thrashing detector says the page
+   * should stay in system RAM: preferred location 'system' or another device we only access,
+   * read-mostly for reads, or thrashing.
+   */
+  private migratable(p: number, write = false): boolean {
     const vma = this.mm.vmas.find(p);
     if (!vma || vma.shared || !canRead(vma.prot) || this.mm.pageTable.isPinned(p)) return false;
+    if (vma.preferred === 'system') return false;
+    if (typeof vma.preferred === 'number' && vma.preferred !== this.dev.id && vma.accessedBy?.includes(this.dev.id)) return false;
+    if (vma.readMostly && !write) return false;
+    if (this.mm.thrash.isPinned(p, performance.now())) return false;
     const e = this.mm.pageTable.get(p);
     const k = pte.kind(e);
     return k === Kind.None || k === Kind.Zero || (k === Kind.Ram && !pte.isHeld(e));
@@ -234,7 +244,7 @@ export class Mirror {
       if (f & PFN_DEVICE_PRIVATE) {
         const vma = this.mm.vmas.find(p);
         this.table.map(p, pte.frame(res.entries[i]!), !!vma && canWrite(vma.prot));
-      } else if (!this.migratable(p)) copies.push(p);
+      } else if (!this.migratable(p, write)) copies.push(p);
       // a migratable page that came home from another device migrates on the next round
     }
     if (copies.length > 0) this.mapCopies(copies, write);
@@ -572,6 +582,10 @@ export class Mirror {
     for (const w of [...writes]) if (!wanted.includes(w)) writes.delete(w);
     const reads = wanted.filter((p) => !writes.has(p));
     const keep = new Set(wanted);
+    // Throttle: a batch that touches thrashing pages waits a moment before it is served.
+    const now = performance.now();
+    if (this.mm.thrash.config.enabled && faulted.some((p) => this.mm.thrash.isPinned(p, now)))
+      await new Promise((r) => setTimeout(r, this.mm.thrash.config.napMs));
     this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });

@@ -182,6 +182,7 @@ export async function migrateToDevice(
     }
     if (unused.length > 0) dev.freeFrames(unused);
     dev.adopt(mm, adoptPages, adoptFrames, adoptWrite, hugeBase !== null && adoptPages.length === PAGES_PER_HUGE);
+    mm.noteMigration(adoptPages, 'toDevice');
     dev.stats.add('pagesToDevice', adoptPages.length);
     dev.stats.trace.record({
       kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,
@@ -238,6 +239,7 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     }
     dev.disown(freed);
     dev.freeFrames(freed);
+    mm.noteMigration(selected.filter((_, k) => result[selIndex[k]!] === 'moved'), 'toSystem');
     const moved = result.filter((r) => r === 'moved').length;
     dev.stats.add('pagesToSystem', moved);
     dev.stats.add('bytesToSystem', moved * PAGE_SIZE);

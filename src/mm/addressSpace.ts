@@ -6,12 +6,13 @@
 import { MMAP_MIN_ADDR, PAGE_SIZE, PAGES_PER_HUGE, HUGE_SIZE, VA_PAGES, hex } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 import type { Stats } from '../trace/stats.ts';
+import { ThrashDetector, type Direction } from '../policy/thrashing.ts';
 import { checkAddress, checkCount, checkPageAligned, checkRange } from './args.ts';
 import { CpuPageTable, Kind, pte } from './cpuPageTable.ts';
 import { IntervalNotifier } from './notifier.ts';
 import type { DevicePagemap } from './pagemap.ts';
 import type { SystemRam } from './systemRam.ts';
-import { VmaList, canRead, canWrite, type Prot, type Vma } from './vmaList.ts';
+import { VmaList, canRead, canWrite, type Advice, type Prot, type Vma } from './vmaList.ts';
 
 export interface MmapOptions {
   prot?: Prot;
@@ -32,6 +33,8 @@ export class AddressSpace {
   readonly notifier = new IntervalNotifier();
   /** Pages being migrated: a CPU access waits for the migration instead of tearing data. */
   readonly inflight = new Map<number, Promise<void>>();
+  /** Pages bouncing between RAM and devices (policy: migrations report, the mirror asks). */
+  readonly thrash = new ThrashDetector();
   private destroyed = false;
 
   constructor(
@@ -90,6 +93,28 @@ export class AddressSpace {
     this.vmas.protect(start, end, prot);
     this.notifier.invalidate({ start, end, event: 'protection', owner: null });
     this.stats.add('invalidations');
+  }
+
+  /**
+   * Advice on [va, va+length) (cudaMemAdvise, madvise): `preferred` location ('system' or a
+   * device id; null clears it), `readMostly`, `accessedBy` devices. Policy reads it; nothing
+   * moves when it is given. The range must be mapped (ENOMEM names the hole).
+   */
+  async advise(va: number, length: number, advice: Advice): Promise<void> {
+    this.checkAlive('advise');
+    const { start, end } = this.pageRange('advise', va, length);
+    if (!advice || typeof advice !== 'object') throw new HmmError('EINVAL', `advise ${hex(va)}: advice must be an object`, va);
+    const devs = this.pagemaps();
+    const checkDev = (d: unknown, what: string): void => {
+      if (typeof d !== 'number' || !Number.isInteger(d) || !devs[d]) throw new HmmError('EINVAL', `advise ${hex(va)}: ${what} ${String(d)} is not a device of this system`, va);
+    };
+    if (advice.preferred !== undefined && advice.preferred !== null && advice.preferred !== 'system') checkDev(advice.preferred, 'preferred');
+    if (advice.readMostly !== undefined && typeof advice.readMostly !== 'boolean') throw new HmmError('EINVAL', `advise ${hex(va)}: readMostly must be a boolean`, va);
+    if (advice.accessedBy !== undefined) {
+      if (!Array.isArray(advice.accessedBy)) throw new HmmError('EINVAL', `advise ${hex(va)}: accessedBy must be an array of device ids`, va);
+      for (const d of advice.accessedBy) checkDev(d, 'accessedBy device');
+    }
+    this.vmas.advise(start, end, advice);
   }
 
   vmaAt(va: number): Vma | undefined {
@@ -283,6 +308,17 @@ export class AddressSpace {
     }
   }
 
+  /** Migrations report here; a page that starts thrashing is counted and traced. */
+  noteMigration(pages: readonly number[], dir: Direction): void {
+    const now = performance.now();
+    let thrashing = 0;
+    for (const p of pages) if (this.thrash.record(p, dir, now)) thrashing++;
+    if (thrashing > 0) {
+      this.stats.add('thrashEvents', thrashing);
+      this.stats.trace.record({ kind: 'thrash', pages: thrashing, va: pages[0]! * PAGE_SIZE, mm: this.id, detail: `pinned in system RAM for ${this.thrash.config.pinMs} ms` });
+    }
+  }
+
   // ------------------------------------------------------------------ internals
 
   private unmapPages(start: number, end: number): void {
@@ -312,6 +348,7 @@ export class AddressSpace {
       for (const p of pages) this.pageTable.set(p, pte.none);
     }
     this.vmas.remove(start, end);
+    this.thrash.forget(start, end);
   }
 
   private pageRange(what: string, va: number, length: number): { start: number; end: number } {

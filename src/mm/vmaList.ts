@@ -13,12 +13,33 @@ export interface Vma {
   prot: Prot;
   shared: boolean;
   huge: boolean;
+  /** Advice (as madvise flags live on the kernel's VMAs): where the pages should live. */
+  preferred?: Preferred;
+  /** Advice: reads anywhere make read-only copies; a write invalidates the others. */
+  readMostly?: boolean;
+  /** Advice: devices that read the range through copies instead of pulling it to themselves. */
+  accessedBy?: readonly number[];
+}
+
+/** A preferred location: system RAM, or a device id. */
+export type Preferred = 'system' | number;
+
+export interface Advice {
+  preferred?: Preferred | null;
+  readMostly?: boolean;
+  accessedBy?: readonly number[];
 }
 
 export const canRead = (p: Prot): boolean => p !== 'none';
 export const canWrite = (p: Prot): boolean => p === 'rw';
 
-const sameKind = (a: Vma, b: Vma): boolean => a.prot === b.prot && a.shared === b.shared && a.huge === b.huge;
+const sameKind = (a: Vma, b: Vma): boolean =>
+  a.prot === b.prot &&
+  a.shared === b.shared &&
+  a.huge === b.huge &&
+  (a.preferred ?? null) === (b.preferred ?? null) &&
+  (a.readMostly ?? false) === (b.readMostly ?? false) &&
+  (a.accessedBy ?? []).join() === (b.accessedBy ?? []).join();
 
 export class VmaList {
   private vmas: Vma[] = [];
@@ -103,6 +124,24 @@ export class VmaList {
     const pieces = this.overlapping(start, end);
     this.remove(start, end);
     for (const p of pieces) this.insert({ ...p, prot });
+  }
+
+  /** Apply advice over [start, end), which must be fully mapped (ENOMEM names the hole, as madvise). */
+  advise(start: number, end: number, advice: Advice): void {
+    const hole = this.firstHole(start, end);
+    if (hole >= 0) throw new HmmError('ENOMEM', `advise: page at ${hex(hole * PAGE_SIZE)} is not mapped`, hole * PAGE_SIZE);
+    const pieces = this.overlapping(start, end);
+    this.remove(start, end);
+    for (const p of pieces) {
+      const v: Vma = { ...p };
+      if (advice.preferred !== undefined) {
+        if (advice.preferred === null) delete v.preferred;
+        else v.preferred = advice.preferred;
+      }
+      if (advice.readMostly !== undefined) v.readMostly = advice.readMostly;
+      if (advice.accessedBy !== undefined) v.accessedBy = [...advice.accessedBy].sort((a, b) => a - b);
+      this.insert(v);
+    }
   }
 
   /** Merge vma i with equal neighbours, as the kernel's vma_merge does. */

@@ -14,6 +14,7 @@ export type Counter =
   | 'zeroPagesToDevice' // never-touched pages that became device pages without touching RAM
   | 'migrationFailures' // pages that a migration could not move (per page)
   | 'evictions' // pages moved off a device to make room (written back or dropped)
+  | 'thrashEvents' // pages found bouncing between RAM and a device, and pinned in RAM
   | 'invalidations'
   | 'pageTableWrites' // batched device page-table uploads
   | 'copyBatches' // copy-engine submits (each serves many pages)

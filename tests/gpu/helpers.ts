@@ -6,6 +6,7 @@ const live: System[] = [];
 
 export async function makeSystem(config: Partial<SystemConfig> = {}): Promise<System> {
   const sys = await createSystem({
+    ...config,
     systemRamBytes: config.systemRamBytes ?? 8 << 20,
     devices: config.devices ?? [{ memoryBytes: 4 << 20 }],
   });
