@@ -1,19 +1,11 @@
 // Device-exclusive access (make_device_exclusive) on a real adapter: the device takes pages
 // for atomics, a CPU touch revokes it, and checkExclusive tells which happened.
 import { describe, expect, it } from 'vitest';
-import { HmmError, PAGE_SIZE, PROT } from '../../src/index.ts';
-import { makeSystem, pattern } from './helpers.ts';
+import { PAGE_SIZE, PROT } from '../../src/index.ts';
+import { failure, makeSystem, pattern } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
-async function failure(p: Promise<unknown>): Promise<HmmError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HmmError);
-  return e as HmmError;
-}
 
 const ADD = /* wgsl */ `
 @group(0) @binding(0) var<uniform> a: vec4u;

@@ -1,6 +1,7 @@
 // Shared helpers for GPU tests: a small system on the real adapter, byte patterns.
 import { afterEach } from 'vitest';
-import { createSystem, type System, type SystemConfig } from '../../src/index.ts';
+import { expect } from 'vitest';
+import { HmmError, createSystem, type System, type SystemConfig } from '../../src/index.ts';
 
 const live: System[] = [];
 
@@ -31,4 +32,14 @@ export function firstDiff(a: Uint8Array, b: Uint8Array): number {
   const n = a.length;
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return -1;
+}
+
+/** The HmmError a promise rejects with (the test fails if it resolves or throws anything else). */
+export async function failure(p: Promise<unknown>): Promise<HmmError> {
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(HmmError);
+  return e as HmmError;
 }

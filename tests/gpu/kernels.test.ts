@@ -1,8 +1,8 @@
 // Validated kernels on a real adapter: user WGSL following CPU-built pointers through the
 // device page table, and every way a launch can fail.
 import { describe, expect, it } from 'vitest';
-import { HmmError, PAGE_SIZE, PROT } from '../../src/index.ts';
-import { makeSystem } from './helpers.ts';
+import { PAGE_SIZE, PROT } from '../../src/index.ts';
+import { failure, makeSystem } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
@@ -15,14 +15,6 @@ fn kernel(gid: vec3u) {
   hmm_store_u32(a, hmm_load_u32(a) * 2u);
 }`;
 
-async function codeOf(p: Promise<unknown>): Promise<HmmError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HmmError);
-  return e as HmmError;
-}
 
 describe('validated kernels', () => {
   it('run over CPU-written memory; the CPU reads the result back', async () => {
@@ -95,7 +87,7 @@ describe('validated kernels', () => {
     const va = mm.mmap(P);
     const k = await dev.createKernel({ code: DOUBLE, label: 'double' });
     const bad = 0x7000_0000;
-    const e = await codeOf(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([bad, 4]), ranges: [{ va, bytes: P, access: 'rw' }] }));
+    const e = await failure(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([bad, 4]), ranges: [{ va, bytes: P, access: 'rw' }] }));
     expect(e.code).toBe('ESEGV');
     expect(e.address).toBe(bad);
     expect(e.message).toContain('0x70000000');
@@ -110,7 +102,7 @@ describe('validated kernels', () => {
     const va = mm.mmap(2 * P);
     await mm.write(va + P, new Uint8Array([5, 0, 0, 0]));
     const k = await dev.createKernel({ code: DOUBLE, label: 'double' });
-    const e = await codeOf(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va + P, 1]), ranges: [{ va, bytes: P, access: 'rw' }] }));
+    const e = await failure(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va + P, 1]), ranges: [{ va, bytes: P, access: 'rw' }] }));
     expect(e.code).toBe('EFAULT');
     expect(e.address).toBe(va + P);
     expect(e.message).toContain('declared');
@@ -126,9 +118,9 @@ describe('validated kernels', () => {
     await mm.write(va, new Uint8Array([3, 0, 0, 0]));
     await mm.mprotect(va, P, 'r');
     const k = await dev.createKernel({ code: DOUBLE, label: 'double' });
-    const declaredRw = await codeOf(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 1]), ranges: [{ va, bytes: 4, access: 'rw' }] }));
+    const declaredRw = await failure(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 1]), ranges: [{ va, bytes: 4, access: 'rw' }] }));
     expect(declaredRw.code).toBe('EPERM');
-    const declaredR = await codeOf(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 1]), ranges: [{ va, bytes: 4, access: 'r' }] }));
+    const declaredR = await failure(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 1]), ranges: [{ va, bytes: 4, access: 'r' }] }));
     expect(declaredR.code).toBe('EPERM');
     expect((await mm.read(va, 4))[0]).toBe(3);
   });
@@ -137,7 +129,7 @@ describe('validated kernels', () => {
     const sys = await makeSystem();
     const dev = sys.devices[0]!;
     const code = 'fn kernel(gid: vec3u) {\n  let x: u32 = 1u;\n  let y = x + undefined_thing;\n}';
-    const e = await codeOf(dev.createKernel({ code, label: 'broken' }));
+    const e = await failure(dev.createKernel({ code, label: 'broken' }));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain("kernel 'broken' does not compile");
     expect(e.message).toMatch(/line 3:\d+/);
@@ -150,18 +142,18 @@ describe('validated kernels', () => {
     const dev = sys.devices[0]!;
     const m = dev.mirror(mm);
     const va = mm.mmap(P);
-    expect((await codeOf(dev.createKernel({ code: 'fn main() {}' }))).code).toBe('EINVAL');
-    expect((await codeOf(dev.createKernel({ code: DOUBLE, workgroupSize: 0 }))).code).toBe('EINVAL');
-    expect((await codeOf(dev.createKernel({ code: DOUBLE, workgroupSize: [64, 64, 64] }))).code).toBe('EINVAL');
+    expect((await failure(dev.createKernel({ code: 'fn main() {}' }))).code).toBe('EINVAL');
+    expect((await failure(dev.createKernel({ code: DOUBLE, workgroupSize: 0 }))).code).toBe('EINVAL');
+    expect((await failure(dev.createKernel({ code: DOUBLE, workgroupSize: [64, 64, 64] }))).code).toBe('EINVAL');
     const k = await dev.createKernel({ code: DOUBLE });
-    const tooMany = await codeOf(m.dispatch(k, { workgroups: 1 << 20, uniforms: new Uint32Array([va, 1]), ranges: [] }));
+    const tooMany = await failure(m.dispatch(k, { workgroups: 1 << 20, uniforms: new Uint32Array([va, 1]), ranges: [] }));
     expect(tooMany.code).toBe('EINVAL');
     expect(tooMany.message).toContain('workgroups[0]');
-    expect((await codeOf(m.dispatch(k, { workgroups: 1, ranges: [{ va, bytes: 0 }] }))).code).toBe('EINVAL');
-    expect((await codeOf(m.dispatch(k, { workgroups: 1, ranges: [{ va: 0xffff_f000, bytes: 2 * P }] }))).code).toBe('EINVAL');
-    expect((await codeOf(m.dispatch(k, { workgroups: 1, mode: 'bogus' as 'validated', ranges: [] }))).code).toBe('EINVAL');
+    expect((await failure(m.dispatch(k, { workgroups: 1, ranges: [{ va, bytes: 0 }] }))).code).toBe('EINVAL');
+    expect((await failure(m.dispatch(k, { workgroups: 1, ranges: [{ va: 0xffff_f000, bytes: 2 * P }] }))).code).toBe('EINVAL');
+    expect((await failure(m.dispatch(k, { workgroups: 1, mode: 'bogus' as 'validated', ranges: [] }))).code).toBe('EINVAL');
     // a range over a hole fails before launch, naming the hole
-    const hole = await codeOf(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 1]), ranges: [{ va, bytes: 2 * P }] }));
+    const hole = await failure(m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 1]), ranges: [{ va, bytes: 2 * P }] }));
     expect(hole.code).toBe('EFAULT');
     expect(hole.address).toBe(va + P);
   });

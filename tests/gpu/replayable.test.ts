@@ -1,19 +1,11 @@
 // Replayable mode on a real adapter: kernels fault on the GPU, the host services whole
 // batches, and only unfinished invocations run again.
 import { describe, expect, it } from 'vitest';
-import { HmmError, PAGE_SIZE, PROT } from '../../src/index.ts';
-import { makeSystem } from './helpers.ts';
+import { PAGE_SIZE, PROT } from '../../src/index.ts';
+import { failure, makeSystem } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
-async function failure(p: Promise<unknown>): Promise<HmmError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HmmError);
-  return e as HmmError;
-}
 
 const CHASE = /* wgsl */ `
 struct U { heads: u32, out: u32, n: u32, pad: u32 }
