@@ -69,19 +69,19 @@ fn hmm_record_miss(va: u32, write: bool) {
   }
 }
 
-// The replayable entry point calls this: run the kernel unless this invocation already
-// finished in an earlier round, and mark it finished if it did not fault this time.
-fn hmm_replay_invocation(gid: vec3u, nwg: vec3u, wg: vec3u) -> bool {
+// Replayable mode's done bitmap, indexed by the invocation's linear global id.
+fn hmm_invocation_index(gid: vec3u, nwg: vec3u, wg: vec3u) -> u32 {
   let row = nwg.x * wg.x;
-  let idx = gid.x + gid.y * row + gid.z * row * nwg.y * wg.y;
-  let bit = 1u << (idx & 31u);
-  return (atomicLoad(&hmm_ctl[hmm_done_base() + (idx >> 5u)]) & bit) == 0u;
+  return gid.x + gid.y * row + gid.z * row * nwg.y * wg.y;
 }
 
-fn hmm_mark_done(gid: vec3u, nwg: vec3u, wg: vec3u) {
+fn hmm_is_done(idx: u32) -> bool {
+  return (atomicLoad(&hmm_ctl[hmm_done_base() + (idx >> 5u)]) & (1u << (idx & 31u))) != 0u;
+}
+
+// Called after the kernel: finished without a fault, so a replay skips this invocation.
+fn hmm_mark_done(idx: u32) {
   if (hmm_faulted) { return; }
-  let row = nwg.x * wg.x;
-  let idx = gid.x + gid.y * row + gid.z * row * nwg.y * wg.y;
   atomicOr(&hmm_ctl[hmm_done_base() + (idx >> 5u)], 1u << (idx & 31u));
 }
 

@@ -192,17 +192,25 @@ export class DevicePageTable {
    * kernels have set. One readback of the leaf pool; eviction and write-back read these.
    */
   async readGpuEntries(pages: readonly number[]): Promise<number[]> {
-    const rb = this.device.createBuffer({ label: 'page table readback', size: this.leaves.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    // Only the span of leaf tables these pages use comes back, not the whole pool.
+    const leafOf = (p: number): number => {
+      const d = this.dir[p >>> 9]!;
+      return d & DIR_VALID && !(d & DIR_HUGE) ? d >>> 8 : -1;
+    };
+    const leaves = pages.map(leafOf).filter((l) => l >= 0);
+    if (leaves.length === 0) return pages.map(() => 0);
+    const lo = Math.min(...leaves);
+    const bytes = (Math.max(...leaves) - lo + 1) * PAGES_PER_HUGE * 4;
+    const rb = this.device.createBuffer({ label: 'page table readback', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder({ label: 'page table readback' });
-    enc.copyBufferToBuffer(this.leafBuffer, 0, rb, 0, this.leaves.byteLength);
+    enc.copyBufferToBuffer(this.leafBuffer, lo * PAGES_PER_HUGE * 4, rb, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     try {
       await rb.mapAsync(GPUMapMode.READ);
       const gpu = new Uint32Array(rb.getMappedRange());
       return pages.map((p) => {
-        const d = this.dir[p >>> 9]!;
-        if (!(d & DIR_VALID) || d & DIR_HUGE) return 0;
-        return gpu[(d >>> 8) * PAGES_PER_HUGE + (p & 511)]!;
+        const leaf = leafOf(p);
+        return leaf < 0 ? 0 : gpu[(leaf - lo) * PAGES_PER_HUGE + (p & 511)]!;
       });
     } finally {
       rb.destroy();

@@ -22,9 +22,8 @@ export interface LaunchStatus {
   misses: number;
   minMiss: number;
   minWriteMiss: number;
-  /** Replayable launches: the deduplicated fault queue (page*2 + write), and how many were reported. */
+  /** Replayable launches: the fault queue (page*2 + write), each key once per round. */
   faults?: Uint32Array;
-  queued?: number;
 }
 
 export class HmmDevice implements DevicePagemap, MigrationDevice {
@@ -160,20 +159,21 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         for (let j = 0; j < units.get(k)!.pages.length; j++, i++) if (entries[i]! & PTE_ACCESSED) touched.add(k);
       }
     }
-    const ordered = [...units.keys()];
+    // untouched units first, in clock order; touched ones only if that is not enough
     const victims: string[] = [];
     let freed = 0;
     for (const pass of [false, true]) {
-      for (const k of ordered) {
+      for (const [k, u] of units) {
         if (freed >= want) break;
-        if (touched.has(k) !== pass || victims.includes(k)) continue;
+        if (touched.has(k) !== pass) continue;
         victims.push(k);
-        freed += units.get(k)!.pages.length;
+        freed += u.pages.length;
       }
     }
+    const chosen = new Set(victims);
     // second chance for the touched units that stay
     for (const k of touched) {
-      if (victims.includes(k)) continue;
+      if (chosen.has(k)) continue;
       const u = units.get(k)!;
       const mirror = this.mirrors.get(u.mm);
       if (mirror) {
@@ -192,9 +192,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     }
     let pagesOut = 0;
     for (const [mm, pages] of byMmVictims) {
-      const priv = pages.filter((p) => pte.kind(mm.pageTable.get(p)) === Kind.Device);
-      const held = pages.filter((p) => pte.isHeld(mm.pageTable.get(p)));
-      const dup = pages.filter((p) => !priv.includes(p) && !held.includes(p));
+      const priv: number[] = [];
+      const held: number[] = [];
+      const dup: number[] = [];
+      for (const p of pages) {
+        const e = mm.pageTable.get(p);
+        (pte.kind(e) === Kind.Device ? priv : pte.isHeld(e) ? held : dup).push(p);
+      }
       if (held.length > 0) await this.revoke(mm, held);
       if (priv.length > 0) pagesOut += (await migrateToSystem(mm, this, priv)).moved;
       const mirror = this.mirrors.get(mm);
@@ -259,8 +263,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     }
   }
 
-  discard(_mm: AddressSpace, pages: number[]): void {
-    const frames = pages.map((p) => pte.frame(_mm.pageTable.get(p)));
+  discard(mm: AddressSpace, pages: number[]): void {
+    const frames = pages.map((p) => pte.frame(mm.pageTable.get(p)));
     this.disown(frames);
     this.freeFrames(frames);
   }
@@ -395,7 +399,6 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
     });
     if (replayable) {
-      status.queued = s[4]!;
       status.faults = s.subarray(CTL_QUEUE, CTL_QUEUE + Math.min(s[4]!, FAULT_QUEUE_CAP));
     }
     return status;

@@ -93,9 +93,10 @@ fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgrou
     kernel(hmm_gid);
     return;
   }
-  if (!hmm_replay_invocation(hmm_gid, hmm_nwg, ${wg})) { return; }
+  let idx = hmm_invocation_index(hmm_gid, hmm_nwg, ${wg});
+  if (hmm_is_done(idx)) { return; }
   kernel(hmm_gid);
-  hmm_mark_done(hmm_gid, hmm_nwg, ${wg});
+  hmm_mark_done(idx);
 }
 `;
   const code = head + opts.code + entry;

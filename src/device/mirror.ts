@@ -124,9 +124,7 @@ export class Mirror {
    * exclusively for writes). Errors as rangeFault gives them, naming the address.
    */
   async faultIn(start: number, end: number, write: boolean, keep?: ReadonlySet<number>): Promise<void> {
-    const pages: number[] = [];
-    for (let p = start; p < end; p++) pages.push(p);
-    return this.faultInPages(pages, write, keep);
+    return this.faultInPages(pageList(start, end - start), write, keep);
   }
 
   /**
@@ -156,7 +154,7 @@ export class Mirror {
       // Whole 2 MiB blocks of huge mappings move as one unit, mapped by one directory entry.
       const blocks = this.hugeBlocks(movable);
       for (const block of blocks) {
-        const blockPages = Array.from({ length: PAGES_PER_HUGE }, (_, i) => block * PAGES_PER_HUGE + i);
+        const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
         await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
         movable = movable.filter((p) => p >>> 9 !== block);
       }
@@ -187,10 +185,11 @@ export class Mirror {
 
   /**
    * Blocks touched by `pages` that can move as one 2 MiB unit: inside one huge mapping, every
-   * page migratable and none mapped here yet, and room on the device for a whole block.
+   * page migratable and none mapped here yet, and room on the device for a whole block (when
+   * there is not, the pages take the 4 KiB path, which evicts to make room).
    */
   private hugeBlocks(pages: readonly number[]): number[] {
-    if (this.dev.memory.frameCount < 2 * PAGES_PER_HUGE) return [];
+    if (this.dev.memory.freeFrames < PAGES_PER_HUGE) return [];
     const blocks = new Set<number>();
     for (const p of pages) {
       const vma = this.mm.vmas.find(p);
@@ -326,11 +325,11 @@ export class Mirror {
       if (!vma || !canRead(vma.prot))
         throw new HmmError('EINVAL', `migrateToDevice: address ${hex(p * PAGE_SIZE)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, p * PAGE_SIZE);
     }
-    const pages = Array.from({ length: n }, (_, i) => start + i);
+    const pages = pageList(start, n);
     // whole blocks of huge mappings move as 2 MiB units first (SELECT_COMPOUND)
     const inRange = new Set(pages);
     for (const block of this.hugeBlocks(pages)) {
-      const blockPages = Array.from({ length: PAGES_PER_HUGE }, (_, i) => block * PAGES_PER_HUGE + i);
+      const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
       if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
     }
     const res = await migrateToDevice(this.mm, this.dev, pages);
@@ -362,7 +361,7 @@ export class Mirror {
       if (!this.mm.vmas.find(p))
         throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
     }
-    const pages = Array.from({ length: n }, (_, i) => start + i);
+    const pages = pageList(start, n);
     const res = await migrateToSystem(this.mm, this.dev, pages);
     return { cpages: res.moved, pages: res.pages };
   }
@@ -376,7 +375,7 @@ export class Mirror {
   async makeExclusive(va: number, npages: number): Promise<{ cpages: number }> {
     const { start, npages: n } = checkPages('mirror.makeExclusive', va, npages);
     this.dev.checkAlive('makeExclusive');
-    const pages = Array.from({ length: n }, (_, i) => start + i);
+    const pages = pageList(start, n);
     this.checkPermissions(pages, true);
     for (const p of pages) {
       if (this.mm.vmas.find(p)!.shared)
@@ -422,7 +421,7 @@ export class Mirror {
     this.dev.checkAlive('prefetch');
     const start = Math.floor(va / PAGE_SIZE);
     const end = Math.ceil((va + bytes) / PAGE_SIZE);
-    const pages = Array.from({ length: end - start }, (_, i) => start + i);
+    const pages = pageList(start, end - start);
     this.checkPermissions(pages, false);
     if (location === 'device') {
       const before = pages.filter((p) => this.table.lookup(p) === null).length;
@@ -579,13 +578,15 @@ export class Mirror {
       const isFault = new Set(faulted);
       wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
     }
-    for (const w of [...writes]) if (!wanted.includes(w)) writes.delete(w);
-    const reads = wanted.filter((p) => !writes.has(p));
     const keep = new Set(wanted);
+    for (const w of writes) if (!keep.has(w)) writes.delete(w);
+    const reads = wanted.filter((p) => !writes.has(p));
     // Throttle: a batch that touches thrashing pages waits a moment before it is served.
     const now = performance.now();
-    if (this.mm.thrash.config.enabled && faulted.some((p) => this.mm.thrash.isPinned(p, now)))
+    if (this.mm.thrash.config.enabled && faulted.some((p) => this.mm.thrash.isPinned(p, now))) {
+      this.dev.stats.add('throttledBatches');
       await new Promise((r) => setTimeout(r, this.mm.thrash.config.napMs));
+    }
     this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
@@ -665,4 +666,9 @@ export class Mirror {
     this.table.destroy();
     this.status.destroy();
   }
+}
+
+/** The pages [start, start + n), in order. */
+function pageList(start: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => start + i);
 }

@@ -74,7 +74,7 @@ export class IntervalNotifier {
       for (const s of [...this.subs]) {
         if (s.end <= range.start || s.start >= range.end) continue;
         // A device's own migrations and exclusive grabs: it updates its own table (no livelock).
-      if ((range.event === 'migrate' || range.event === 'exclusive') && s.self !== undefined && range.owner === s.self) continue;
+        if ((range.event === 'migrate' || range.event === 'exclusive') && s.self !== undefined && range.owner === s.self) continue;
         s.seq = cur; // mmu_interval_set_seq, unconditionally, before the callback
         s.invalidate(range);
       }

@@ -15,6 +15,7 @@ export type Counter =
   | 'migrationFailures' // pages that a migration could not move (per page)
   | 'evictions' // pages moved off a device to make room (written back or dropped)
   | 'thrashEvents' // pages found bouncing between RAM and a device, and pinned in RAM
+  | 'throttledBatches' // fault batches that waited because they touched thrashing pages
   | 'invalidations'
   | 'pageTableWrites' // batched device page-table uploads
   | 'copyBatches' // copy-engine submits (each serves many pages)

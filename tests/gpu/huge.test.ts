@@ -87,6 +87,21 @@ describe('huge pages', () => {
     expect(firstDiff((await m.read(va, N)).data, data)).toBe(-1);
   });
 
+  it('a huge mapping faulted on a full device evicts to make room, all bytes intact', async () => {
+    const { sys, mm, m, va, data } = await hugeSetup(4 << 20); // 1024 frames
+    const other = mm.mmap(HUGE_SIZE, { huge: true });
+    const otherData = pattern(HUGE_SIZE, 41);
+    await mm.write(other, otherData);
+    await m.migrateToDevice(va, N);
+    await m.migrateToDevice(other, N);
+    expect(sys.devices[0]!.memory.freeFrames).toBe(0);
+    const third = mm.mmap(HUGE_SIZE, { huge: true });
+    expect(firstDiff((await m.read(third, N)).data, new Uint8Array(HUGE_SIZE))).toBe(-1);
+    expect(sys.counters.get('evictions')).toBeGreaterThanOrEqual(N);
+    expect(firstDiff(await mm.read(va, HUGE_SIZE), data)).toBe(-1);
+    expect(firstDiff(await mm.read(other, HUGE_SIZE), otherData)).toBe(-1);
+  });
+
   it('falls back too when device memory is fragmented', async () => {
     const { sys, m, mm, va, data } = await hugeSetup(4 << 20);
     // scatter small pages over every 2 MiB run of device frames first
