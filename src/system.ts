@@ -39,17 +39,24 @@ export class System {
   readonly counters = new Stats();
   private readonly spaces: AddressSpace[] = [];
   private nextMm = 1;
+  private destroyed = false;
 
   private readonly thrashing: Partial<ThrashConfig>;
 
   constructor(config: SystemConfig) {
-    this.ram = new SystemRam(config.systemRamBytes);
+    try {
+      this.ram = new SystemRam(config.systemRamBytes);
+    } catch (e) {
+      if (e instanceof RangeError) throw new HmmError('ENOMEM', `createSystem: cannot allocate ${config.systemRamBytes} bytes of system RAM (${e.message})`);
+      throw e;
+    }
     this.thrashing = config.thrashing ?? {};
   }
 
   /** A new, empty address space (a "process"). */
   createAddressSpace(): AddressSpace {
-    const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters);
+    if (this.destroyed) throw new HmmError('EINVAL', 'createAddressSpace: the system was destroyed');
+    const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters, () => this.createAddressSpace());
     mm.thrash.config = { ...mm.thrash.config, ...this.thrashing };
     this.spaces.push(mm);
     return mm;
@@ -70,7 +77,9 @@ export class System {
     return this.devices.map((d) => d.adapterName);
   }
 
+  /** Destroy every address space and device; later calls on them are EINVAL / EDEVLOST. Idempotent. */
   destroy(): void {
+    this.destroyed = true;
     for (const mm of this.spaces) mm.destroy();
     for (const d of this.devices) d.destroy();
   }
@@ -78,29 +87,74 @@ export class System {
 
 export async function createSystem(config: SystemConfig): Promise<System> {
   if (!config || typeof config !== 'object') throw new HmmError('EINVAL', 'createSystem: config object required');
+  checkConfig(config);
   const sys = new System(config);
   const devs = config.devices ?? [];
-  if (devs.length > MAX_DEVICES) throw new HmmError('EINVAL', `createSystem: at most ${MAX_DEVICES} devices`);
-  for (let i = 0; i < devs.length; i++) {
-    const cfg = devs[i]!;
-    const name = cfg.label ?? `gpu${i}`;
-    if (!Number.isInteger(cfg.memoryBytes) || cfg.memoryBytes <= 0 || cfg.memoryBytes % 4096 !== 0)
-      throw new HmmError('EINVAL', `createSystem: devices[${i}].memoryBytes ${cfg.memoryBytes} must be a positive multiple of 4096`);
-    if (cfg.evictionBytes !== undefined && ![4096, 65536, 2097152].includes(cfg.evictionBytes))
-      throw new HmmError('EINVAL', `createSystem: devices[${i}].evictionBytes ${cfg.evictionBytes} is not 4096, 65536 or 2097152`);
-    const wantBinding = Math.min(cfg.memoryBytes, cfg.maxBufferBytes ?? cfg.memoryBytes);
-    let dev: HmmDevice | undefined;
-    const acquired = await acquireDevice({
-      label: name,
-      storageBindingBytes: Math.min(wantBinding, 1 << 30),
-      storageBuffersPerStage: 2 + MAX_MEMORY_BUFFERS + 2, // page tables, memory, control, internal kernels' io
-      onLost: (info) => dev?.markLost(info.message || info.reason),
-    });
-    const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);
-    dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.counters);
-    if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
-    if (cfg.evictionBytes !== undefined) dev.evictionPages = cfg.evictionBytes / 4096;
-    sys.devices.push(dev);
+  try {
+    for (let i = 0; i < devs.length; i++) {
+      const cfg = devs[i]!;
+      const name = cfg.label ?? `gpu${i}`;
+      const wantBinding = Math.min(cfg.memoryBytes, cfg.maxBufferBytes ?? cfg.memoryBytes);
+      let dev: HmmDevice | undefined;
+      const acquired = await acquireDevice({
+        label: name,
+        storageBindingBytes: Math.min(wantBinding, 1 << 30),
+        storageBuffersPerStage: 2 + MAX_MEMORY_BUFFERS + 2, // page tables, memory, control, internal kernels' io
+        onLost: (info) => dev?.markLost(info.message || info.reason),
+      });
+      const maxBuf = Math.min(cfg.maxBufferBytes ?? Infinity, acquired.device.limits.maxStorageBufferBindingSize, acquired.device.limits.maxBufferSize);
+      try {
+        dev = new HmmDevice(i, name, acquired.device, acquired.adapterName, cfg.memoryBytes, maxBuf, sys.counters);
+      } catch (e) {
+        acquired.device.destroy();
+        throw e;
+      }
+      if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
+      if (cfg.evictionBytes !== undefined) dev.evictionPages = cfg.evictionBytes / 4096;
+      sys.devices.push(dev);
+    }
+  } catch (e) {
+    sys.destroy(); // a failed createSystem keeps no GPU device
+    throw e;
   }
   return sys;
+}
+
+/** Every option is checked before anything is allocated: bad input is EINVAL naming the option. */
+function checkConfig(config: SystemConfig): void {
+  const show = (v: unknown): string =>
+    typeof v === 'string' ? `'${v}'` : Array.isArray(v) ? `[array of ${v.length}]` : typeof v === 'object' && v !== null ? '{object}' : String(v);
+  const bad = (what: string, v: unknown, want: string): HmmError => new HmmError('EINVAL', `createSystem: ${what} ${show(v)} ${want}`);
+  const isBytes = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0 && v % 4096 === 0;
+  if (!isBytes(config.systemRamBytes)) throw bad('systemRamBytes', config.systemRamBytes, 'must be a positive multiple of 4096');
+  const t = config.thrashing;
+  if (t !== undefined) {
+    if (t === null || typeof t !== 'object') throw bad('thrashing', t, 'is not an object');
+    if (t.enabled !== undefined && typeof t.enabled !== 'boolean') throw bad('thrashing.enabled', t.enabled, 'is not a boolean');
+    for (const k of ['windowMs', 'threshold', 'pinMs', 'napMs'] as const)
+      if (t[k] !== undefined && !(typeof t[k] === 'number' && t[k] >= 0 && Number.isFinite(t[k]))) throw bad(`thrashing.${k}`, t[k], 'is not a finite number >= 0');
+  }
+  const devs = config.devices;
+  if (devs === undefined) return;
+  if (!Array.isArray(devs)) throw bad('devices', devs, 'is not an array of device configs');
+  if (devs.length > MAX_DEVICES) throw new HmmError('EINVAL', `createSystem: at most ${MAX_DEVICES} devices`);
+  devs.forEach((cfg: DeviceConfig, i) => {
+    const at = `devices[${i}]`;
+    if (!cfg || typeof cfg !== 'object') throw bad(at, cfg, 'is not an object { memoryBytes, ... }');
+    if (!isBytes(cfg.memoryBytes)) throw bad(`${at}.memoryBytes`, cfg.memoryBytes, 'must be a positive multiple of 4096');
+    if (cfg.maxBufferBytes !== undefined && !isBytes(cfg.maxBufferBytes)) throw bad(`${at}.maxBufferBytes`, cfg.maxBufferBytes, 'must be a positive multiple of 4096');
+    if (cfg.label !== undefined && typeof cfg.label !== 'string') throw bad(`${at}.label`, cfg.label, 'is not a string');
+    if (cfg.evictionBytes !== undefined && ![4096, 65536, 2097152].includes(cfg.evictionBytes))
+      throw bad(`${at}.evictionBytes`, cfg.evictionBytes, 'is not 4096, 65536 or 2097152');
+    const pf = cfg.prefetch;
+    if (pf !== undefined) {
+      if (pf === null || typeof pf !== 'object') throw bad(`${at}.prefetch`, pf, 'is not an object');
+      if (pf.enabled !== undefined && typeof pf.enabled !== 'boolean') throw bad(`${at}.prefetch.enabled`, pf.enabled, 'is not a boolean');
+      if (pf.threshold !== undefined && !(typeof pf.threshold === 'number' && pf.threshold >= 0 && pf.threshold <= 100))
+        throw bad(`${at}.prefetch.threshold`, pf.threshold, 'is not a percentage in [0, 100]');
+      const up = pf.upgradePages;
+      if (up !== undefined && !(Number.isInteger(up) && up >= 1 && up <= 512 && (up & (up - 1)) === 0))
+        throw bad(`${at}.prefetch.upgradePages`, up, 'is not a power of two in [1, 512]');
+    }
+  });
 }

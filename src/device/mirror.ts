@@ -3,7 +3,7 @@
 // device (migrating what can move, copying what cannot), always under the read-begin /
 // read-retry rule. Its public methods are the dmirror ioctls plus validated kernel dispatch.
 
-import { PAGE_SIZE, PAGES_PER_HUGE, VA_PAGES, WORDS_PER_PAGE, hex } from '../constants.ts';
+import { PAGE_SIZE, PAGES_PER_HUGE, VA_PAGES, WORDS_PER_PAGE, hex, pageList } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 import { migrateToDevice, migrateToSystem, runs } from '../hmm/migrate.ts';
 import { PFN_DEVICE_PRIVATE, PFN_VALID, rangeFault } from '../hmm/rangeFault.ts';
@@ -14,7 +14,7 @@ import type { InvalidateRange, NotifierSubscription } from '../mm/notifier.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
-import { CTL_DONE, type HmmKernel } from './kernel.ts';
+import { CTL_DONE, HmmKernel } from './kernel.ts';
 import { prefetchPages, type PrefetchConfig } from '../policy/prefetch.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
@@ -70,6 +70,8 @@ export interface DispatchResult {
 }
 
 const MAX_ROUNDS = 32;
+/** How long a device copy waits for CPU threads already inside the pages to leave them. */
+const THREAD_DRAIN_MS = 100;
 /** Replayable mode: rounds in a row that may fault on exactly the same pages before EBUSY. */
 const STALLED_ROUNDS = 8;
 /** Replayable mode: the most rounds one dispatch may take. */
@@ -212,7 +214,7 @@ export class Mirror {
    */
   private migratable(p: number, write = false): boolean {
     const vma = this.mm.vmas.find(p);
-    if (!vma || vma.shared || !canRead(vma.prot) || this.mm.pageTable.isPinned(p)) return false;
+    if (!vma || vma.shared || !canRead(vma.prot) || this.mm.isPinned(p)) return false;
     if (vma.preferred === 'system') return false;
     if (typeof vma.preferred === 'number' && vma.preferred !== this.dev.id && vma.accessedBy?.includes(this.dev.id)) return false;
     if (vma.readMostly && !write) return false;
@@ -246,41 +248,107 @@ export class Mirror {
       } else if (!this.migratable(p, write)) copies.push(p);
       // a migratable page that came home from another device migrates on the next round
     }
-    if (copies.length > 0) this.mapCopies(copies, write);
+    if (copies.length > 0) {
+      await this.mapCopies(copies, write);
+      if (this.sub.readRetry(seq)) {
+        // invalidated while the copy was taken: drop what was mapped and retry under the rule
+        for (const [a, b] of runs(copies)) this.dropMappings(a, b);
+        throw new HmmError('EBUSY', 'invalidated');
+      }
+    }
     this.dev.stats.add('pageTableWrites', this.table.flush());
   }
 
   /**
-   * Pages that must stay in RAM (shared, or pinned by a CPU access) are mapped as device
+   * Pages that must stay in RAM (shared, pinned, advised or thrashing) are mapped as device
    * copies: read-only duplicates (a CPU write invalidates them first), or, for writes, held
    * by this device (any CPU touch writes them back first). Either way one VA never maps two
-   * different contents on two sides that both hold it valid.
+   * different contents on two sides that both hold it valid. Returns the pages it could not
+   * copy this time (a CPU thread stayed inside them); they fault again.
    */
-  private mapCopies(pages: readonly number[], write: boolean): void {
-    // The zero page cannot carry the copy flags: give such pages a real frame first.
-    this.mm.populate(
-      pages.filter((p) => pte.kind(this.mm.pageTable.get(p)) !== Kind.Ram),
-      true,
-    );
-    const frames = this.dev.allocFrames(pages.length);
-    if (frames.length < pages.length) {
-      this.dev.freeFrames(frames);
-      throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}`, pages[0]! * PAGE_SIZE);
+  private async mapCopies(pages: readonly number[], write: boolean): Promise<number[]> {
+    const mm = this.mm;
+    // The zero page cannot carry the copy flags: give such pages a real frame first. A held
+    // (writable) copy of a frame shared copy-on-write with a fork relative needs a private
+    // frame, or the device's writes would reach the relative on write-back.
+    mm.populate(write ? pages : pages.filter((p) => pte.kind(mm.pageTable.get(p)) !== Kind.Ram), true);
+    // Isolate the pages while the copy is taken, in every address space that maps the frame:
+    // CPU threads that find them Migrating wait in the mailbox, and threads already inside an
+    // access (they pinned before we marked) are let finish, or the copy could miss a write.
+    const isolated = new Map<number, { sharers: AddressSpace[]; before: number[] }>();
+    let release!: () => void;
+    const copying = new Promise<void>((r) => (release = r));
+    for (const p of pages) {
+      const e = mm.pageTable.get(p);
+      if (pte.kind(e) !== Kind.Ram) continue; // raced: it faults again
+      const sharers = mm.sharers(p, pte.frame(e));
+      const before = sharers.map((s) => s.pageTable.get(p));
+      sharers.forEach((s, i) => {
+        s.pageTable.set(p, pte.migrating(before[i]!));
+        s.inflight.set(p, copying);
+      });
+      isolated.set(p, { sharers, before });
     }
-    this.dev.upload(frames, pages.map((p) => this.mm.ram.frame(pte.frame(this.mm.pageTable.get(p)))));
-    pages.forEach((p, i) => {
-      const e = this.mm.pageTable.get(p);
-      this.mm.pageTable.set(p, write ? pte.withHeld(pte.plainRam(e), this.dev.id) : pte.withDup(e));
-      this.table.map(p, frames[i]!, write);
-      this.dev.ownCopy(frames[i]!, this.mm, p);
-    });
-    this.dev.stats.add('deviceCopies', pages.length);
+    const busy = await this.waitForThreads([...isolated.keys()]);
+    const copied: number[] = [];
+    const skipped: number[] = pages.filter((p) => !isolated.has(p));
+    try {
+      for (const [p, { sharers, before }] of isolated) {
+        const changed = sharers.some((s, i) => s.pageTable.get(p) !== pte.migrating(before[i]!));
+        if (changed) {
+          skipped.push(p); // unmapped meanwhile: whoever changed it owns the entry now
+          continue;
+        }
+        if (busy.has(p)) {
+          sharers.forEach((s, i) => s.pageTable.set(p, before[i]!));
+          skipped.push(p);
+        } else copied.push(p);
+      }
+      const frames = this.dev.allocFrames(copied.length);
+      if (frames.length < copied.length) {
+        this.dev.freeFrames(frames);
+        for (const p of copied) isolated.get(p)!.sharers.forEach((s, i) => s.pageTable.set(p, isolated.get(p)!.before[i]!));
+        throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${copied.length} page copies at ${hex(copied[0]! * PAGE_SIZE)}`, copied[0]! * PAGE_SIZE);
+      }
+      // Flag the entries (DUP or HELD) before reading RAM: from here a CPU thread that wants
+      // to write (or, for HELD, touch) the page takes the slow path, which revokes the copy.
+      const flag = write ? (e: number) => pte.withHeld(pte.plainRam(e), this.dev.id) : (e: number) => pte.withDup(e);
+      for (const p of copied) {
+        const { sharers, before } = isolated.get(p)!;
+        sharers.forEach((s, i) => {
+          s.pageTable.set(p, flag(before[i]!));
+          if (s !== mm) s.copyOwner.set(p, mm);
+        });
+      }
+      if (copied.length === 0) return skipped;
+      this.dev.upload(frames, copied.map((p) => mm.ram.frame(pte.frame(mm.pageTable.get(p)))));
+      copied.forEach((p, i) => {
+        this.table.map(p, frames[i]!, write);
+        this.dev.ownCopy(frames[i]!, mm, p);
+      });
+      this.dev.stats.add('deviceCopies', copied.length);
+      return skipped;
+    } finally {
+      for (const [p, { sharers }] of isolated) for (const s of sharers) if (s.inflight.get(p) === copying) s.inflight.delete(p);
+      release();
+    }
+  }
+
+  /** Wait (briefly) until no CPU thread is inside an access to `pages`; returns the ones still busy. */
+  private async waitForThreads(pages: readonly number[]): Promise<Set<number>> {
+    const deadline = performance.now() + THREAD_DRAIN_MS;
+    for (;;) {
+      const busy = new Set(pages.filter((p) => this.mm.pageTable.isPinned(p)));
+      if (busy.size === 0 || performance.now() > deadline) return busy;
+      await new Promise((r) => setTimeout(r, 0));
+    }
   }
 
   // ------------------------------------------------------------------ dmirror API
 
   /** HMM_DMIRROR_READ: the device reads npages through its page table. */
   async read(va: number, npages: number): Promise<{ data: Uint8Array; cpages: number; faults: number }> {
+    this.alive('mirror.read');
     const { start, npages: n } = checkPages('mirror.read', va, npages);
     let faults = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -295,6 +363,7 @@ export class Mirror {
 
   /** HMM_DMIRROR_WRITE: the device writes data (a multiple of 4 bytes) through its page table. */
   async write(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
+    this.alive('mirror.write');
     checkPageAligned('mirror.write', va);
     if (!(data instanceof Uint8Array)) throw new HmmError('EINVAL', `mirror.write ${hex(va)}: data is not a Uint8Array`, va);
     checkCount('mirror.write', 'data length', data.length);
@@ -319,7 +388,7 @@ export class Mirror {
    */
   async migrateToDevice(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
     const { start, npages: n } = checkPages('mirror.migrateToDevice', va, npages);
-    this.dev.checkAlive('migrateToDevice');
+    this.alive('migrateToDevice');
     for (let p = start; p < start + n; p++) {
       const vma = this.mm.vmas.find(p);
       if (!vma || !canRead(vma.prot))
@@ -356,7 +425,7 @@ export class Mirror {
   /** HMM_DMIRROR_MIGRATE_TO_SYS: this device's private pages in the range go back to RAM. */
   async migrateToSystem(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
     const { start, npages: n } = checkPages('mirror.migrateToSystem', va, npages);
-    this.dev.checkAlive('migrateToSystem');
+    this.alive('migrateToSystem');
     for (let p = start; p < start + n; p++) {
       if (!this.mm.vmas.find(p))
         throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
@@ -374,7 +443,7 @@ export class Mirror {
    */
   async makeExclusive(va: number, npages: number): Promise<{ cpages: number }> {
     const { start, npages: n } = checkPages('mirror.makeExclusive', va, npages);
-    this.dev.checkAlive('makeExclusive');
+    this.alive('makeExclusive');
     const pages = pageList(start, n);
     this.checkPermissions(pages, true);
     for (const p of pages) {
@@ -390,8 +459,9 @@ export class Mirror {
         this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
         this.dropMappings(s, e);
       }
-      this.mapCopies(pages, true);
+      const skipped = await this.mapCopies(pages, true);
       this.dev.stats.add('pageTableWrites', this.table.flush());
+      if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
       for (const p of pages) this.exclusive.add(p);
       return { cpages: n };
     }
@@ -400,6 +470,7 @@ export class Mirror {
 
   /** HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM if the device still holds any page exclusively. */
   async checkExclusive(va: number, npages: number): Promise<void> {
+    this.alive('checkExclusive');
     const { start, npages: n } = checkPages('mirror.checkExclusive', va, npages);
     for (let p = start; p < start + n; p++) {
       const e = this.mm.pageTable.get(p);
@@ -418,7 +489,7 @@ export class Mirror {
     checkRange('mirror.prefetch', va, bytes);
     if (location !== 'device' && location !== 'system')
       throw new HmmError('EINVAL', `mirror.prefetch ${hex(va)}: location ${String(location)} is not 'device' or 'system'`, va);
-    this.dev.checkAlive('prefetch');
+    this.alive('prefetch');
     const start = Math.floor(va / PAGE_SIZE);
     const end = Math.ceil((va + bytes) / PAGE_SIZE);
     const pages = pageList(start, end - start);
@@ -440,6 +511,7 @@ export class Mirror {
 
   /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */
   async snapshot(va: number, npages: number): Promise<Uint8Array> {
+    this.alive('snapshot');
     const { start, npages: n } = checkPages('mirror.snapshot', va, npages);
     const out = new Uint8Array(n);
     for (let i = 0; i < n; i++) out[i] = this.snapshotPage(start + i);
@@ -449,6 +521,7 @@ export class Mirror {
   private snapshotPage(p: number): number {
     const vma = this.mm.vmas.find(p);
     if (!vma || !canRead(vma.prot)) return PROT.ERROR;
+    if (this.mm.poisoned(p)) return PROT.ERROR; // its data went with a lost device
     const rw = canWrite(vma.prot) ? PROT.WRITE : PROT.READ;
     const e = this.mm.pageTable.get(p);
     switch (pte.kind(e)) {
@@ -472,7 +545,17 @@ export class Mirror {
    * slip between the check and the submit. A miss in the kernel is an error, never a zero.
    */
   async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
-    this.dev.checkAlive('dispatch');
+    this.alive('dispatch');
+    if (!(kernel instanceof HmmKernel)) throw new HmmError('EINVAL', `dispatch: kernel ${String(kernel)} is not a kernel from createKernel()`);
+    if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', `dispatch '${kernel.label}': options { workgroups, uniforms?, mode?, ranges? } required`);
+    const u = opts.uniforms;
+    if (u !== undefined && !(u instanceof ArrayBuffer) && !ArrayBuffer.isView(u))
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms ${String(u)} is not an ArrayBuffer or a typed array`);
+    const maxUniform = this.dev.device.limits.maxUniformBufferBindingSize;
+    if (u !== undefined && u.byteLength > maxUniform)
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes exceed the device's ${maxUniform}-byte uniform binding limit`);
+    if (opts.ranges !== undefined && !Array.isArray(opts.ranges))
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': ranges is not an array of { va, bytes, access? }`);
     const mode = opts.mode ?? 'validated';
     if (mode !== 'validated' && mode !== 'replayable')
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': mode '${String(mode)}' is not 'validated' or 'replayable'`);
@@ -481,6 +564,7 @@ export class Mirror {
     const workgroups = this.dev.checkWorkgroups(kernel.label, opts.workgroups);
     const ranges = (opts.ranges ?? []).map((r, i) => {
       const what = `dispatch '${kernel.label}' ranges[${i}]`;
+      if (!r || typeof r !== 'object') throw new HmmError('EINVAL', `${what}: ${String(r)} is not a { va, bytes, access? } object`);
       const va = checkAddress(what, r.va);
       const bytes = checkCount(what, 'bytes', r.bytes);
       checkRange(what, va, bytes);
@@ -659,6 +743,12 @@ export class Mirror {
     return this.status;
   }
 
+  /** Every public call first: the device must be alive (EDEVLOST), then the address space (EINVAL). */
+  private alive(what: string): void {
+    this.dev.checkAlive(what);
+    this.mm.checkAlive(`${this.dev.name}: ${what}`);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -666,9 +756,4 @@ export class Mirror {
     this.table.destroy();
     this.status.destroy();
   }
-}
-
-/** The pages [start, start + n), in order. */
-function pageList(start: number, n: number): number[] {
-  return Array.from({ length: n }, (_, i) => start + i);
 }

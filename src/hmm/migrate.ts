@@ -15,6 +15,7 @@ import type { AddressSpace } from '../mm/addressSpace.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import type { Stats } from '../trace/stats.ts';
+import type { FaultContext, FaultPoint } from '../device/faultInjection.ts';
 
 /** Why one page did not move. */
 export type MigrateFailure =
@@ -54,6 +55,8 @@ export interface MigrationDevice {
   disown(frames: readonly number[]): void;
   /** Drop this device's own mappings and copies of pages it is migrating (the notifier skips its own migrations). */
   unmapOwn(mm: AddressSpace, pages: readonly number[]): void;
+  /** Test hook: a real failure may be caused here (src/device/faultInjection.ts). */
+  inject?(point: FaultPoint, ctx: Partial<FaultContext>): void;
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -107,7 +110,7 @@ export async function migrateToDevice(
     else if (pte.kind(e) === Kind.Device) r = pte.device(e) === dev.id ? 'already' : 'remote';
     else if (vma.shared) r = 'shared';
     else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e)) r = 'busy';
-    else if (mm.pageTable.isPinned(p)) r = 'pinned';
+    else if (mm.isPinned(p)) r = 'pinned';
     if (r) {
       result[i] = r;
       return;
@@ -116,15 +119,33 @@ export async function migrateToDevice(
     selIndex.push(i);
     original.push(e);
   });
+  // ---- claim: a CPU thread pins a page, then reads its entry; we mark the entry, then read
+  // the pin. Both sides use sequentially consistent atomics, so at least one sees the other:
+  // either the thread finds Migrating and takes the slow path, or we find it pinned here and
+  // leave the page alone (invariant 4).
+  for (let k = 0; k < selected.length; k++) {
+    const p = selected[k]!;
+    mm.pageTable.set(p, pte.migrating(original[k]!));
+    if (mm.isPinned(p)) {
+      mm.pageTable.set(p, original[k]!);
+      result[selIndex[k]!] = 'pinned';
+      selected.splice(k, 1);
+      selIndex.splice(k, 1);
+      original.splice(k, 1);
+      k--;
+    }
+  }
   if (selected.length === 0) return finish(result, dev);
   // ---- isolate
   const { marks, done } = isolate(mm, selected, dev);
+  dev.inject?.('isolated', { direction: 'toDevice' });
   try {
     // ---- allocate (per-page failure when device memory runs short). A whole huge block gets
     // one 2 MiB frame if there is one; otherwise it falls back to 4 KiB frames.
     const wholeBlock = opts.huge === true && selected.length === PAGES_PER_HUGE && selected[0]! % PAGES_PER_HUGE === 0;
     const hugeBase = wholeBlock ? dev.allocHuge() : null;
     const frames = hugeBase !== null ? Array.from({ length: PAGES_PER_HUGE }, (_, i) => hugeBase + i) : dev.allocFrames(selected.length);
+    dev.inject?.('allocated', { direction: 'toDevice' });
     // ---- copy: RAM pages in one batch; never-touched and zero pages need nothing, since
     // free device frames are already zero.
     const upFrames: number[] = [];
@@ -137,6 +158,7 @@ export async function migrateToDevice(
     }
     if (upFrames.length > 0) dev.upload(upFrames, upSources);
     try {
+      dev.inject?.('settling', { direction: 'toDevice' });
       await dev.settle(); // the copy has finished: only now may we commit
     } catch (e) {
       // Nothing committed: every page goes back where it was, source intact.
@@ -148,7 +170,8 @@ export async function migrateToDevice(
       dev.freeFrames(frames);
       throw e;
     }
-    // ---- commit
+    // ---- commit (no await from here on: a loss not yet seen counts as a loss after the commit)
+    dev.inject?.('beforeCommit', { direction: 'toDevice' });
     const adoptPages: number[] = [];
     const adoptFrames: number[] = [];
     const adoptWrite: boolean[] = [];
@@ -188,9 +211,11 @@ export async function migrateToDevice(
       kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,
       bytes: upFrames.length * PAGE_SIZE, va: (adoptPages[0] ?? selected[0]!) * PAGE_SIZE, device: dev.id, mm: mm.id,
     });
+    dev.inject?.('committed', { direction: 'toDevice' });
   } finally {
     done();
   }
+  dev.inject?.('finalized', { direction: 'toDevice' });
   return finish(result, dev);
 }
 
@@ -212,6 +237,7 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
   // Allocate before isolating: ENOMEM must leave everything as it was.
   const ramFrames = mm.ram.allocMany(selected.length, `migrating ${selected.length} pages from ${dev.name} at ${hex(selected[0]! * PAGE_SIZE)}`);
   const { marks, done } = isolate(mm, selected, dev);
+  dev.inject?.('isolated', { direction: 'toSystem' });
   try {
     let data: Uint8Array;
     try {
@@ -223,7 +249,8 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
       }
       throw e;
     }
-    // ---- commit
+    // ---- commit: the bytes are in hand, so a loss from here on loses nothing
+    dev.inject?.('beforeCommit', { direction: 'toSystem' });
     const freed: number[] = [];
     for (let k = 0; k < selected.length; k++) {
       const p = selected[k]!;
@@ -247,9 +274,11 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
       kind: 'migrate-to-system', ts: t0, dur: performance.now() - t0, pages: moved,
       bytes: moved * PAGE_SIZE, va: selected[0]! * PAGE_SIZE, device: dev.id, mm: mm.id,
     });
+    dev.inject?.('committed', { direction: 'toSystem' });
   } finally {
     done();
   }
+  dev.inject?.('finalized', { direction: 'toSystem' });
   return finish(result, dev);
 }
 

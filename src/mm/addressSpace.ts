@@ -1,14 +1,16 @@
 // AddressSpace: one "process". It owns the VMAs, the CPU page table and the CPU side of every
-// access: mmap/munmap/mprotect, demand-zero, and CPU reads and writes, which fault
-// device-private pages back to RAM (migrate_to_ram) before they complete. Devices see it only
-// through the interval notifier and the DevicePagemap calls; it never touches GPU objects.
+// access: mmap/munmap/mprotect, demand-zero, copy-on-write after fork, and CPU reads and
+// writes, which fault device-private pages back to RAM (migrate_to_ram) before they complete.
+// CPU threads (src/workers) read its page table directly and come here, through the fault
+// mailbox, for everything else (threadFault). Devices see it only through the interval
+// notifier and the DevicePagemap calls; it never touches GPU objects.
 
-import { MMAP_MIN_ADDR, PAGE_SIZE, PAGES_PER_HUGE, HUGE_SIZE, VA_PAGES, hex } from '../constants.ts';
+import { MMAP_MIN_ADDR, PAGE_SIZE, PAGES_PER_HUGE, HUGE_SIZE, VA_PAGES, hex, pageList } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 import type { Stats } from '../trace/stats.ts';
 import { ThrashDetector, type Direction } from '../policy/thrashing.ts';
 import { checkAddress, checkCount, checkPageAligned, checkRange } from './args.ts';
-import { CpuPageTable, Kind, pte } from './cpuPageTable.ts';
+import { ACCESS_READ, ACCESS_SHARED, ACCESS_WRITE, CTL_FORKING, CpuPageTable, Kind, pte } from './cpuPageTable.ts';
 import { IntervalNotifier } from './notifier.ts';
 import type { DevicePagemap } from './pagemap.ts';
 import type { SystemRam } from './systemRam.ts';
@@ -26,6 +28,8 @@ export interface MmapOptions {
 
 /** How many times a CPU access re-checks pages that other work keeps changing. */
 const CPU_FAULT_RETRIES = 64;
+/** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
+const FORK_DRAIN_MS = 10_000;
 
 export class AddressSpace {
   readonly pageTable = new CpuPageTable();
@@ -35,6 +39,23 @@ export class AddressSpace {
   readonly inflight = new Map<number, Promise<void>>();
   /** Pages bouncing between RAM and devices (policy: migrations report, the mirror asks). */
   readonly thrash = new ThrashDetector();
+  /**
+   * Address spaces related by fork. A shared mapping's frames are mapped by several of them;
+   * device copies of such a frame are flagged in every one, so a touch from any side finds them.
+   */
+  family: Set<AddressSpace> = new Set([this]);
+  /** Pages whose held device copy was made through another family member (it owns the copy). */
+  readonly copyOwner = new Map<number, AddressSpace>();
+  /** RAM frames unmapped while a CPU thread was still inside an access: freed once it leaves. */
+  private deferredFrees: { page: number; frame: number }[] = [];
+  /** Set while fork() runs; thread faults wait for it. */
+  private forking: Promise<unknown> | null = null;
+  private readonly destroyHooks: (() => void)[] = [];
+  /**
+   * Pins of main-thread reads and writes. They are taken across awaits but never observed by
+   * another thread, so they live here; CPU threads pin in the shared table instead.
+   */
+  private readonly mainPins = new Map<number, number>();
   private destroyed = false;
 
   constructor(
@@ -42,6 +63,8 @@ export class AddressSpace {
     readonly ram: SystemRam,
     private readonly pagemaps: () => readonly (DevicePagemap | undefined)[],
     readonly stats: Stats,
+    /** Makes the child address space for fork() (the system registers it). */
+    private readonly spawn?: () => AddressSpace,
   ) {}
 
   // ------------------------------------------------------------------ mappings
@@ -49,6 +72,9 @@ export class AddressSpace {
   mmap(length: number, opts: MmapOptions = {}): number {
     this.checkAlive('mmap');
     checkCount('mmap', 'length', length);
+    if (opts === null || typeof opts !== 'object') throw new HmmError('EINVAL', `mmap: options ${String(opts)} is not an object`);
+    for (const flag of ['shared', 'huge'] as const)
+      if (opts[flag] !== undefined && typeof opts[flag] !== 'boolean') throw new HmmError('EINVAL', `mmap: ${flag} ${String(opts[flag])} is not a boolean`);
     const prot = opts.prot ?? 'rw';
     if (prot !== 'none' && prot !== 'r' && prot !== 'rw')
       throw new HmmError('EINVAL', `mmap: prot ${String(prot)} is not 'none', 'r' or 'rw'`);
@@ -71,12 +97,16 @@ export class AddressSpace {
       if (start < 0) throw new HmmError('ENOMEM', `mmap: no free range of ${bytes} bytes in the 4 GiB address space`);
     }
     this.vmas.insert({ start, end: start + npages, prot, shared: opts.shared === true, huge });
+    this.syncAccess(start, start + npages);
     return start * PAGE_SIZE;
   }
 
   async munmap(va: number, length: number): Promise<void> {
     this.checkAlive('munmap');
     const { start, end } = this.pageRange('munmap', va, length);
+    // A device's held copy of a frame another address space also maps is the only current
+    // data: write it back first, or that address space would lose it.
+    if (this.family.size > 1) await this.settle(start, end, 'held');
     this.unmapPages(start, end);
   }
 
@@ -91,6 +121,7 @@ export class AddressSpace {
     // A device holding pages writable must give them back before it may lose write access.
     await this.settle(start, end, 'held');
     this.vmas.protect(start, end, prot);
+    this.syncAccess(start, end);
     this.notifier.invalidate({ start, end, event: 'protection', owner: null });
     this.stats.add('invalidations');
   }
@@ -103,7 +134,9 @@ export class AddressSpace {
   async advise(va: number, length: number, advice: Advice): Promise<void> {
     this.checkAlive('advise');
     const { start, end } = this.pageRange('advise', va, length);
-    if (!advice || typeof advice !== 'object') throw new HmmError('EINVAL', `advise ${hex(va)}: advice must be an object`, va);
+    if (!advice || typeof advice !== 'object' || Array.isArray(advice)) throw new HmmError('EINVAL', `advise ${hex(va)}: advice must be an object`, va);
+    const unknown = Object.keys(advice).find((k) => k !== 'preferred' && k !== 'readMostly' && k !== 'accessedBy');
+    if (unknown !== undefined) throw new HmmError('EINVAL', `advise ${hex(va)}: unknown advice '${unknown}' (expected preferred, readMostly, accessedBy)`, va);
     const devs = this.pagemaps();
     const checkDev = (d: unknown, what: string): void => {
       if (typeof d !== 'number' || !Number.isInteger(d) || !devs[d]) throw new HmmError('EINVAL', `advise ${hex(va)}: ${what} ${String(d)} is not a device of this system`, va);
@@ -168,14 +201,9 @@ export class AddressSpace {
     try {
       await this.cpuFault(first, last + 1, true);
       this.checkAccess('write', va, data.length, true);
-      // Allocate every frame first, all or nothing, so ENOMEM leaves memory untouched.
-      const needFrame: number[] = [];
-      for (let p = first; p <= last; p++) {
-        const k = pte.kind(this.pageTable.get(p));
-        if (k === Kind.None || k === Kind.Zero) needFrame.push(p);
-      }
-      const frames = this.ram.allocMany(needFrame.length, `writing ${data.length} bytes at ${hex(va)}`);
-      needFrame.forEach((p, i) => this.pageTable.set(p, pte.ram(frames[i]!)));
+      // Frames for untouched pages and copy-on-write breaks, all or nothing, so ENOMEM leaves
+      // memory untouched.
+      this.populate(pageList(first, last - first + 1), true, `writing ${data.length} bytes at ${hex(va)}`);
       for (let p = first; p <= last; p++) {
         const e = this.pageTable.get(p);
         const pageStart = p * PAGE_SIZE;
@@ -198,9 +226,28 @@ export class AddressSpace {
    * can copy synchronously with every page in a CPU state.
    */
   async cpuFault(start: number, end: number, write: boolean): Promise<void> {
-    const pages: number[] = [];
-    for (let p = start; p < end; p++) pages.push(p);
-    return this.faultPages(pages, write);
+    return this.faultPages(pageList(start, end - start), write);
+  }
+
+  /**
+   * The slow path of a CPU thread's load or store (src/workers): everything the thread could
+   * not do from the shared page table by itself. Checks the access as `read`/`write` do, brings
+   * pages home, maps the zero page for a read, frames and copy-on-write breaks for a write.
+   * The thread then re-checks the table and accesses the memory itself.
+   */
+  async threadFault(va: number, length: number, write: boolean): Promise<void> {
+    const what = write ? 'store' : 'load';
+    this.checkAlive(what);
+    checkAddress(what, va);
+    checkCount(what, 'length', length);
+    checkRange(what, va, length);
+    if (this.forking) await this.forking.catch(() => undefined);
+    this.checkAccess(what, va, length, write);
+    const first = Math.floor(va / PAGE_SIZE);
+    const pages = pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
+    await this.faultPages(pages, write);
+    this.checkAccess(what, va, length, write);
+    this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
   }
 
   /**
@@ -236,10 +283,13 @@ export class AddressSpace {
         case Kind.Ram:
           if (pte.isHeld(e)) push(heldBy, pte.heldBy(e), p);
           else if (write && pte.isDup(e)) {
-            // Read-only device copies must go before the CPU changes the page.
-            this.notifier.invalidate({ start: p, end: p + 1, event: 'clear', owner: null });
-            this.stats.add('invalidations');
-            this.pageTable.set(p, pte.plainRam(this.pageTable.get(p)));
+            // Read-only device copies must go before the CPU changes the page, in every
+            // address space that maps the frame.
+            for (const mm of this.sharers(p, pte.frame(e))) {
+              mm.notifier.invalidate({ start: p, end: p + 1, event: 'clear', owner: null });
+              this.stats.add('invalidations');
+              mm.pageTable.set(p, pte.plainRam(mm.pageTable.get(p)));
+            }
           }
           break;
         default:
@@ -248,26 +298,81 @@ export class AddressSpace {
     }
     if (byDevice.size === 0 && heldBy.size === 0 && waits.length === 0) return null;
     for (const [dev, pages] of byDevice) waits.push(this.pagemap(dev, pages[0]!).migrateToRam(this, pages));
-    for (const [dev, pages] of heldBy) waits.push(this.pagemap(dev, pages[0]!).revoke(this, pages));
+    for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages));
     return Promise.all(waits);
   }
 
   /**
-   * Demand-zero for pages already CPU-accessible: a read maps the zero page, a write gets a
-   * zeroed frame (all frames allocated before any entry changes, so ENOMEM changes nothing).
+   * Revoke a device's held copies of pages (write them back). A copy made through another
+   * address space of the fork family is revoked there; then no family member keeps the flag.
    */
-  populate(pages: readonly number[], write: boolean): void {
-    const need = pages.filter((p) => {
-      const k = pte.kind(this.pageTable.get(p));
-      return k === Kind.None || (write && k === Kind.Zero);
-    });
+  private async revokeHeld(dev: number, pages: readonly number[]): Promise<void> {
+    const byOwner = new Map<AddressSpace, number[]>();
+    for (const p of pages) {
+      const owner = this.copyOwner.get(p);
+      const mm = owner && owner.family === this.family && !owner.destroyed ? owner : this;
+      const list = byOwner.get(mm);
+      if (list) list.push(p);
+      else byOwner.set(mm, [p]);
+    }
+    await Promise.all([...byOwner].map(([mm, ps]) => this.pagemap(dev, ps[0]!).revoke(mm, ps)));
+    for (const p of pages) {
+      const e = this.pageTable.get(p);
+      if (pte.kind(e) !== Kind.Ram) continue;
+      for (const mm of this.sharers(p, pte.frame(e))) {
+        const x = mm.pageTable.get(p);
+        if (pte.isHeld(x) && pte.heldBy(x) === dev) mm.pageTable.set(p, pte.plainRam(x));
+        mm.copyOwner.delete(p);
+      }
+    }
+  }
+
+  /**
+   * Address spaces whose entry for page p points at RAM frame `frame`: this one, and fork
+   * relatives sharing the frame through a shared mapping (private frames break on write).
+   */
+  sharers(p: number, frame: number): AddressSpace[] {
+    if (this.family.size === 1 || this.ram.refCount(frame) < 2) return [this];
+    const out: AddressSpace[] = [];
+    for (const mm of this.family) {
+      const e = mm.pageTable.get(p);
+      if (pte.kind(e) === Kind.Ram && pte.frame(e) === frame) out.push(mm);
+    }
+    return out;
+  }
+
+  /**
+   * Demand-zero and copy-on-write for pages already CPU-accessible: a read maps the zero page;
+   * a write gets a zeroed frame, or a private copy of a frame still shared with a fork
+   * relative. All frames are allocated before any entry changes, so ENOMEM changes nothing.
+   */
+  populate(pages: readonly number[], write: boolean, forWhat?: string): void {
+    this.reapDeferredFrees();
+    const fresh: number[] = [];
+    const cow: number[] = [];
+    for (const p of pages) {
+      const e = this.pageTable.get(p);
+      const k = pte.kind(e);
+      if (k === Kind.None || (write && k === Kind.Zero)) fresh.push(p);
+      else if (write && k === Kind.Ram && this.ram.refCount(pte.frame(e)) > 1 && !this.vmas.find(p)?.shared) cow.push(p);
+    }
     if (!write) {
-      for (const p of need) this.pageTable.set(p, pte.zero);
+      for (const p of fresh) this.pageTable.set(p, pte.zero);
       return;
     }
-    const at = (need[0] ?? 0) * PAGE_SIZE;
-    const frames = this.ram.allocMany(need.length, `a write fault at ${hex(at)}`);
-    need.forEach((p, i) => this.pageTable.set(p, pte.ram(frames[i]!)));
+    const n = fresh.length + cow.length;
+    if (n === 0) return;
+    const at = (fresh[0] ?? cow[0]!) * PAGE_SIZE;
+    const frames = this.ram.allocMany(n, forWhat ?? `a write fault at ${hex(at)}`);
+    fresh.forEach((p, i) => this.pageTable.set(p, pte.ram(frames[i]!)));
+    cow.forEach((p, i) => {
+      const old = pte.frame(this.pageTable.get(p));
+      const copy = frames[fresh.length + i]!;
+      this.ram.frame(copy).set(this.ram.frame(old));
+      this.pageTable.set(p, pte.ram(copy));
+      this.ram.free(old); // one reference fewer; the relative keeps the frame
+    });
+    if (cow.length > 0) this.stats.add('cowBreaks', cow.length);
   }
 
   /** Wait until no page in [start, end) is migrating or (for 'held') held by a device. */
@@ -278,13 +383,26 @@ export class AddressSpace {
       for (let p = start; p < end; p++) {
         const e = this.pageTable.get(p);
         if (pte.kind(e) === Kind.Migrating) waits.push(this.inflight.get(p) ?? Promise.resolve());
-        else if (what === 'held' && pte.isHeld(e)) push(heldBy, pte.heldBy(e), p);
+        else if (what === 'held' && pte.isHeld(e) && !this.poisoned(p)) push(heldBy, pte.heldBy(e), p); // a lost device holds nothing back
       }
-      for (const [dev, pages] of heldBy) waits.push(this.pagemap(dev, pages[0]!).revoke(this, pages));
+      for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages));
       if (waits.length === 0) return;
       await Promise.all(waits);
     }
     throw new HmmError('EBUSY', `pages at ${hex(start * PAGE_SIZE)} kept migrating`, start * PAGE_SIZE);
+  }
+
+  /**
+   * Was page p's only current data on a device that is now lost? Its device-private pages, and
+   * copies it held writable that a kernel may have changed (clean ones were let go when the loss
+   * was seen). Every touch of such a page is EPOISON until it is unmapped.
+   */
+  poisoned(p: number): boolean {
+    const e = this.pageTable.get(p);
+    const dev = pte.kind(e) === Kind.Device ? pte.device(e) : pte.isHeld(e) ? pte.heldBy(e) : -1;
+    if (dev < 0) return false;
+    const pm = this.pagemaps()[dev];
+    return !pm || pm.lostReason !== undefined;
   }
 
   private pagemap(dev: number, page: number): DevicePagemap {
@@ -330,8 +448,13 @@ export class AddressSpace {
       const e = this.pageTable.get(p);
       switch (pte.kind(e)) {
         case Kind.Ram:
-          this.ram.free(pte.frame(e));
-          break;
+          // Entry first, then the pin: a CPU thread pins, then reads the entry, so either it
+          // sees the page gone or we see it inside its access and free the frame after it.
+          this.pageTable.set(p, pte.none);
+          if (this.pageTable.isPinned(p)) this.deferredFrees.push({ page: p, frame: pte.frame(e) });
+          else this.ram.free(pte.frame(e));
+          this.copyOwner.delete(p);
+          continue;
         case Kind.Device:
           push(byDevice, pte.device(e), p);
           continue; // the device clears the entry with its frame
@@ -348,7 +471,110 @@ export class AddressSpace {
       for (const p of pages) this.pageTable.set(p, pte.none);
     }
     this.vmas.remove(start, end);
+    this.syncAccess(start, end);
     this.thrash.forget(start, end);
+    this.reapDeferredFrees();
+  }
+
+  /** Frames whose unmapping waited for a CPU thread to leave them. */
+  private reapDeferredFrees(): void {
+    if (this.deferredFrees.length === 0) return;
+    this.deferredFrees = this.deferredFrees.filter(({ page, frame }) => {
+      if (this.pageTable.isPinned(page)) return true;
+      this.ram.free(frame);
+      return false;
+    });
+  }
+
+  /** Keep the access bytes CPU threads read equal to the VMAs over [start, end). */
+  private syncAccess(start: number, end: number): void {
+    const access = this.pageTable.access;
+    access.fill(0, start, end);
+    for (const v of this.vmas.overlapping(start, end)) {
+      const bits = (canRead(v.prot) ? ACCESS_READ : 0) | (canWrite(v.prot) ? ACCESS_WRITE : 0) | (v.shared ? ACCESS_SHARED : 0);
+      // prot 'none' keeps a marker bit-free byte; threads treat 0 as "ask the main thread"
+      access.fill(bits, v.start, v.end);
+    }
+  }
+
+  // ------------------------------------------------------------------ fork
+
+  /**
+   * fork(): a child address space with the same mappings. Private pages are shared
+   * copy-on-write (the first write on either side copies the frame); shared mappings stay
+   * shared, every page given a frame now so both sides see later writes. Pages that live on a
+   * device, or are held by one, come home first: the child must see their current data, and
+   * RAM is where copy-on-write happens. CPU threads of this address space are held off (slow
+   * path) while the table is copied, and in-flight ones are waited for.
+   */
+  async fork(): Promise<AddressSpace> {
+    this.checkAlive('fork');
+    if (!this.spawn) throw new HmmError('EINVAL', `fork: address space ${this.id} was not made by a System`);
+    if (this.forking) throw new HmmError('EBUSY', `fork: address space ${this.id} is already forking`);
+    let finish!: () => void;
+    this.forking = new Promise<void>((r) => (finish = r));
+    Atomics.store(this.pageTable.ctl, CTL_FORKING, 1);
+    try {
+      for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
+        await this.drainThreads();
+        const away: number[] = [];
+        for (const v of this.vmas.all())
+          for (let p = v.start; p < v.end; p++) {
+            const e = this.pageTable.get(p);
+            const k = pte.kind(e);
+            if (k === Kind.Device || k === Kind.Migrating || pte.isHeld(e)) away.push(p);
+          }
+        if (away.length > 0) {
+          await this.faultPages(away, false);
+          continue;
+        }
+        // Every page is in RAM, the zero page or untouched; from here on nothing awaits.
+        const sharedHoles: number[] = [];
+        for (const v of this.vmas.all()) if (v.shared) for (let p = v.start; p < v.end; p++) if (pte.kind(this.pageTable.get(p)) !== Kind.Ram) sharedHoles.push(p);
+        this.populate(sharedHoles, true, `fork of address space ${this.id} (frames for its shared mappings)`);
+        return this.copyInto(this.spawn());
+      }
+      throw new HmmError('EBUSY', `fork: pages of address space ${this.id} kept moving to devices`);
+    } finally {
+      Atomics.store(this.pageTable.ctl, CTL_FORKING, 0);
+      this.forking = null;
+      finish();
+    }
+  }
+
+  private copyInto(child: AddressSpace): AddressSpace {
+    child.family = this.family;
+    this.family.add(child);
+    child.thrash.config = this.thrash.config;
+    for (const v of this.vmas.all()) {
+      child.vmas.insert({ ...v });
+      for (let p = v.start; p < v.end; p++) {
+        const e = this.pageTable.get(p);
+        if (pte.kind(e) === Kind.Ram) {
+          this.ram.share(pte.frame(e));
+          child.pageTable.set(p, pte.ram(pte.frame(e))); // no device holds the child's copy
+        } else child.pageTable.set(p, pte.kind(e) === Kind.Zero ? pte.zero : pte.none);
+      }
+      child.syncAccess(v.start, v.end);
+    }
+    this.stats.add('forks');
+    return child;
+  }
+
+  /** Wait until no CPU thread is inside an access to this address space. */
+  private async drainThreads(): Promise<void> {
+    const deadline = performance.now() + FORK_DRAIN_MS;
+    for (;;) {
+      let busy = -1;
+      for (const v of this.vmas.all()) {
+        for (let p = v.start; p < v.end && busy < 0; p++) if (this.pageTable.isPinned(p)) busy = p;
+        if (busy >= 0) break;
+      }
+      if (busy < 0) return;
+      if (performance.now() > deadline)
+        throw new HmmError('EBUSY', `fork: a CPU access to ${hex(busy * PAGE_SIZE)} did not finish within ${FORK_DRAIN_MS} ms`, busy * PAGE_SIZE);
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 
   private pageRange(what: string, va: number, length: number): { start: number; end: number } {
@@ -360,13 +586,26 @@ export class AddressSpace {
   }
 
   private pinRange(first: number, last: number): void {
-    for (let p = first; p <= last; p++) this.pageTable.pin(p);
+    for (let p = first; p <= last; p++) this.mainPins.set(p, (this.mainPins.get(p) ?? 0) + 1);
   }
   private unpinRange(first: number, last: number): void {
-    for (let p = first; p <= last; p++) this.pageTable.unpin(p);
+    for (let p = first; p <= last; p++) {
+      const n = (this.mainPins.get(p) ?? 1) - 1;
+      if (n > 0) this.mainPins.set(p, n);
+      else this.mainPins.delete(p);
+    }
   }
 
-  private checkAlive(what: string): void {
+  /**
+   * Is a CPU access in flight on page p: a CPU thread inside it (pins in the shared table), or
+   * a main-thread read/write waiting for other pages of its range? Such a page does not migrate.
+   */
+  isPinned(p: number): boolean {
+    return this.pageTable.isPinned(p) || this.mainPins.has(p);
+  }
+
+  /** EINVAL once destroy() ran; devices and mirrors ask too before they touch this address space. */
+  checkAlive(what: string): void {
     if (this.destroyed) throw new HmmError('EINVAL', `${what}: address space ${this.id} was destroyed`);
   }
 
@@ -375,7 +614,19 @@ export class AddressSpace {
     if (this.destroyed) return;
     for (const v of [...this.vmas.all()]) this.unmapPages(v.start, v.end);
     this.notifier.invalidate({ start: 0, end: VA_PAGES, event: 'release', owner: null });
+    this.family.delete(this);
     this.destroyed = true;
+    for (const hook of this.destroyHooks.splice(0)) hook();
+  }
+
+  /** Run `hook` when this address space is destroyed (the CPU-thread mailbox stops then). */
+  onDestroy(hook: () => void): void {
+    if (this.destroyed) hook();
+    else this.destroyHooks.push(hook);
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
   }
 }
 

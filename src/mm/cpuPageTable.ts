@@ -1,6 +1,8 @@
 // CpuPageTable: one 32-bit entry per virtual page of an address space, in a SharedArrayBuffer
 // so that Web Workers can read it. It owns only the entry encoding; deciding what an entry
-// should become belongs to AddressSpace (CPU faults) and hmm/migrate (migration).
+// should become belongs to AddressSpace (CPU faults) and hmm/migrate (migration). Beside the
+// entries the same buffer holds, for CPU threads: pin counts, one access byte per page (the
+// VMA's permissions, which threads cannot look up themselves) and a few control words.
 //
 //   bits 0-2  kind   NONE (never touched) | ZERO (read-mapped zero page) | RAM | DEVICE | MIGRATING
 //   bits 3-7  RAM:    bit 3 DUP  = some device holds a read-only copy (a CPU write revokes it)
@@ -41,16 +43,31 @@ export const pte = {
   plainRam: (e: number): number => (e & ~(DUP | HELD | (0x7 << 5))) >>> 0,
 };
 
+/** Access byte per page: what the VMA allows (0: no VMA). */
+export const ACCESS_READ = 1;
+export const ACCESS_WRITE = 2;
+/** A shared mapping: writes go to the frame even when other address spaces map it. */
+export const ACCESS_SHARED = 4;
+
+/** Control words (Int32) after the access bytes. */
+export const CTL_FORKING = 0; // non-zero while fork() copies the table: threads take the slow path
+const CTL_WORDS = 16;
+
 export class CpuPageTable {
   readonly buffer: SharedArrayBuffer;
   readonly entries: Uint32Array;
   /** Per-page count of in-flight CPU accesses; a pinned page does not migrate. */
   readonly pins: Int32Array;
+  /** Per-page ACCESS_* bits, kept equal to the VMAs by AddressSpace. */
+  readonly access: Uint8Array;
+  readonly ctl: Int32Array;
 
-  constructor() {
-    this.buffer = new SharedArrayBuffer(VA_PAGES * 4 * 2);
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(VA_PAGES * 9 + CTL_WORDS * 4);
     this.entries = new Uint32Array(this.buffer, 0, VA_PAGES);
     this.pins = new Int32Array(this.buffer, VA_PAGES * 4, VA_PAGES);
+    this.access = new Uint8Array(this.buffer, VA_PAGES * 8, VA_PAGES);
+    this.ctl = new Int32Array(this.buffer, VA_PAGES * 9, CTL_WORDS);
   }
 
   get(page: number): number {

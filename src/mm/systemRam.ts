@@ -1,6 +1,7 @@
 // SystemRam: "system RAM" is one SharedArrayBuffer cut into 4 KiB frames. It owns the frame
-// allocator and the rule that a frame is zeroed before it is handed out again. It knows
-// nothing of address spaces; the CPU page table says which page a frame backs.
+// allocator, the per-frame reference counts (fork shares frames copy-on-write), and the rule
+// that a frame is zeroed before it is handed out again. It knows nothing of address spaces;
+// the CPU page tables say which pages a frame backs.
 
 import { PAGE_SIZE } from '../constants.ts';
 import { HmmError } from '../errors.ts';
@@ -10,6 +11,11 @@ export class SystemRam {
   readonly buffer: SharedArrayBuffer;
   readonly bytes: Uint8Array;
   readonly frameCount: number;
+  /**
+   * References per frame (page-table entries that point at it), in a SharedArrayBuffer so CPU
+   * threads can see that a private frame is shared copy-on-write and take the slow path.
+   */
+  readonly refs: Int32Array;
   private readonly frames: FrameAllocator;
 
   constructor(readonly sizeBytes: number) {
@@ -19,6 +25,7 @@ export class SystemRam {
     this.bytes = new Uint8Array(this.buffer);
     this.frameCount = sizeBytes / PAGE_SIZE;
     this.frames = new FrameAllocator(this.frameCount, 'SystemRam');
+    this.refs = new Int32Array(new SharedArrayBuffer(this.frameCount * 4));
   }
 
   get freeFrames(): number {
@@ -31,6 +38,7 @@ export class SystemRam {
       throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
     const f = this.frames.take(1)[0]!;
     this.frame(f).fill(0); // zeroed before reuse: no address space reads another's data
+    Atomics.store(this.refs, f, 1);
     return f;
   }
 
@@ -43,8 +51,24 @@ export class SystemRam {
     return out;
   }
 
+  /** Drop one reference; the frame goes back to the pool with the last one. */
   free(frame: number): void {
-    this.frames.give(frame);
+    const left = Atomics.sub(this.refs, frame, 1) - 1;
+    if (left < 0) {
+      Atomics.store(this.refs, frame, 0);
+      throw new Error(`SystemRam: double free of frame ${frame} (no reference held)`);
+    }
+    if (left === 0) this.frames.give(frame);
+  }
+
+  /** One more page-table entry points at `frame` (fork). */
+  share(frame: number): void {
+    Atomics.add(this.refs, frame, 1);
+  }
+
+  /** How many entries point at `frame`; more than one means copy-on-write for private pages. */
+  refCount(frame: number): number {
+    return Atomics.load(this.refs, frame);
   }
 
   /** A view of one frame's 4096 bytes (shares memory with the SharedArrayBuffer). */

@@ -23,7 +23,11 @@ export type Counter =
   | 'prefetchedPages' // pages brought to a device ahead of a fault (density rule or explicit prefetch)
   | 'faultsReported' // GPU misses in replayable rounds, before deduplication
   | 'faultsDeduplicated' // of those, repeats of a (page, access) already queued that round
-  | 'deviceCopies'; // device copies of pages that stay in RAM (shared, pinned, exclusive)
+  | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive)
+  | 'forks'
+  | 'cowBreaks' // private frames copied on the first write after a fork
+  | 'threadFaults' // CPU thread accesses that took the slow path through the fault mailbox
+  | 'threadAccesses'; // CPU thread loads and stores served (fast path and slow)
 
 export class Stats {
   private readonly counts = new Map<Counter, number>();

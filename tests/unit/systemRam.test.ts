@@ -90,3 +90,18 @@ describe('SystemRam', () => {
     expect(e.message).toContain(String(size));
   });
 });
+
+describe('SystemRam reference counts (fork shares frames)', () => {
+  it('a shared frame returns to the pool only with its last reference', () => {
+    const ram = new SystemRam(2 * PAGE_SIZE);
+    const f = ram.alloc('t');
+    ram.share(f);
+    expect(ram.refCount(f)).toBe(2);
+    ram.free(f);
+    expect(ram.freeFrames).toBe(1);
+    expect(ram.refCount(f)).toBe(1);
+    ram.free(f);
+    expect(ram.freeFrames).toBe(2);
+    expect(() => ram.free(f)).toThrow(/double free/);
+  });
+});
