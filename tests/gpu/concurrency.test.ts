@@ -1,0 +1,134 @@
+// munmap, mprotect and CPU fault-back while migrations and kernels are in flight: no device
+// entry outlives its notifier (invariant 2, checked in the GPU's own copy of the table), and
+// a freed frame is reused only after the GPU work that could touch it has completed.
+import { describe, expect, it } from 'vitest';
+import { HmmError, PAGE_SIZE } from '../../src/index.ts';
+import { PTE_VALID, PTE_WRITE } from '../../src/device/devicePageTable.ts';
+import { pageList } from '../../src/constants.ts';
+import { firstDiff, makeSystem, pattern } from './helpers.ts';
+import type { System } from '../../src/index.ts';
+
+const P = PAGE_SIZE;
+
+/** Every page of each 4-byte slot gets `value`, one invocation per word; stores only after every load. */
+const FILL = /* wgsl */ `
+struct U { base: u32, words: u32, value: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+fn kernel(gid: vec3u) {
+  if (gid.x >= u.words) { return; }
+  let va = u.base + gid.x * 4u;
+  hmm_touch(va, true);
+  hmm_store_u32(va, u.value + hmm_load_u32(va) * 0u);
+}`;
+
+/** Resolve once the system has launched `n` more kernels than it had. */
+async function launched(sys: System, n = 1): Promise<void> {
+  const start = sys.stats().dispatches ?? 0;
+  while ((sys.stats().dispatches ?? 0) < start + n) await new Promise((r) => setImmediate(r));
+}
+
+const settled = <T,>(p: Promise<T>) => p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e: e as HmmError }));
+
+describe('concurrency: changes to the address space while the GPU works on it', () => {
+  it('munmap during an in-flight migration: the pages are raced, no device entry and no frame is left behind', async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const va = mm.mmap(8 * P);
+    await mm.write(va, pattern(8 * P));
+    const ramFree = sys.ram.freeFrames;
+    const devFree = dev.memory.freeFrames;
+    const moving = settled(m.migrateToDevice(va, 8));
+    await mm.munmap(va + 4 * P, 4 * P); // runs while the copy is on the GPU
+    const r = await moving;
+    expect(r.ok).toBe(false); // dmirror: ENOENT, the unmapped half did not arrive
+    expect(m.table.lookup(va / P + 5)).toBeNull();
+    const gpu = await m.table.readGpuEntries(pageList(va / P, 8));
+    for (let i = 4; i < 8; i++) expect(gpu[i]! & PTE_VALID).toBe(0);
+    for (let i = 0; i < 4; i++) expect(gpu[i]! & PTE_VALID).toBe(PTE_VALID);
+    expect(sys.ram.freeFrames).toBe(ramFree + 8); // 4 unmapped + 4 moved to the device
+    expect(dev.memory.freeFrames).toBe(devFree - 4);
+    expect(firstDiff(await mm.read(va, 4 * P), pattern(8 * P).subarray(0, 4 * P))).toBe(-1);
+  });
+
+  it('munmap while a replayable kernel is between rounds: ESEGV or done, and no stale entry on the GPU', async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const pages = 32;
+    const va = mm.mmap(pages * P);
+    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
+    const words = pages * (P / 4);
+    const run = settled(m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: words / 64, uniforms: new Uint32Array([va, words, 7, 0]) }));
+    await launched(sys);
+    await mm.munmap(va + 16 * P, 16 * P);
+    const r = await run;
+    if (!r.ok) expect(r.e.code).toBe('ESEGV');
+    const gpu = await m.table.readGpuEntries(pageList(va / P, pages));
+    for (let i = 16; i < pages; i++) expect(gpu[i]! & PTE_VALID).toBe(0);
+    // nothing of the unmapped half survives anywhere: a new mapping there reads zeros
+    const again = mm.mmap(16 * P, { addr: va + 16 * P });
+    expect((await m.read(again, 16)).data.every((x) => x === 0)).toBe(true);
+  });
+
+  it('mprotect to read-only while a writing kernel runs: afterwards the GPU table has no writable entry there', async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const pages = 32;
+    const va = mm.mmap(pages * P);
+    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
+    const words = pages * (P / 4);
+    const run = settled(m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: words / 64, uniforms: new Uint32Array([va, words, 9, 0]) }));
+    await launched(sys);
+    await mm.mprotect(va, pages * P, 'r');
+    const r = await run;
+    if (!r.ok) expect(r.e.code).toBe('EPERM');
+    const gpu = await m.table.readGpuEntries(pageList(va / P, pages));
+    for (let i = 0; i < pages; i++) expect(gpu[i]! & PTE_WRITE).toBe(0);
+    // what the kernel wrote before the change is kept; the rest is still zero; nothing else
+    const data = new Uint32Array((await mm.read(va, pages * P)).buffer);
+    expect(data.every((x) => x === 0 || x === 9)).toBe(true);
+  });
+
+  it('CPU fault-back of pages a kernel is using: both see consistent data', async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const pages = 16;
+    const va = mm.mmap(pages * P);
+    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
+    const words = pages * (P / 4);
+    const run = m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: words / 64, uniforms: new Uint32Array([va, words, 5, 0]) });
+    await launched(sys);
+    // the CPU reads while the kernel is faulting pages in: every word is 0 (before) or 5 (after)
+    const mid = new Uint32Array((await mm.read(va, pages * P)).buffer);
+    expect(mid.every((x) => x === 0 || x === 5)).toBe(true);
+    await run;
+    const end = new Uint32Array((await mm.read(va, pages * P)).buffer);
+    expect(end.every((x) => x === 5)).toBe(true);
+  });
+
+  it('a frame freed under an in-flight kernel is handed out again only zeroed, after the kernel', async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 16 * P }] }); // few frames: reuse is certain
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const pages = 8;
+    const va = mm.mmap(pages * P);
+    await m.migrateToDevice(va, pages);
+    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
+    const words = pages * (P / 4);
+    const run = settled(m.dispatch(k, { mode: 'validated', workgroups: words / 64, uniforms: new Uint32Array([va, words, 0xabcd, 0]), ranges: [{ va, bytes: pages * P, access: 'rw' }] }));
+    await launched(sys);
+    await mm.munmap(va, pages * P); // frames freed while the kernel may still be writing them
+    const fresh = mm.mmap(16 * P);
+    await m.migrateToDevice(fresh, 16); // takes every device frame, those included
+    expect((await m.read(fresh, 16)).data.every((x) => x === 0)).toBe(true);
+    await run;
+  });
+});
