@@ -1,5 +1,6 @@
-// Three test projects: `unit` (pure logic, no GPU, fast), `gpu` (the real thing on a real
-// WebGPU adapter through Dawn) and `e2e` (demo pages in headless Chromium). GPU tests run one
+// Four test projects: `unit` (pure logic, no GPU, fast), `gpu` (the real thing on a real
+// WebGPU adapter through Dawn), `fuzz` (differential fuzzing on the adapter) and `e2e` (demo
+// pages in headless Chromium). GPU tests run one
 // file at a time: a software adapter uses every core, and Dawn keeps a device per file.
 import { defineConfig } from 'vitest/config';
 
@@ -15,6 +16,19 @@ export default defineConfig({
           pool: 'forks',
           fileParallelism: false,
           testTimeout: 120_000,
+          hookTimeout: 120_000,
+          globalSetup: ['tests/gpu/globalSetup.ts'],
+        },
+      },
+      {
+        // Differential fuzzing against a plain model, on the real adapter (tests/fuzz/).
+        test: {
+          name: 'fuzz',
+          include: ['tests/fuzz/**/*.test.ts'],
+          environment: 'node',
+          pool: 'forks',
+          fileParallelism: false,
+          testTimeout: 3_600_000,
           hookTimeout: 120_000,
           globalSetup: ['tests/gpu/globalSetup.ts'],
         },
