@@ -6,6 +6,7 @@
 import { PAGE_SIZE } from '../constants.ts';
 import type { Stats } from '../trace/stats.ts';
 import { DeviceMemory, frameRuns } from './deviceMemory.ts';
+import type { FaultContext, FaultPoint } from './faultInjection.ts';
 
 /** The largest staging or readback buffer one batch uses; bigger batches are split. */
 const MAX_BATCH_BYTES = 32 << 20;
@@ -13,6 +14,8 @@ const MAX_BATCH_BYTES = 32 << 20;
 export class CopyEngine {
   private staging: GPUBuffer | undefined;
   private packed = new Uint8Array(0);
+  /** Test hook (faultInjection.ts): set by HmmDevice, called at the copy points. */
+  inject: ((point: FaultPoint, ctx: Partial<FaultContext>) => void) | undefined;
 
   constructor(
     private readonly device: GPUDevice,
@@ -41,6 +44,7 @@ export class CopyEngine {
       }
       this.device.queue.submit([enc.finish()]);
       this.stats.add('copyBatches');
+      this.inject?.('uploadSubmitted', { direction: 'toDevice' });
     }
   }
 
@@ -63,8 +67,11 @@ export class CopyEngine {
       }
       this.device.queue.submit([enc.finish()]);
       this.stats.add('copyBatches');
+      this.inject?.('downloadSubmitted', { direction: 'toSystem' });
       try {
-        await readback.mapAsync(GPUMapMode.READ);
+        const mapped = readback.mapAsync(GPUMapMode.READ);
+        this.inject?.('mapPending', { buffer: readback, what: 'download', direction: 'toSystem' });
+        await mapped;
         out.set(new Uint8Array(readback.getMappedRange()), from * PAGE_SIZE);
         readback.unmap();
       } finally {

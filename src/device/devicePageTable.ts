@@ -191,7 +191,7 @@ export class DevicePageTable {
    * The GPU's own entries for `pages` (0 where unmapped), with the accessed and dirty bits
    * kernels have set. One readback of the leaf pool; eviction and write-back read these.
    */
-  async readGpuEntries(pages: readonly number[]): Promise<number[]> {
+  async readGpuEntries(pages: readonly number[], mapPending?: (buffer: GPUBuffer) => void): Promise<number[]> {
     // Only the span of leaf tables these pages use comes back, not the whole pool.
     const leafOf = (p: number): number => {
       const d = this.dir[p >>> 9]!;
@@ -206,7 +206,9 @@ export class DevicePageTable {
     enc.copyBufferToBuffer(this.leafBuffer, lo * PAGES_PER_HUGE * 4, rb, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     try {
-      await rb.mapAsync(GPUMapMode.READ);
+      const mapped = rb.mapAsync(GPUMapMode.READ);
+      mapPending?.(rb); // test hook (faultInjection.ts)
+      await mapped;
       const gpu = new Uint32Array(rb.getMappedRange());
       return pages.map((p) => {
         const leaf = leafOf(p);

@@ -6,7 +6,7 @@
 import { PAGE_SIZE, hex } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 import { migrateToSystem, runs, type MigrationDevice } from '../hmm/migrate.ts';
-import type { AddressSpace } from '../mm/addressSpace.ts';
+import { AddressSpace } from '../mm/addressSpace.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
@@ -14,6 +14,7 @@ import { DEFAULT_PREFETCH, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
 import { PTE_ACCESSED } from './devicePageTable.ts';
 import { DeviceMemory } from './deviceMemory.ts';
+import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
 import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
 import { shaderSource } from './shaders.ts';
@@ -37,6 +38,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly rmapMm: (AddressSpace | undefined)[];
   private readonly rmapPage: Int32Array;
   private readonly rmapCopy: Uint8Array;
+  /** Kernel launches so far, and the count when each copy frame was handed out: a held copy no launch followed is clean. */
+  private launches = 0;
+  private readonly copyEpoch: Uint32Array;
+  /** Test hook: real failures at named points of migration, copy and launch (faultInjection.ts). Never set in production. */
+  faultInjection: FaultInjection | undefined;
   private internal: Promise<HmmKernel> | undefined;
   lostReason: string | undefined;
   /** Eviction unit in pages: 1 (4 KiB), 16 (64 KiB) or 512 (2 MiB). */
@@ -70,11 +76,16 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.rmapMm = new Array(this.memory.frameCount);
     this.rmapPage = new Int32Array(this.memory.frameCount).fill(-1);
     this.rmapCopy = new Uint8Array(this.memory.frameCount);
+    this.copyEpoch = new Uint32Array(this.memory.frameCount);
+    this.copy.inject = (point, ctx) => this.inject(point, ctx);
   }
 
   /** dmirror: this device's view of an address space (one per address space). */
   mirror(mm: AddressSpace): Mirror {
     this.checkAlive('mirror');
+    if (!(mm instanceof AddressSpace)) throw new HmmError('EINVAL', `${this.name}: mirror: ${String(mm)} is not an AddressSpace`);
+    mm.checkAlive(`${this.name}: mirror`);
+    if (mm.stats !== this.stats) throw new HmmError('EINVAL', `${this.name}: mirror: address space ${mm.id} belongs to another System`);
     let m = this.mirrors.get(mm);
     if (!m) {
       m = new Mirror(this, mm);
@@ -84,7 +95,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   }
 
   /** Compile a user kernel (WGSL `fn kernel(gid: vec3u)`) with the HMM prelude. */
-  createKernel(opts: KernelOptions): Promise<HmmKernel> {
+  async createKernel(opts: KernelOptions): Promise<HmmKernel> {
     this.checkAlive('createKernel');
     return compileKernel(this.device, this.layouts, this.memory.frameShift, opts);
   }
@@ -153,7 +164,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       const mirror = this.mirrors.get(mm);
       if (!mirror) continue;
       const pages = keys.flatMap((k) => units.get(k)!.pages);
-      const entries = await mirror.table.readGpuEntries(pages);
+      const pending = this.faultInjection ? (buffer: GPUBuffer) => this.inject('mapPending', { buffer, what: 'pageTable' }) : undefined;
+      const entries = await mirror.table.readGpuEntries(pages, pending).catch(async (e: unknown) => {
+        throw await this.gpuFailure('eviction: reading accessed bits', e);
+      });
       let i = 0;
       for (const k of keys) {
         for (let j = 0; j < units.get(k)!.pages.length; j++, i++) if (entries[i]! & PTE_ACCESSED) touched.add(k);
@@ -213,8 +227,20 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   // ------------------------------------------------------------------ DevicePagemap
 
   async migrateToRam(mm: AddressSpace, pages: number[]): Promise<void> {
-    this.checkAlive(`migrate_to_ram at ${hex(pages[0]! * PAGE_SIZE)}`);
-    await migrateToSystem(mm, this, pages);
+    if (this.lostReason === undefined) {
+      try {
+        await migrateToSystem(mm, this, pages);
+        return;
+      } catch (e) {
+        if (this.lostReason === undefined) throw e; // e.g. ENOMEM, or a mapAsync failure on a live device
+      }
+    }
+    // Lost: these pages had their only copy here. Never zeros: EPOISON, naming the first.
+    const first = pages.find((p) => {
+      const e = mm.pageTable.get(p);
+      return pte.kind(e) === Kind.Device && pte.device(e) === this.id;
+    });
+    if (first !== undefined) throw this.poisonError(first);
   }
 
   /** Held copies go back to RAM: unmap first (so no later kernel writes them), then gather. */
@@ -224,23 +250,51 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       return pte.isHeld(e) && pte.heldBy(e) === this.id;
     });
     if (mine.length === 0) return;
+    if (this.lostReason !== undefined) return this.revokeLost(mm, mine);
     const mirror = this.mirrors.get(mm);
     const frames: number[] = [];
     const ramFrames: number[] = [];
+    const held: number[] = [];
+    const wasExclusive: boolean[] = [];
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
     for (const p of mine) {
       const e = mm.pageTable.get(p);
       const f = mirror?.table.unmap(p) ?? -1;
-      mirror?.exclusive.delete(p);
+      wasExclusive.push(mirror?.exclusive.delete(p) ?? false);
       frames.push(f);
       ramFrames.push(pte.frame(e));
+      held.push(e);
       mm.pageTable.set(p, pte.migrating(e));
       mm.inflight.set(p, done);
     }
     if (mirror) this.stats.add('pageTableWrites', mirror.table.flush());
+    let data: Uint8Array;
     try {
-      const data = await this.download(frames.filter((f) => f >= 0));
+      data = await this.download(frames.filter((f) => f >= 0));
+    } catch (err) {
+      // Nothing came back, so the device copy is still the only current data: every page is
+      // held (and mapped) again as it was, never left with the stale RAM bytes.
+      const gone: number[] = [];
+      mine.forEach((p, i) => {
+        if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) {
+          mm.pageTable.set(p, held[i]!);
+          if (frames[i]! >= 0) mirror?.table.map(p, frames[i]!, true);
+          if (wasExclusive[i]) mirror?.exclusive.add(p);
+        } else {
+          mm.ram.free(ramFrames[i]!); // unmapped meanwhile
+          if (frames[i]! >= 0) gone.push(frames[i]!);
+        }
+        mm.inflight.delete(p);
+      });
+      if (mirror) this.stats.add('pageTableWrites', mirror.table.flush());
+      this.disown(gone);
+      this.freeFrames(gone);
+      resolve();
+      if (this.lostReason !== undefined) return this.revokeLost(mm, mine);
+      throw err;
+    }
+    {
       let k = 0;
       mine.forEach((p, i) => {
         if (frames[i]! < 0) return;
@@ -249,7 +303,6 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         k++;
       });
       this.stats.add('bytesToSystem', k * PAGE_SIZE);
-    } finally {
       for (let i = 0; i < mine.length; i++) {
         const p = mine[i]!;
         if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) mm.pageTable.set(p, pte.ram(ramFrames[i]!));
@@ -261,6 +314,36 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.freeFrames(used);
       resolve();
     }
+  }
+
+  /**
+   * Revoke on a lost device: nothing can be written back. A held copy no kernel launch
+   * followed is clean (RAM is current) and simply lets go; the others stay held by the lost
+   * device, which makes them poisoned, and the first is reported as EPOISON.
+   */
+  private revokeLost(mm: AddressSpace, pages: readonly number[]): void {
+    let dirty: number | undefined;
+    for (const p of pages) {
+      const e = mm.pageTable.get(p);
+      if (!pte.isHeld(e) || pte.heldBy(e) !== this.id) continue;
+      if (!this.letGoIfClean(mm, p, this.mirrors.get(mm)?.table.lookup(p)?.frame ?? -1)) dirty ??= p;
+    }
+    if (dirty !== undefined) throw this.poisonError(dirty);
+  }
+
+  /**
+   * A held copy of a lost device: if no launch came after it was handed out, the page becomes
+   * plain RAM again. Without its frame (an invalidation after the loss dropped the mapping)
+   * there is nothing to tell: it stays poisoned, as markLost already judged it.
+   */
+  private letGoIfClean(mm: AddressSpace, p: number, frame: number): boolean {
+    if (frame < 0 || this.copyEpoch[frame] !== this.launches) return false;
+    mm.pageTable.set(p, pte.plainRam(mm.pageTable.get(p)));
+    const mirror = this.mirrors.get(mm);
+    mirror?.table.unmap(p);
+    mirror?.exclusive.delete(p);
+    this.disown([frame]);
+    return true;
   }
 
   discard(mm: AddressSpace, pages: number[]): void {
@@ -288,7 +371,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     try {
       return await this.copy.download(frames);
     } catch (e) {
-      throw this.lostError('download', e);
+      throw await this.gpuFailure(`download of ${frames.length} frames`, e);
     }
   }
   async settle(): Promise<void> {
@@ -297,6 +380,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     if (outcome === 'lost' || this.lostReason !== undefined) throw this.lostError('copy');
   }
   adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[], huge = false): void {
+    if (pages.length === 0) return; // every page raced (e.g. its address space was destroyed meanwhile)
     const mirror = this.mirror(mm);
     pages.forEach((p, i) => {
       const f = frames[i]!;
@@ -325,6 +409,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.rmapMm[frame] = mm;
     this.rmapPage[frame] = page;
     this.rmapCopy[frame] = 1;
+    this.copyEpoch[frame] = this.launches;
   }
   isCopyFrame(frame: number): boolean {
     return this.rmapCopy[frame] === 1;
@@ -333,6 +418,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   // ------------------------------------------------------------------ launch
 
   checkWorkgroups(label: string, wg: number | [number, number?, number?]): [number, number, number] {
+    if (typeof wg !== 'number' && !(Array.isArray(wg) && wg.length >= 1 && wg.length <= 3))
+      throw new HmmError('EINVAL', `dispatch '${label}': workgroups ${Array.isArray(wg) ? `[${wg.join(', ')}]` : String(wg)} is not a number or an array [x, y?, z?]`);
     const arr = typeof wg === 'number' ? [wg] : wg;
     const out: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
@@ -376,7 +463,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     pass.end();
     enc.copyBufferToBuffer(ctl, 0, readback, 0, readBytes);
+    this.launches++; // held copies handed out before this launch may be written from now on
     d.queue.submit([enc.finish()]);
+    this.inject('launchSubmitted', {});
     const invalid = await d.popErrorScope();
     if (invalid) {
       ubuf.destroy();
@@ -384,9 +473,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       throw new HmmError('EINVAL', `kernel '${kernel.label}' could not be launched on ${this.name}: ${invalid.message}`);
     }
     try {
-      await readback.mapAsync(GPUMapMode.READ);
+      const mapped = readback.mapAsync(GPUMapMode.READ);
+      this.inject('mapPending', { buffer: readback, what: 'launch' });
+      await mapped;
     } catch (e) {
-      throw this.lostError(`kernel '${kernel.label}'`, e);
+      readback.destroy();
+      throw await this.gpuFailure(`kernel '${kernel.label}'`, e);
     } finally {
       ubuf.destroy();
     }
@@ -436,9 +528,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       enc.copyBufferToBuffer(io, 0, rb, 0, bytes);
       d.queue.submit([enc.finish()]);
       try {
-        await rb.mapAsync(GPUMapMode.READ);
+        const mapped = rb.mapAsync(GPUMapMode.READ);
+        this.inject('mapPending', { buffer: rb, what: 'mirror' });
+        await mapped;
       } catch (e) {
-        throw this.lostError('mirror.read', e);
+        rb.destroy();
+        throw await this.gpuFailure('mirror.read', e);
       }
       const out = new Uint8Array(rb.getMappedRange().slice(0));
       rb.unmap();
@@ -451,8 +546,50 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
 
   // ------------------------------------------------------------------ loss
 
+  /**
+   * The device is gone (device.lost resolved, or a failed readback proved it). From now on
+   * every call on it is EDEVLOST. Its device-private pages, and held copies a kernel may have
+   * written, had their only current data here: they stay where they are and every CPU or
+   * device touch reports EPOISON for them, page by page, until they are unmapped. Held copies
+   * no launch followed are clean (RAM is current): they let go now. Read-only copies need
+   * nothing: RAM has the data. Nothing else in the system changes.
+   */
   markLost(reason: string): void {
-    this.lostReason ??= reason;
+    if (this.lostReason !== undefined) return;
+    this.lostReason = reason;
+    for (let f = 0; f < this.memory.frameCount; f++) {
+      const mm = this.rmapMm[f];
+      if (!mm || !this.rmapCopy[f]) continue;
+      const p = this.rmapPage[f]!;
+      const e = mm.pageTable.get(p);
+      if (pte.isHeld(e) && pte.heldBy(e) === this.id) this.letGoIfClean(mm, p, f);
+    }
+  }
+
+  /** Test hook point (faultInjection.ts): lets a test cause a real failure here. */
+  inject(point: FaultPoint, ctx: Partial<FaultContext>): void {
+    if (this.faultInjection) this.faultInjection.at(point, { ...ctx, device: this.device });
+  }
+
+  private poisonError(page: number): HmmError {
+    const va = page * PAGE_SIZE;
+    return new HmmError('EPOISON', `page ${hex(va)}: its only current copy was on ${this.name}, which was lost (${this.lostReason}); the data is gone (munmap it to reuse the address)`, va);
+  }
+
+  /**
+   * A readback failed: if the device is lost (device.lost wins the race against an empty
+   * queue), EDEVLOST; otherwise the mapAsync was refused on a live device: EBUSY, the caller
+   * has put everything back, and a retry may succeed.
+   */
+  private async gpuFailure(what: string, cause: unknown): Promise<HmmError> {
+    if (cause instanceof HmmError) return cause;
+    if (this.lostReason === undefined) {
+      const info = await Promise.race([this.device.lost, this.device.queue.onSubmittedWorkDone().then(() => null, () => null)]);
+      if (info) this.markLost(info.message || info.reason);
+    }
+    if (this.lostReason !== undefined) return new HmmError('EDEVLOST', `${this.name}: ${what} failed: device lost (${this.lostReason})`);
+    const why = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    return new HmmError('EBUSY', `${this.name}: ${what} failed: mapAsync was rejected (${why || 'no reason given'}) on a live device; nothing changed, retry`);
   }
 
   checkAlive(what: string): void {

@@ -59,6 +59,8 @@ export function makeLayouts(device: GPUDevice): PipelineLayouts {
 }
 
 function normalizeSize(label: string, ws: KernelOptions['workgroupSize'], device: GPUDevice): [number, number, number] {
+  if (ws !== undefined && typeof ws !== 'number' && !(Array.isArray(ws) && ws.length >= 1 && ws.length <= 3))
+    throw new HmmError('EINVAL', `kernel '${label}': workgroupSize ${Array.isArray(ws) ? `[${ws.join(', ')}]` : String(ws)} is not a number or an array [x, y?, z?]`);
   const arr = ws === undefined ? [64] : typeof ws === 'number' ? [ws] : ws;
   const size: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
   const lim = device.limits;
@@ -78,6 +80,9 @@ export async function compileKernel(
   frameShift: number,
   opts: KernelBuild,
 ): Promise<HmmKernel> {
+  if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', 'createKernel: options { code, workgroupSize?, label? } required');
+  if (opts.label !== undefined && typeof opts.label !== 'string')
+    throw new HmmError('EINVAL', `createKernel: label ${String(opts.label)} is not a string`);
   const label = opts.label ?? 'kernel';
   if (typeof opts.code !== 'string' || !/\bfn\s+kernel\s*\(/.test(opts.code))
     throw new HmmError('EINVAL', `kernel '${label}': code must be WGSL defining fn kernel(gid: vec3u)`);
@@ -107,9 +112,22 @@ fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgrou
   await scoped;
   const errors = info.messages.filter((m) => m.type === 'error');
   if (errors.length > 0) {
-    const where = (line: number): string =>
-      line >= userFirstLine ? `line ${line - userFirstLine + 1}` : `prelude line ${line}`;
-    const text = errors.map((m) => `${where(m.lineNum)}:${m.linePos}: ${m.message}`).join('\n');
+    // Lines are reported in the user's own numbering, with the offending line quoted; an error
+    // past the user's last line (an unclosed brace, a kernel() with the wrong signature) is
+    // reported against the entry point the library adds after it.
+    const userLines = opts.code.split('\n');
+    const where = (m: GPUCompilationMessage): string => {
+      if (m.lineNum < 1) return '';
+      const n = m.lineNum - userFirstLine + 1;
+      if (n < 1) return `prelude line ${m.lineNum}:${m.linePos}: `;
+      if (n > userLines.length) return `after the kernel's last line (line ${userLines.length}), in the entry point that calls kernel(gid: vec3u) (an unclosed brace? a kernel with another signature?): `;
+      return `line ${n}:${m.linePos}: `;
+    };
+    const quote = (m: GPUCompilationMessage): string => {
+      const n = m.lineNum - userFirstLine + 1;
+      return m.lineNum >= 1 && n >= 1 && n <= userLines.length ? `\n    ${n} | ${userLines[n - 1]!.trim()}` : '';
+    };
+    const text = errors.map((m) => `${where(m)}${m.message}${quote(m)}`).join('\n');
     throw new HmmError('EINVAL', `kernel '${label}' does not compile:\n${text}`);
   }
   const layout = device.createPipelineLayout({

@@ -86,6 +86,8 @@ export class Mirror {
   private closed = false;
   /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
   readonly exclusive = new Set<number>();
+  /** Held copies of frames other address spaces also map: written back when the operation ends. */
+  private readonly sharedHeld = new Set<number>();
 
   constructor(
     readonly dev: HmmDevice,
@@ -133,12 +135,13 @@ export class Mirror {
    * faultIn for any set of pages (sorted): one migration batch serves all of them. When the
    * device is full, pages are evicted to make room, never one in `keep` (default: `pages`).
    */
-  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>): Promise<void> {
+  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>, partial = false): Promise<void> {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
     const protect = keep ?? new Set(pages);
     const start = pages[0]!;
     const end = pages[pages.length - 1]! + 1;
+    const busyOnCpu = new Set<number>();
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const seq = this.sub.readBegin();
       const missing: number[] = [];
@@ -150,9 +153,14 @@ export class Mirror {
         if (!this.sub.readRetry(seq)) return;
         continue;
       }
+      // A replayed kernel needs only progress: once some pages are mapped it runs again, and
+      // the rest fault again. Waiting for all of them at once could starve it while CPU
+      // threads keep taking pages back.
+      if (partial && round > 0 && missing.length < pages.length) return;
       this.checkPermissions(missing, write);
-      // Pages that can move come here by migration (never-touched ones as zeroed device pages).
-      let movable = missing.filter((p) => this.migratable(p, write));
+      // Pages that can move come here by migration (never-touched ones as zeroed device pages);
+      // a page a CPU thread was inside of when we tried is served through a copy instead.
+      let movable = missing.filter((p) => !busyOnCpu.has(p) && this.migratable(p, write));
       // Whole 2 MiB blocks of huge mappings move as one unit, mapped by one directory entry.
       const blocks = this.hugeBlocks(movable);
       for (const block of blocks) {
@@ -163,6 +171,7 @@ export class Mirror {
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable);
+        res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
         const short = res.pages.indexOf('nomem');
         if (short >= 0) {
           const need = res.pages.filter((r) => r === 'nomem').length;
@@ -176,7 +185,7 @@ export class Mirror {
       }
       // The rest: hmm_range_fault brings other devices' pages home and reports ours.
       try {
-        for (const [s, e] of runs(missing)) await this.mapByRangeFault(s, e, write, seq);
+        for (const [s, e] of runs(missing)) await this.mapByRangeFault(s, e, write, seq, busyOnCpu, protect);
       } catch (err) {
         if (err instanceof HmmError && err.code === 'EBUSY') continue; // invalidated: start over
         throw err;
@@ -234,7 +243,7 @@ export class Mirror {
     }
   }
 
-  private async mapByRangeFault(start: number, end: number, write: boolean, seq: number): Promise<void> {
+  private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>): Promise<void> {
     const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq });
     if (this.sub.readRetry(seq)) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
     const copies: number[] = [];
@@ -245,17 +254,13 @@ export class Mirror {
       if (f & PFN_DEVICE_PRIVATE) {
         const vma = this.mm.vmas.find(p);
         this.table.map(p, pte.frame(res.entries[i]!), !!vma && canWrite(vma.prot));
-      } else if (!this.migratable(p, write)) copies.push(p);
+      } else if (busyOnCpu.has(p) || !this.migratable(p, write)) copies.push(p);
       // a migratable page that came home from another device migrates on the next round
     }
-    if (copies.length > 0) {
-      await this.mapCopies(copies, write);
-      if (this.sub.readRetry(seq)) {
-        // invalidated while the copy was taken: drop what was mapped and retry under the rule
-        for (const [a, b] of runs(copies)) this.dropMappings(a, b);
-        throw new HmmError('EBUSY', 'invalidated');
-      }
-    }
+    // No retry check after the copies: mapCopies isolates its pages while it waits and maps
+    // only those whose entries did not change, and an invalidation that comes after the mapping
+    // drops it through the notifier like any other.
+    if (copies.length > 0) await this.mapCopies(copies, write, protect);
     this.dev.stats.add('pageTableWrites', this.table.flush());
   }
 
@@ -266,12 +271,23 @@ export class Mirror {
    * different contents on two sides that both hold it valid. Returns the pages it could not
    * copy this time (a CPU thread stayed inside them); they fault again.
    */
-  private async mapCopies(pages: readonly number[], write: boolean): Promise<number[]> {
+  private async mapCopies(pages: readonly number[], write: boolean, protect: ReadonlySet<number> = new Set(pages)): Promise<number[]> {
     const mm = this.mm;
     // The zero page cannot carry the copy flags: give such pages a real frame first. A held
     // (writable) copy of a frame shared copy-on-write with a fork relative needs a private
     // frame, or the device's writes would reach the relative on write-back.
     mm.populate(write ? pages : pages.filter((p) => pte.kind(mm.pageTable.get(p)) !== Kind.Ram), true);
+    // Then device frames, evicting if the device is full (never a page this access needs), so
+    // that nothing waits on eviction while the pages are isolated below.
+    const frames = this.dev.allocFrames(pages.length);
+    if (frames.length < pages.length) {
+      await this.dev.evict(pages.length - frames.length, (owner, p) => owner === mm && protect.has(p));
+      frames.push(...this.dev.allocFrames(pages.length - frames.length));
+    }
+    if (frames.length < pages.length) {
+      this.dev.freeFrames(frames);
+      throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}; everything resident is needed by this access`, pages[0]! * PAGE_SIZE);
+    }
     // Isolate the pages while the copy is taken, in every address space that maps the frame:
     // CPU threads that find them Migrating wait in the mailbox, and threads already inside an
     // access (they pinned before we marked) are let finish, or the copy could miss a write.
@@ -294,9 +310,12 @@ export class Mirror {
     const skipped: number[] = pages.filter((p) => !isolated.has(p));
     try {
       for (const [p, { sharers, before }] of isolated) {
-        const changed = sharers.some((s, i) => s.pageTable.get(p) !== pte.migrating(before[i]!));
-        if (changed) {
-          skipped.push(p); // unmapped meanwhile: whoever changed it owns the entry now
+        const changed = sharers.map((s, i) => s.pageTable.get(p) !== pte.migrating(before[i]!));
+        if (changed.some((c) => c)) {
+          // Unmapped meanwhile where it changed: unmapPages left that reference to us, as to
+          // any migration; the other sharers get their entry back.
+          sharers.forEach((s, i) => (changed[i] ? mm.ram.free(pte.frame(before[i]!)) : s.pageTable.set(p, before[i]!)));
+          skipped.push(p);
           continue;
         }
         if (busy.has(p)) {
@@ -304,12 +323,7 @@ export class Mirror {
           skipped.push(p);
         } else copied.push(p);
       }
-      const frames = this.dev.allocFrames(copied.length);
-      if (frames.length < copied.length) {
-        this.dev.freeFrames(frames);
-        for (const p of copied) isolated.get(p)!.sharers.forEach((s, i) => s.pageTable.set(p, isolated.get(p)!.before[i]!));
-        throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${copied.length} page copies at ${hex(copied[0]! * PAGE_SIZE)}`, copied[0]! * PAGE_SIZE);
-      }
+      this.dev.freeFrames(frames.splice(copied.length)); // the frames of pages not copied
       // Flag the entries (DUP or HELD) before reading RAM: from here a CPU thread that wants
       // to write (or, for HELD, touch) the page takes the slow path, which revokes the copy.
       const flag = write ? (e: number) => pte.withHeld(pte.plainRam(e), this.dev.id) : (e: number) => pte.withDup(e);
@@ -319,6 +333,7 @@ export class Mirror {
           s.pageTable.set(p, flag(before[i]!));
           if (s !== mm) s.copyOwner.set(p, mm);
         });
+        if (write && sharers.length > 1) this.sharedHeld.add(p);
       }
       if (copied.length === 0) return skipped;
       this.dev.upload(frames, copied.map((p) => mm.ram.frame(pte.frame(mm.pageTable.get(p)))));
@@ -363,6 +378,10 @@ export class Mirror {
 
   /** HMM_DMIRROR_WRITE: the device writes data (a multiple of 4 bytes) through its page table. */
   async write(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
+    return this.thenWriteBackShared(() => this.writeOnce(va, data));
+  }
+
+  private async writeOnce(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
     this.alive('mirror.write');
     checkPageAligned('mirror.write', va);
     if (!(data instanceof Uint8Array)) throw new HmmError('EINVAL', `mirror.write ${hex(va)}: data is not a Uint8Array`, va);
@@ -453,6 +472,10 @@ export class Mirror {
     for (let round = 0; round < MAX_ROUNDS; round++) {
       // Every page into RAM, writable, with no device copies anywhere.
       await this.mm.faultPages(pages, true);
+      // The mapping may have gone while we waited (munmap, or the address space destroyed):
+      // populating it now would give frames to pages nothing maps, never to be freed.
+      this.alive('makeExclusive');
+      this.checkPermissions(pages, true);
       if (pages.some((p) => pte.kind(this.mm.pageTable.get(p)) === Kind.Migrating)) continue;
       this.mm.populate(pages, true);
       for (const [s, e] of runs(pages)) {
@@ -470,7 +493,7 @@ export class Mirror {
 
   /** HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM if the device still holds any page exclusively. */
   async checkExclusive(va: number, npages: number): Promise<void> {
-    this.alive('checkExclusive');
+    this.mm.checkAlive(`${this.dev.name}: checkExclusive`); // host-side state: fine on a lost device
     const { start, npages: n } = checkPages('mirror.checkExclusive', va, npages);
     for (let p = start; p < start + n; p++) {
       const e = this.mm.pageTable.get(p);
@@ -511,7 +534,7 @@ export class Mirror {
 
   /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */
   async snapshot(va: number, npages: number): Promise<Uint8Array> {
-    this.alive('snapshot');
+    this.mm.checkAlive(`${this.dev.name}: snapshot`); // host-side state: fine on a lost device
     const { start, npages: n } = checkPages('mirror.snapshot', va, npages);
     const out = new Uint8Array(n);
     for (let i = 0; i < n; i++) out[i] = this.snapshotPage(start + i);
@@ -545,6 +568,34 @@ export class Mirror {
    * slip between the check and the submit. A miss in the kernel is an error, never a zero.
    */
   async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
+    return this.thenWriteBackShared(() => this.dispatchOnce(kernel, opts));
+  }
+
+  /**
+   * Device writes to a frame that several address spaces map (a shared mapping after fork)
+   * are held copies; they are written back when the operation ends, so no relative can lose
+   * them to a munmap or MAP_FIXED on one side (which must not wait on a device).
+   */
+  private async thenWriteBackShared<T>(op: () => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await op();
+    } catch (e) {
+      await this.writeBackShared().catch(() => undefined); // the operation's error is the one to report
+      throw e;
+    }
+    await this.writeBackShared();
+    return result;
+  }
+
+  private async writeBackShared(): Promise<void> {
+    if (this.sharedHeld.size === 0) return;
+    const pages = [...this.sharedHeld].sort((a, b) => a - b);
+    this.sharedHeld.clear();
+    await this.mm.revokeHeld(this.dev.id, pages);
+  }
+
+  private async dispatchOnce(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
     this.alive('dispatch');
     if (!(kernel instanceof HmmKernel)) throw new HmmError('EINVAL', `dispatch: kernel ${String(kernel)} is not a kernel from createKernel()`);
     if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', `dispatch '${kernel.label}': options { workgroups, uniforms?, mode?, ranges? } required`);
@@ -554,6 +605,8 @@ export class Mirror {
     const maxUniform = this.dev.device.limits.maxUniformBufferBindingSize;
     if (u !== undefined && u.byteLength > maxUniform)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes exceed the device's ${maxUniform}-byte uniform binding limit`);
+    if (u !== undefined && u.byteLength % 4 !== 0)
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes: the length must be a multiple of 4 (WGSL uniform values are 4-byte words)`);
     if (opts.ranges !== undefined && !Array.isArray(opts.ranges))
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': ranges is not an array of { va, bytes, access? }`);
     const mode = opts.mode ?? 'validated';
@@ -675,8 +728,8 @@ export class Mirror {
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
-      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep);
-      await this.faultInPages(reads, false, keep);
+      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep, true);
+      await this.faultInPages(reads, false, keep, true);
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)

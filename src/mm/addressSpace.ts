@@ -46,8 +46,6 @@ export class AddressSpace {
   family: Set<AddressSpace> = new Set([this]);
   /** Pages whose held device copy was made through another family member (it owns the copy). */
   readonly copyOwner = new Map<number, AddressSpace>();
-  /** RAM frames unmapped while a CPU thread was still inside an access: freed once it leaves. */
-  private deferredFrees: { page: number; frame: number }[] = [];
   /** Set while fork() runs; thread faults wait for it. */
   private forking: Promise<unknown> | null = null;
   private readonly destroyHooks: (() => void)[] = [];
@@ -242,6 +240,7 @@ export class AddressSpace {
     checkCount(what, 'length', length);
     checkRange(what, va, length);
     if (this.forking) await this.forking.catch(() => undefined);
+    this.checkAlive(what);
     this.checkAccess(what, va, length, write);
     const first = Math.floor(va / PAGE_SIZE);
     const pages = pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
@@ -306,7 +305,7 @@ export class AddressSpace {
    * Revoke a device's held copies of pages (write them back). A copy made through another
    * address space of the fork family is revoked there; then no family member keeps the flag.
    */
-  private async revokeHeld(dev: number, pages: readonly number[]): Promise<void> {
+  async revokeHeld(dev: number, pages: readonly number[]): Promise<void> {
     const byOwner = new Map<AddressSpace, number[]>();
     for (const p of pages) {
       const owner = this.copyOwner.get(p);
@@ -451,7 +450,7 @@ export class AddressSpace {
           // Entry first, then the pin: a CPU thread pins, then reads the entry, so either it
           // sees the page gone or we see it inside its access and free the frame after it.
           this.pageTable.set(p, pte.none);
-          if (this.pageTable.isPinned(p)) this.deferredFrees.push({ page: p, frame: pte.frame(e) });
+          if (this.pageTable.isPinned(p)) this.ram.freeWhenUnpinned(pte.frame(e), this.pageTable.pins, p);
           else this.ram.free(pte.frame(e));
           this.copyOwner.delete(p);
           continue;
@@ -478,12 +477,7 @@ export class AddressSpace {
 
   /** Frames whose unmapping waited for a CPU thread to leave them. */
   private reapDeferredFrees(): void {
-    if (this.deferredFrees.length === 0) return;
-    this.deferredFrees = this.deferredFrees.filter(({ page, frame }) => {
-      if (this.pageTable.isPinned(page)) return true;
-      this.ram.free(frame);
-      return false;
-    });
+    this.ram.reap();
   }
 
   /** Keep the access bytes CPU threads read equal to the VMAs over [start, end). */
@@ -517,6 +511,7 @@ export class AddressSpace {
     try {
       for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
         await this.drainThreads();
+        this.checkAlive('fork');
         const away: number[] = [];
         for (const v of this.vmas.all())
           for (let p = v.start; p < v.end; p++) {
@@ -526,6 +521,7 @@ export class AddressSpace {
           }
         if (away.length > 0) {
           await this.faultPages(away, false);
+          this.checkAlive('fork');
           continue;
         }
         // Every page is in RAM, the zero page or untouched; from here on nothing awaits.

@@ -6,6 +6,8 @@ import type { AddressSpace } from './addressSpace.ts';
 export interface DevicePagemap {
   readonly id: number;
   readonly name: string;
+  /** Set once the device is lost: its private pages and dirty held copies are poisoned (EPOISON). */
+  readonly lostReason?: string | undefined;
   /** migrate_to_ram: bring these device-private pages of mm back to system RAM. */
   migrateToRam(mm: AddressSpace, pages: number[]): Promise<void>;
   /** A device holding RAM pages writable (HELD) writes them back and lets go. */

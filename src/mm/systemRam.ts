@@ -17,6 +17,8 @@ export class SystemRam {
    */
   readonly refs: Int32Array;
   private readonly frames: FrameAllocator;
+  /** Frames unmapped while a CPU thread was inside them: freed once its pin is gone. */
+  private deferred: { frame: number; pins: Int32Array; page: number }[] = [];
 
   constructor(readonly sizeBytes: number) {
     if (!Number.isInteger(sizeBytes) || sizeBytes < PAGE_SIZE || sizeBytes % PAGE_SIZE !== 0)
@@ -32,8 +34,27 @@ export class SystemRam {
     return this.frames.free;
   }
 
+  /**
+   * Free `frame` once no CPU thread pins `page` in `pins` (its address space's table). Kept
+   * here, not in the address space, so a frame outlives a destroyed one and is still reaped.
+   */
+  freeWhenUnpinned(frame: number, pins: Int32Array, page: number): void {
+    this.deferred.push({ frame, pins, page });
+  }
+
+  /** Free the deferred frames whose threads have left. */
+  reap(): void {
+    if (this.deferred.length === 0) return;
+    this.deferred = this.deferred.filter((d) => {
+      if (Atomics.load(d.pins, d.page) > 0) return true;
+      this.free(d.frame);
+      return false;
+    });
+  }
+
   /** Allocate one zeroed frame; ENOMEM names what it was for. */
   alloc(forWhat: string): number {
+    if (this.frames.free === 0) this.reap();
     if (this.frames.free === 0)
       throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
     const f = this.frames.take(1)[0]!;
@@ -44,6 +65,7 @@ export class SystemRam {
 
   /** Allocate n frames or none (all-or-nothing, so a failed batch leaks nothing). */
   allocMany(n: number, forWhat: string): number[] {
+    if (n > this.frames.free) this.reap();
     if (n > this.frames.free)
       throw new HmmError('ENOMEM', `system RAM exhausted: ${n} frames needed, ${this.frames.free} free, while ${forWhat}`);
     const out: number[] = [];

@@ -2,8 +2,8 @@
 // thread and a worker), device reads and writes, kernels, migrations both ways, eviction under
 // a tiny device, munmap, mprotect, fork, exclusive access and release, run against the plain
 // model in model.ts. Every byte read and every error (code, and address where the contract
-// fixes it) must match. A failure prints the seed and the shrunk operation list to replay it:
-//   FUZZ_SEED=<seed> npm run fuzz
+// fixes it) must match. A failure prints the seed and path; replay (and shrink) it with
+//   FUZZ_SEED=<seed> FUZZ_PATH=<path> FUZZ_SHRINK=1 npm run fuzz
 // CI runs a bounded budget; `npm run fuzz` runs longer (FUZZ_RUNS, FUZZ_OPS to change it).
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -295,7 +295,7 @@ describe('differential fuzzing against the model', () => {
           sys.destroy();
         }
       }),
-      { numRuns: RUNS, seed: SEED, endOnFailure: process.env.FUZZ_SHRINK === undefined, verbose: 1 },
+      { numRuns: RUNS, seed: SEED, path: process.env.FUZZ_PATH, endOnFailure: process.env.FUZZ_SHRINK === undefined, verbose: 1 },
     );
   });
 });
