@@ -224,6 +224,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return freed;
   }
 
+  /** Frames owned by some page (private pages and copies); with the free ones, every frame. */
+  get ownedFrames(): number {
+    let n = 0;
+    for (const mm of this.rmapMm) if (mm) n++;
+    return n;
+  }
+
   // ------------------------------------------------------------------ DevicePagemap
 
   async migrateToRam(mm: AddressSpace, pages: number[]): Promise<void> {

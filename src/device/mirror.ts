@@ -280,7 +280,8 @@ export class Mirror {
     // Then device frames, evicting if the device is full (never a page this access needs), so
     // that nothing waits on eviction while the pages are isolated below.
     const frames = this.dev.allocFrames(pages.length);
-    if (frames.length < pages.length) {
+    // (a clock sweep may only clear accessed bits, giving second chances: sweep again)
+    for (let sweep = 0; sweep < 3 && frames.length < pages.length; sweep++) {
       await this.dev.evict(pages.length - frames.length, (owner, p) => owner === mm && protect.has(p));
       frames.push(...this.dev.allocFrames(pages.length - frames.length));
     }
@@ -338,6 +339,7 @@ export class Mirror {
       if (copied.length === 0) return skipped;
       this.dev.upload(frames, copied.map((p) => mm.ram.frame(pte.frame(mm.pageTable.get(p)))));
       copied.forEach((p, i) => {
+        if (this.table.lookup(p)) this.dropMappings(p, p + 1); // a read-only copy a write replaces
         this.table.map(p, frames[i]!, write);
         this.dev.ownCopy(frames[i]!, mm, p);
       });

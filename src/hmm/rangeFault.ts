@@ -68,7 +68,9 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
           f = PFN_VALID | PFN_ZERO; // the zero page is never writable
           break;
         case Kind.Ram:
-          if (!pte.isHeld(e) || pte.heldBy(e) === req.owner) f = PFN_VALID | w;
+          // A write must first invalidate read-only device copies (their DUP flag), so a page
+          // with copies is valid but not writable until faulted.
+          if (!pte.isHeld(e) || pte.heldBy(e) === req.owner) f = PFN_VALID | (pte.isDup(e) ? 0 : w);
           break;
         case Kind.Device:
           if (pte.device(e) === req.owner) f = PFN_VALID | PFN_DEVICE_PRIVATE | w;

@@ -152,7 +152,6 @@ export class MailboxServer {
       this.mm.stats.add('threadFaults');
       await this.mm.threadFault(va, length, write);
     } catch (e) {
-      if (!(e instanceof HmmError)) console.log("SERVE-ERR", (e as Error).stack);
       result = this.encodeError(b, e);
       this.failed++;
     }

@@ -9,6 +9,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSystem, HmmError, type AddressSpace, type HmmDevice, type HmmKernel, type Mirror } from '../../src/index.ts';
 import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
+import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
+import type { SystemRam } from '../../src/mm/systemRam.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
 import { BASE_PAGE, BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, type ModelError, type Prot } from './model.ts';
 
@@ -266,6 +268,21 @@ function firstHole(model: ModelSpace, first: number, n: number): ModelError {
   throw new Error('no hole');
 }
 
+/** Every RAM frame's reference count equals the page-table entries that point at it. */
+function checkFrameRefs(run: Run, ram: SystemRam, o: Op): void {
+  const refs = new Map<number, number>();
+  for (const mm of run.spaces) {
+    if (mm.isDestroyed) continue;
+    for (let p = BASE_PAGE; p < BASE_PAGE + WINDOW_PAGES; p++) {
+      const e = mm.pageTable.get(p);
+      expect(pte.kind(e), `page ${p} still migrating after ${JSON.stringify(o)}`).not.toBe(Kind.Migrating);
+      if (pte.kind(e) === Kind.Ram) refs.set(pte.frame(e), (refs.get(pte.frame(e)) ?? 0) + 1);
+    }
+  }
+  for (const [f, n] of refs) expect(ram.refCount(f), `frame ${f} references after ${JSON.stringify(o)}`).toBe(n);
+  expect(ram.freeFrames + refs.size, `RAM frames leaked after ${JSON.stringify(o)}`).toBe(ram.frameCount);
+}
+
 /** After a sequence: every readable page of every space holds exactly the model's bytes. */
 async function sweep(run: Run): Promise<void> {
   for (let s = 0; s < run.spaces.length; s++) {
@@ -288,12 +305,24 @@ describe('differential fuzzing against the model', () => {
         try {
           const run: Run = { spaces: [sys.createAddressSpace()], models: [new ModelSpace()], devices: sys.devices, kernels: [], ops: 0 };
           for (const d of sys.devices) run.kernels.push(await d.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'fuzz add' }));
-          for (const o of ops) await step(run, o);
+          for (const o of ops) {
+            await step(run, o);
+            // no device frame leaks: every frame is free or owned by a page
+            for (const d of run.devices)
+              expect(d.memory.freeFrames + d.ownedFrames, `${d.name} frames after ${JSON.stringify(o)}`).toBe(d.memory.frameCount);
+            checkFrameRefs(run, sys.ram, o);
+          }
           await sweep(run);
           totalOps += run.ops;
-        } finally {
-          sys.destroy();
+        } catch (e) {
+          try {
+            sys.destroy();
+          } catch {
+            // the first failure is the one to report; teardown after it may fail too
+          }
+          throw e;
         }
+        sys.destroy();
       }),
       { numRuns: RUNS, seed: SEED, path: process.env.FUZZ_PATH, endOnFailure: process.env.FUZZ_SHRINK === undefined, verbose: 1 },
     );
