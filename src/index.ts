@@ -14,3 +14,5 @@ export { acquireDevice, describeAdapter } from './gpu/acquire.ts';
 export { TraceLog, type TraceEvent, type TraceKind } from './trace/trace.ts';
 export { DEFAULT_PREFETCH, type PrefetchConfig } from './policy/prefetch.ts';
 export { DEFAULT_THRASH, type ThrashConfig } from './policy/thrashing.ts';
+export { CpuThread, type ThreadHandle } from './workers/cpuThread.ts';
+export { threadHandle, spawnThread, exposeThread, mailboxStats, type SpawnedThread } from './workers/threads.ts';
