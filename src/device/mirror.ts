@@ -333,6 +333,7 @@ export class Mirror {
         sharers.forEach((s, i) => {
           s.pageTable.set(p, flag(before[i]!));
           if (s !== mm) s.copyOwner.set(p, mm);
+          else s.copyOwner.delete(p); // this copy is ours, whoever made the last one
         });
         if (write && sharers.length > 1) this.sharedHeld.add(p);
       }
@@ -673,29 +674,37 @@ export class Mirror {
     let faultedPages = 0;
     let stalled = 0;
     let lastKeys = '';
-    for (let round = 1; round <= maxRounds; round++) {
-      const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms, undefined, true);
-      this.dev.stats.add('dispatches');
-      if (status.misses === 0) return { faults, rounds: round, faultedPages };
-      faults++;
-      this.dev.stats.add('gpuFaults');
-      const keys = [...new Set(status.faults!)].sort((a, b) => a - b);
-      this.dev.stats.add('faultsReported', status.misses);
-      this.dev.stats.add('faultsDeduplicated', status.misses - keys.length);
-      const sig = keys.join(',');
-      stalled = sig === lastKeys ? stalled + 1 : 0;
-      lastKeys = sig;
-      if (stalled >= STALLED_ROUNDS || round === maxRounds) {
-        const pages = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
-        throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
+    let releaseHold: (() => void) | null = null;
+    try {
+      for (let round = 1; round <= maxRounds; round++) {
+        const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms, undefined, true);
+        releaseHold?.();
+        releaseHold = null;
+        this.dev.stats.add('dispatches');
+        if (status.misses === 0) return { faults, rounds: round, faultedPages };
+        faults++;
+        this.dev.stats.add('gpuFaults');
+        const keys = [...new Set(status.faults!)].sort((a, b) => a - b);
+        this.dev.stats.add('faultsReported', status.misses);
+        this.dev.stats.add('faultsDeduplicated', status.misses - keys.length);
+        const sig = keys.join(',');
+        stalled = sig === lastKeys ? stalled + 1 : 0;
+        lastKeys = sig;
+        if (stalled >= STALLED_ROUNDS || round === maxRounds) {
+          const pages = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
+          throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
+        }
+        faultedPages += keys.length;
+        const t0 = performance.now();
+        releaseHold = this.mm.holdForDevice(keys.map((k) => k >>> 1));
+        await this.serviceFaults(kernel.label, keys, prefetch);
+        this.dev.stats.trace.record({
+          kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
+          device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
+        });
       }
-      faultedPages += keys.length;
-      const t0 = performance.now();
-      await this.serviceFaults(kernel.label, keys, prefetch);
-      this.dev.stats.trace.record({
-        kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
-        device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
-      });
+    } finally {
+      releaseHold?.();
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': no rounds allowed`);
   }

@@ -49,6 +49,8 @@ export class AddressSpace {
   /** Set while fork() runs; thread faults wait for it. */
   private forking: Promise<unknown> | null = null;
   private readonly destroyHooks: (() => void)[] = [];
+  /** Pages a device is servicing a fault on, until its kernel has run: CPU threads wait. */
+  private readonly deviceHolds = new Map<number, Promise<void>>();
   /**
    * Pins of main-thread reads and writes. They are taken across awaits but never observed by
    * another thread, so they live here; CPU threads pin in the shared table instead.
@@ -244,6 +246,12 @@ export class AddressSpace {
     this.checkAccess(what, va, length, write);
     const first = Math.floor(va / PAGE_SIZE);
     const pages = pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
+    const holds = pages.map((p) => this.deviceHolds.get(p)).filter((h) => h !== undefined);
+    if (holds.length > 0) {
+      await Promise.all(holds);
+      this.checkAlive(what);
+      this.checkAccess(what, va, length, write);
+    }
     await this.faultPages(pages, write);
     this.checkAccess(what, va, length, write);
     this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
@@ -613,6 +621,21 @@ export class AddressSpace {
     this.family.delete(this);
     this.destroyed = true;
     for (const hook of this.destroyHooks.splice(0)) hook();
+  }
+
+  /**
+   * A device servicing faults on `pages` holds CPU threads off them until its kernel has run
+   * once more (the returned release), so a kernel under CPU contention always progresses: the
+   * pages it faulted in cannot be taken back between the fault service and the relaunch.
+   */
+  holdForDevice(pages: readonly number[]): () => void {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    for (const p of pages) this.deviceHolds.set(p, hold);
+    return () => {
+      for (const p of pages) if (this.deviceHolds.get(p) === hold) this.deviceHolds.delete(p);
+      release();
+    };
   }
 
   /** Run `hook` when this address space is destroyed (the CPU-thread mailbox stops then). */

@@ -6,7 +6,7 @@ import { PAGE_SIZE } from '../../src/index.ts';
 import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
 import { mailboxStats, spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
-import { makeSystem } from './helpers.ts';
+import { makeSystem } from '../gpu/helpers.ts';
 
 const P = PAGE_SIZE;
 const WORKERS = 4;
