@@ -110,7 +110,6 @@ export async function migrateToDevice(
     else if (pte.kind(e) === Kind.Device) r = pte.device(e) === dev.id ? 'already' : 'remote';
     else if (vma.shared) r = 'shared';
     else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e)) r = 'busy';
-    else if (mm.isPinned(p)) r = 'pinned';
     if (r) {
       result[i] = r;
       return;

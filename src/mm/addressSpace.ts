@@ -354,7 +354,7 @@ export class AddressSpace {
    * relative. All frames are allocated before any entry changes, so ENOMEM changes nothing.
    */
   populate(pages: readonly number[], write: boolean, forWhat?: string): void {
-    this.reapDeferredFrees();
+    this.ram.reap(); // frames whose unmapping waited for a CPU thread to leave them
     const fresh: number[] = [];
     const cow: number[] = [];
     for (const p of pages) {
@@ -480,12 +480,7 @@ export class AddressSpace {
     this.vmas.remove(start, end);
     this.syncAccess(start, end);
     this.thrash.forget(start, end);
-    this.reapDeferredFrees();
-  }
-
-  /** Frames whose unmapping waited for a CPU thread to leave them. */
-  private reapDeferredFrees(): void {
-    this.ram.reap();
+    this.ram.reap(); // frames whose unmapping waited for a CPU thread to leave them
   }
 
   /** Keep the access bytes CPU threads read equal to the VMAs over [start, end). */
@@ -494,7 +489,7 @@ export class AddressSpace {
     access.fill(0, start, end);
     for (const v of this.vmas.overlapping(start, end)) {
       const bits = (canRead(v.prot) ? ACCESS_READ : 0) | (canWrite(v.prot) ? ACCESS_WRITE : 0) | (v.shared ? ACCESS_SHARED : 0);
-      // prot 'none' keeps a marker bit-free byte; threads treat 0 as "ask the main thread"
+      // prot 'none' gives 0, as a hole does: threads ask the main thread, which says EFAULT
       access.fill(bits, v.start, v.end);
     }
   }

@@ -26,8 +26,7 @@ export type Counter =
   | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive)
   | 'forks'
   | 'cowBreaks' // private frames copied on the first write after a fork
-  | 'threadFaults' // CPU thread accesses that took the slow path through the fault mailbox
-  | 'threadAccesses'; // CPU thread loads and stores served (fast path and slow)
+  | 'threadFaults'; // CPU thread accesses that took the slow path through the fault mailbox
 
 export class Stats {
   private readonly counts = new Map<Counter, number>();

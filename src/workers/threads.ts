@@ -93,8 +93,6 @@ export async function spawnThread<T>(worker: URL | Worker): Promise<SpawnedThrea
   const w = worker.pathname.endsWith('.ts')
     ? new NodeWorker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(worker.href)}); })`, { eval: true })
     : new NodeWorker(worker);
-  const failed = new Promise<never>((_, reject) => w.once('error', (e) => reject(new HmmError('EINVAL', `thread ${worker.pathname} failed: ${e.message}`))));
-  failed.catch(() => undefined);
   const api = Comlink.wrap<T>(nodeEndpoint(w as unknown as Parameters<typeof nodeEndpoint>[0]));
   return {
     api,

@@ -5,7 +5,7 @@
 // read back unchanged, and WebGPU reports no uncaptured error.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HmmError, PAGE_SIZE, PROT, createSystem, type AddressSpace, type DispatchOptions, type HmmDevice, type HmmKernel, type KernelOptions, type Mirror, type System } from '../../src/index.ts';
-import { failure, firstDiff, makeSystem, pattern } from './helpers.ts';
+import { failure, firstDiff, makeSystem, pattern, DOUBLE_KERNEL } from './helpers.ts';
 
 const P = PAGE_SIZE;
 const VA_LIMIT = 2 ** 32;
@@ -15,14 +15,7 @@ const BASE = 0x100000;
 const HOLE = BASE + 2 * P;
 const TAIL = BASE + 3 * P;
 
-const DOUBLE = /* wgsl */ `
-struct U { va: u32, n: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-fn kernel(gid: vec3u) {
-  if (gid.x >= u.n) { return; }
-  let a = u.va + gid.x * 4u;
-  hmm_store_u32(a, hmm_load_u32(a) * 2u);
-}`;
+const DOUBLE = DOUBLE_KERNEL;
 /** Wants a 32-byte uniform: 16 bytes of uniforms are too few. */
 const WIDE = /* wgsl */ `
 struct U { va: u32, n: u32, pad: vec2u, more: vec4u }

@@ -6,7 +6,7 @@ import { HmmError, PAGE_SIZE } from '../../src/index.ts';
 import { PTE_VALID, PTE_WRITE } from '../../src/device/devicePageTable.ts';
 import { pageList } from '../../src/constants.ts';
 import { firstDiff, makeSystem, pattern } from './helpers.ts';
-import type { System } from '../../src/index.ts';
+import type { Mirror, System } from '../../src/index.ts';
 
 const P = PAGE_SIZE;
 
@@ -20,6 +20,16 @@ fn kernel(gid: vec3u) {
   hmm_touch(va, true);
   hmm_store_u32(va, u.value + hmm_load_u32(va) * 0u);
 }`;
+
+/** Start FILL over `pages` pages at va with `value`; returns the dispatch (not awaited). */
+async function startFill(m: Mirror, va: number, pages: number, value: number, mode: 'replayable' | 'validated' = 'replayable') {
+  const k = await m.dev.createKernel({ code: FILL, workgroupSize: 64 });
+  const words = pages * (P / 4);
+  const uniforms = new Uint32Array([va, words, value, 0]);
+  return mode === 'replayable'
+    ? m.dispatch(k, { mode, prefetch: false, workgroups: words / 64, uniforms })
+    : m.dispatch(k, { mode, workgroups: words / 64, uniforms, ranges: [{ va, bytes: pages * P, access: 'rw' }] });
+}
 
 /** Resolve once the system has launched `n` more kernels than it had. */
 async function launched(sys: System, n = 1): Promise<void> {
@@ -59,9 +69,7 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     const m = dev.mirror(mm);
     const pages = 32;
     const va = mm.mmap(pages * P);
-    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
-    const words = pages * (P / 4);
-    const run = settled(m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: words / 64, uniforms: new Uint32Array([va, words, 7, 0]) }));
+    const run = settled(startFill(m, va, pages, 7));
     await launched(sys);
     await mm.munmap(va + 16 * P, 16 * P);
     const r = await run;
@@ -80,9 +88,7 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     const m = dev.mirror(mm);
     const pages = 32;
     const va = mm.mmap(pages * P);
-    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
-    const words = pages * (P / 4);
-    const run = settled(m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: words / 64, uniforms: new Uint32Array([va, words, 9, 0]) }));
+    const run = settled(startFill(m, va, pages, 9));
     await launched(sys);
     await mm.mprotect(va, pages * P, 'r');
     const r = await run;
@@ -101,9 +107,7 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     const m = dev.mirror(mm);
     const pages = 16;
     const va = mm.mmap(pages * P);
-    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
-    const words = pages * (P / 4);
-    const run = m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: words / 64, uniforms: new Uint32Array([va, words, 5, 0]) });
+    const run = startFill(m, va, pages, 5);
     await launched(sys);
     // the CPU reads while the kernel is faulting pages in: every word is 0 (before) or 5 (after)
     const mid = new Uint32Array((await mm.read(va, pages * P)).buffer);
@@ -121,9 +125,7 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     const pages = 8;
     const va = mm.mmap(pages * P);
     await m.migrateToDevice(va, pages);
-    const k = await dev.createKernel({ code: FILL, workgroupSize: 64 });
-    const words = pages * (P / 4);
-    const run = settled(m.dispatch(k, { mode: 'validated', workgroups: words / 64, uniforms: new Uint32Array([va, words, 0xabcd, 0]), ranges: [{ va, bytes: pages * P, access: 'rw' }] }));
+    const run = settled(startFill(m, va, pages, 0xabcd, 'validated'));
     await launched(sys);
     await mm.munmap(va, pages * P); // frames freed while the kernel may still be writing them
     const fresh = mm.mmap(16 * P);

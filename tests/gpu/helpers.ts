@@ -43,3 +43,13 @@ export async function failure(p: Promise<unknown>): Promise<HmmError> {
   expect(e).toBeInstanceOf(HmmError);
   return e as HmmError;
 }
+
+/** A kernel that doubles `n` u32s from `va` in place (uniforms: va, n). */
+export const DOUBLE_KERNEL = /* wgsl */ `
+struct U { va: u32, n: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+fn kernel(gid: vec3u) {
+  if (gid.x >= u.n) { return; }
+  let a = u.va + gid.x * 4u;
+  hmm_store_u32(a, hmm_load_u32(a) * 2u);
+}`;

@@ -2,18 +2,11 @@
 // device page table, and every way a launch can fail.
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE, PROT } from '../../src/index.ts';
-import { failure, makeSystem } from './helpers.ts';
+import { failure, makeSystem, DOUBLE_KERNEL } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
-const DOUBLE = /* wgsl */ `
-struct U { va: u32, n: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-fn kernel(gid: vec3u) {
-  if (gid.x >= u.n) { return; }
-  let a = u.va + gid.x * 4u;
-  hmm_store_u32(a, hmm_load_u32(a) * 2u);
-}`;
+const DOUBLE = DOUBLE_KERNEL;
 
 
 describe('validated kernels', () => {
