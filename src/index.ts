@@ -16,3 +16,4 @@ export { DEFAULT_PREFETCH, type PrefetchConfig } from './policy/prefetch.ts';
 export { DEFAULT_THRASH, type ThrashConfig } from './policy/thrashing.ts';
 export { CpuThread, type ThreadHandle } from './workers/cpuThread.ts';
 export { threadHandle, spawnThread, exposeThread, mailboxStats, type SpawnedThread } from './workers/threads.ts';
+export { residency, residencyCounts, residenceName, residenceState, residenceDevice, Residence, type ResidenceName } from './trace/residency.ts';
