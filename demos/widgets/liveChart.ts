@@ -41,7 +41,18 @@ export class LiveChart {
       this.data as uPlot.AlignedData,
       host,
     );
-    new ResizeObserver(() => this.plot.setSize({ width: Math.max(240, host.clientWidth), height: 260 })).observe(host);
+    // Resize on the next frame, and only when the width changed: resizing inside the observer's
+    // callback can change the layout again in the same frame, which browsers report as a
+    // "ResizeObserver loop" error on window (and demos treat window errors as failures).
+    let lastWidth = width;
+    new ResizeObserver(() =>
+      requestAnimationFrame(() => {
+        const next = Math.max(240, host.clientWidth);
+        if (next === lastWidth) return;
+        lastWidth = next;
+        this.plot.setSize({ width: next, height: 260 });
+      }),
+    ).observe(host);
   }
 
   /** Append one point: x, then one value per series. */
