@@ -134,8 +134,10 @@ export class Mirror {
   /**
    * faultIn for any set of pages (sorted): one migration batch serves all of them. When the
    * device is full, pages are evicted to make room, never one in `keep` (default: `pages`).
+   * `progress` (replayable service) returns as soon as one of those pages is mapped; the
+   * others are prefetched company, whose mapping alone lets no stuck invocation go on.
    */
-  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>, partial = false): Promise<void> {
+  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>, progress?: ReadonlySet<number>): Promise<void> {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
     const protect = keep ?? new Set(pages);
@@ -153,10 +155,16 @@ export class Mirror {
         if (!this.sub.readRetry(seq)) return;
         continue;
       }
-      // A replayed kernel needs only progress: once some pages are mapped it runs again, and
-      // the rest fault again. Waiting for all of them at once could starve it while CPU
-      // threads keep taking pages back.
-      if (partial && round > 0 && missing.length < pages.length) return;
+      // A replayed kernel needs only progress: once some faulted pages are mapped it runs
+      // again, and the rest fault again. Waiting for all of them at once could starve it while
+      // CPU threads keep taking pages back. Prefetched pages mapped do not count: when the
+      // faulted ones cannot migrate (pinned by thrashing detection) they go the copy path
+      // next round, and returning before that would replay into the same faults forever.
+      if (progress && round > 0 && missing.length < pages.length) {
+        const stillMissing = new Set(missing);
+        const required = pages.filter((p) => progress.has(p));
+        if (required.length === 0 || required.some((p) => !stillMissing.has(p))) return;
+      }
       this.checkPermissions(missing, write);
       // Pages that can move come here by migration (never-touched ones as zeroed device pages);
       // a page a CPU thread was inside of when we tried is served through a copy instead.
@@ -739,8 +747,9 @@ export class Mirror {
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
-      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep, true);
-      await this.faultInPages(reads, false, keep, true);
+      const isFault = new Set(faulted);
+      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep, isFault);
+      await this.faultInPages(reads, false, keep, isFault);
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)

@@ -1,7 +1,7 @@
 // Replayable mode on a real adapter: kernels fault on the GPU, the host services whole
 // batches, and only unfinished invocations run again.
 import { describe, expect, it } from 'vitest';
-import { PAGE_SIZE, PROT } from '../../src/index.ts';
+import { PAGE_SIZE, PROT, residency, residenceName } from '../../src/index.ts';
 import { failure, makeSystem } from './helpers.ts';
 
 const P = PAGE_SIZE;
@@ -159,5 +159,25 @@ describe('replayable kernels', () => {
     expect(e.code).toBe('EBUSY');
     expect(e.message).toContain('after 3 rounds');
     expect(e.address).toBe(nodes + P); // round 1 faults the head, round 2 node 0, round 3 node 1
+  });
+
+  it('a fault round is progress only when a faulted page is mapped, not a prefetched one', async () => {
+    // Pages 0-3 cannot migrate (preferred location: system RAM), so they are served as device
+    // copies; pages 4-15 are their prefetched company and migrate. Service returning once the
+    // company is mapped would replay into the same faults; under eviction pressure, forever.
+    const sys = await makeSystem({ systemRamBytes: 4 << 20, devices: [{ memoryBytes: 1 << 20 }] });
+    const mm = sys.createAddressSpace();
+    const m = sys.devices[0]!.mirror(mm);
+    const va = mm.mmap(16 * P);
+    await mm.write(va, new Uint8Array(16 * P).fill(7));
+    await mm.advise(va, 4 * P, { preferred: 'system' });
+    const first = va / P;
+    const pages = Array.from({ length: 16 }, (_, i) => first + i);
+    await m.faultInPages(pages, false, new Set(pages), new Set(pages.slice(0, 4)));
+    const where = [...residency(mm, va, 16)].map(residenceName);
+    expect(where).toEqual([...Array(4).fill('copy'), ...Array(12).fill('device')]);
+    expect(sys.stats().deviceCopies).toBe(4);
+    expect(sys.stats().pagesToDevice).toBe(12);
+    sys.destroy();
   });
 });
