@@ -1,7 +1,8 @@
 // Test projects: `unit` (pure logic, no GPU, fast), `gpu` (the real thing on a real WebGPU
 // adapter through Dawn), `fuzz` (differential fuzzing on the adapter), `e2e` (demo pages in
-// headless Chromium), and `load` (only with HMM_LOAD set: `npm run load`). GPU tests run one
-// file at a time: a software adapter uses every core, and Dawn keeps a device per file.
+// headless Chromium), and `load` (workers and kernels on shared pages for LOAD_MS, 2 s here;
+// `npm run load` runs it longer). GPU tests run one file at a time: a software adapter uses
+// every core, and Dawn keeps a device per file.
 import { defineConfig } from 'vitest/config';
 
 const onAdapter = {
@@ -12,9 +13,8 @@ const onAdapter = {
   globalSetup: ['tests/gpu/globalSetup.ts'],
 };
 
-// The bounded load test: workers and kernels on shared pages for a while. It is not part of
-// `npm test` while it can still lose an update under contention (docs/concurrency.md).
-const load = process.env.HMM_LOAD ? [{ test: { name: 'load', include: ['tests/load/**/*.test.ts'], ...onAdapter, testTimeout: 300_000 } }] : [];
+// The bounded load test: workers and kernels on shared pages for LOAD_MS (docs/concurrency.md).
+const loadMs = Number(process.env.LOAD_MS ?? 2000);
 
 export default defineConfig({
   test: {
@@ -23,7 +23,7 @@ export default defineConfig({
       { test: { name: 'gpu', include: ['tests/gpu/**/*.test.ts'], ...onAdapter, testTimeout: 120_000 } },
       // Differential fuzzing against a plain model, on the real adapter (tests/fuzz/).
       { test: { name: 'fuzz', include: ['tests/fuzz/**/*.test.ts'], ...onAdapter, testTimeout: 3_600_000 } },
-      ...load,
+      { test: { name: 'load', include: ['tests/load/**/*.test.ts'], ...onAdapter, testTimeout: loadMs + 120_000 } },
       {
         // Demo pages in headless Chromium with software WebGPU (DESIGN §6).
         test: { name: 'e2e', include: ['tests/e2e/**/*.test.ts'], environment: 'node', fileParallelism: false, testTimeout: 300_000 },

@@ -3,16 +3,29 @@
 // pointing at a 512-entry leaf table), the device memory buffers holding 4 KiB frames, and
 // the status buffer where misses are recorded. Kernels reach memory only through virtual
 // addresses; hmm_* functions translate them and set the accessed and dirty bits.
+//
+// Variants. One source serves every kernel; src/device/kernel.ts specialises it so that the
+// resident path (a hit) carries as little code as possible:
+// - Memory access. The lines between `//#if ATOMIC_MEMORY`, `//#else` and `//#endif` below
+//   are kept or blanked out before compiling (blank, so line numbers stay those of this file).
+//   Kernels that call hmm_atomic_* or hmm_store_u8 get the device memory as
+//   array<atomic<u32>> and every access is atomic (one binding must serve both kinds, and a
+//   second, aliasing binding is not allowed); every other kernel gets plain array<u32>
+//   accesses. Both bind the same buffers through the same layout.
+// - Mode. Each kernel has one pipeline per mode (the override HMM_REPLAYABLE): the validated
+//   pipeline has no fault queue, pending bits or done bitmap, not even a test of the mode.
+// - HMM_MEM_BUFFERS: how many memory buffers the pool really has; with one, the switch over
+//   hmm_mem0..3 folds away.
 
 // log2(frames per memory buffer); set by the host from the pool's layout.
 override HMM_FRAME_SHIFT: u32 = 15u;
+// Memory buffers the pool has (1 to 4); set by the host.
+override HMM_MEM_BUFFERS: u32 = 4u;
+// True in a kernel's replayable pipeline, false in its validated one.
+override HMM_REPLAYABLE: bool = false;
 
 @group(1) @binding(0) var<storage, read> hmm_dir: array<u32>;
 @group(1) @binding(1) var<storage, read_write> hmm_leaves: array<atomic<u32>>;
-@group(1) @binding(2) var<storage, read_write> hmm_mem0: array<atomic<u32>>;
-@group(1) @binding(3) var<storage, read_write> hmm_mem1: array<atomic<u32>>;
-@group(1) @binding(4) var<storage, read_write> hmm_mem2: array<atomic<u32>>;
-@group(1) @binding(5) var<storage, read_write> hmm_mem3: array<atomic<u32>>;
 @group(1) @binding(6) var<storage, read_write> hmm_ctl: array<atomic<u32>>;
 
 // Directory entry: bit 0 valid, bit 1 huge (maps 2 MiB of contiguous frames), bit 2 write
@@ -28,17 +41,16 @@ const HMM_PTE_DIRTY: u32 = 8u;
 const HMM_MISS: u32 = 0xffffffffu;
 
 // Control words: [0] misses, [1] lowest missed address, [2] lowest missed write address,
-// [3] mode (0 validated, 1 replayable), [4] fault-queue length, [5 ..) the fault queue
-// (HMM_QUEUE_CAP entries of page*2 + write), then the pending bitmap (one bit per page and
-// access kind) that lets each (page, access) enter the queue once per round, then the done
-// bitmap of replayable mode (one bit per invocation, set when it finished without a fault).
+// [3] mode (0 validated, 1 replayable; the kernel knows it from HMM_REPLAYABLE), [4]
+// fault-queue length, [5 ..) the fault queue (HMM_QUEUE_CAP entries of page*2 + write), then
+// the pending bitmap (one bit per page and access kind) that lets each (page, access) enter
+// the queue once per round, then the done bitmap of replayable mode (one bit per invocation,
+// set when it finished without a fault).
 const HMM_STATUS_MISSES: u32 = 0u;
 const HMM_STATUS_MIN_MISS: u32 = 1u;
 const HMM_STATUS_MIN_WRITE_MISS: u32 = 2u;
-const HMM_CTL_MODE: u32 = 3u;
 const HMM_CTL_QLEN: u32 = 4u;
 const HMM_CTL_QUEUE: u32 = 5u;
-const HMM_MODE_REPLAYABLE: u32 = 1u;
 override HMM_QUEUE_CAP: u32 = 4096u;
 const HMM_PENDING_WORDS: u32 = 65536u; // 2^20 pages x 2 access kinds / 32
 fn hmm_done_base() -> u32 {
@@ -55,7 +67,7 @@ fn hmm_record_miss(va: u32, write: bool) {
   if (write) {
     atomicMin(&hmm_ctl[HMM_STATUS_MIN_WRITE_MISS], va);
   }
-  if (atomicLoad(&hmm_ctl[HMM_CTL_MODE]) == HMM_MODE_REPLAYABLE) {
+  if (HMM_REPLAYABLE) {
     // Deduplicate on the GPU: only the first miss of a (page, access) this round is queued.
     let key = (va >> 12u) * 2u + select(0u, 1u, write);
     let bit = 1u << (key & 31u);
@@ -85,35 +97,34 @@ fn hmm_mark_done(idx: u32) {
   atomicOr(&hmm_ctl[hmm_done_base() + (idx >> 5u)], 1u << (idx & 31u));
 }
 
-fn hmm_replayable() -> bool {
-  return atomicLoad(&hmm_ctl[HMM_CTL_MODE]) == HMM_MODE_REPLAYABLE;
-}
-
 // Frame holding `va`, or HMM_MISS (and the miss recorded) when the device may not access it.
+// The miss is recorded in one place, after the walk: every hmm_* call inlines this function,
+// and the miss path is code a hit carries too.
 fn hmm_translate(va: u32, write: bool) -> u32 {
   let d = hmm_dir[va >> 21u];
-  if ((d & HMM_DIR_VALID) == 0u) {
-    hmm_record_miss(va, write);
-    return HMM_MISS;
-  }
-  if ((d & HMM_DIR_HUGE) != 0u) {
-    if (write && (d & HMM_DIR_WRITE) == 0u) {
-      hmm_record_miss(va, write);
-      return HMM_MISS;
+  var frame = HMM_MISS;
+  if ((d & HMM_DIR_VALID) != 0u) {
+    if ((d & HMM_DIR_HUGE) != 0u) {
+      // 2 MiB of consecutive frames; no accessed/dirty bits (design-notes §12)
+      if (!write || (d & HMM_DIR_WRITE) != 0u) {
+        frame = (d >> 8u) + ((va >> 12u) & 511u);
+      }
+    } else {
+      let li = (d >> 8u) * 512u + ((va >> 12u) & 511u);
+      let e = atomicLoad(&hmm_leaves[li]);
+      if ((e & HMM_PTE_VALID) != 0u && (!write || (e & HMM_PTE_WRITE) != 0u)) {
+        let want = select(HMM_PTE_ACCESSED, HMM_PTE_ACCESSED | HMM_PTE_DIRTY, write);
+        if ((e & want) != want) {
+          atomicOr(&hmm_leaves[li], want); // the GPU keeps accessed/dirty for eviction and write-back
+        }
+        frame = e >> 8u;
+      }
     }
-    return (d >> 8u) + ((va >> 12u) & 511u);
   }
-  let li = (d >> 8u) * 512u + ((va >> 12u) & 511u);
-  let e = atomicLoad(&hmm_leaves[li]);
-  if ((e & HMM_PTE_VALID) == 0u || (write && (e & HMM_PTE_WRITE) == 0u)) {
+  if (frame == HMM_MISS) {
     hmm_record_miss(va, write);
-    return HMM_MISS;
   }
-  let want = select(HMM_PTE_ACCESSED, HMM_PTE_ACCESSED | HMM_PTE_DIRTY, write);
-  if ((e & want) != want) {
-    atomicOr(&hmm_leaves[li], want); // the GPU keeps accessed/dirty for eviction and write-back
-  }
-  return e >> 8u;
+  return frame;
 }
 
 fn hmm_word_index(frame: u32, va: u32) -> u32 {
@@ -121,9 +132,20 @@ fn hmm_word_index(frame: u32, va: u32) -> u32 {
   return ((frame & mask) << 10u) | ((va >> 2u) & 1023u);
 }
 
+// Which memory buffer holds `frame`: a constant 0 when the pool has one buffer.
+fn hmm_buffer_of(frame: u32) -> u32 {
+  return select(frame >> HMM_FRAME_SHIFT, 0u, HMM_MEM_BUFFERS == 1u);
+}
+
+//#if ATOMIC_MEMORY
+@group(1) @binding(2) var<storage, read_write> hmm_mem0: array<atomic<u32>>;
+@group(1) @binding(3) var<storage, read_write> hmm_mem1: array<atomic<u32>>;
+@group(1) @binding(4) var<storage, read_write> hmm_mem2: array<atomic<u32>>;
+@group(1) @binding(5) var<storage, read_write> hmm_mem3: array<atomic<u32>>;
+
 fn hmm_word_load(frame: u32, va: u32) -> u32 {
   let i = hmm_word_index(frame, va);
-  switch (frame >> HMM_FRAME_SHIFT) {
+  switch (hmm_buffer_of(frame)) {
     case 0u: { return atomicLoad(&hmm_mem0[i]); }
     case 1u: { return atomicLoad(&hmm_mem1[i]); }
     case 2u: { return atomicLoad(&hmm_mem2[i]); }
@@ -133,7 +155,7 @@ fn hmm_word_load(frame: u32, va: u32) -> u32 {
 
 fn hmm_word_store(frame: u32, va: u32, v: u32) {
   let i = hmm_word_index(frame, va);
-  switch (frame >> HMM_FRAME_SHIFT) {
+  switch (hmm_buffer_of(frame)) {
     case 0u: { atomicStore(&hmm_mem0[i], v); }
     case 1u: { atomicStore(&hmm_mem1[i], v); }
     case 2u: { atomicStore(&hmm_mem2[i], v); }
@@ -143,7 +165,7 @@ fn hmm_word_store(frame: u32, va: u32, v: u32) {
 
 fn hmm_word_add(frame: u32, va: u32, v: u32) -> u32 {
   let i = hmm_word_index(frame, va);
-  switch (frame >> HMM_FRAME_SHIFT) {
+  switch (hmm_buffer_of(frame)) {
     case 0u: { return atomicAdd(&hmm_mem0[i], v); }
     case 1u: { return atomicAdd(&hmm_mem1[i], v); }
     case 2u: { return atomicAdd(&hmm_mem2[i], v); }
@@ -153,13 +175,57 @@ fn hmm_word_add(frame: u32, va: u32, v: u32) -> u32 {
 
 fn hmm_word_and_or(frame: u32, va: u32, keep: u32, bits: u32) {
   let i = hmm_word_index(frame, va);
-  switch (frame >> HMM_FRAME_SHIFT) {
+  switch (hmm_buffer_of(frame)) {
     case 0u: { atomicAnd(&hmm_mem0[i], keep); atomicOr(&hmm_mem0[i], bits); }
     case 1u: { atomicAnd(&hmm_mem1[i], keep); atomicOr(&hmm_mem1[i], bits); }
     case 2u: { atomicAnd(&hmm_mem2[i], keep); atomicOr(&hmm_mem2[i], bits); }
     default: { atomicAnd(&hmm_mem3[i], keep); atomicOr(&hmm_mem3[i], bits); }
   }
 }
+
+// Returns the old value (0 on a miss).
+fn hmm_atomic_add_u32(va: u32, v: u32) -> u32 {
+  if (hmm_faulted) { return 0u; }
+  let f = hmm_translate(va, true);
+  if (f == HMM_MISS) { return 0u; }
+  return hmm_word_add(f, va, v);
+}
+
+// A byte store is a read-modify-write of its word: atomic, so invocations storing different
+// bytes of one word do not lose each other's.
+fn hmm_store_u8(va: u32, v: u32) {
+  if (hmm_faulted) { return; }
+  let f = hmm_translate(va, true);
+  if (f == HMM_MISS) { return; }
+  let shift = (va & 3u) * 8u;
+  hmm_word_and_or(f, va, ~(0xffu << shift), (v & 0xffu) << shift);
+}
+//#else
+@group(1) @binding(2) var<storage, read_write> hmm_mem0: array<u32>;
+@group(1) @binding(3) var<storage, read_write> hmm_mem1: array<u32>;
+@group(1) @binding(4) var<storage, read_write> hmm_mem2: array<u32>;
+@group(1) @binding(5) var<storage, read_write> hmm_mem3: array<u32>;
+
+fn hmm_word_load(frame: u32, va: u32) -> u32 {
+  let i = hmm_word_index(frame, va);
+  switch (hmm_buffer_of(frame)) {
+    case 0u: { return hmm_mem0[i]; }
+    case 1u: { return hmm_mem1[i]; }
+    case 2u: { return hmm_mem2[i]; }
+    default: { return hmm_mem3[i]; }
+  }
+}
+
+fn hmm_word_store(frame: u32, va: u32, v: u32) {
+  let i = hmm_word_index(frame, va);
+  switch (hmm_buffer_of(frame)) {
+    case 0u: { hmm_mem0[i] = v; }
+    case 1u: { hmm_mem1[i] = v; }
+    case 2u: { hmm_mem2[i] = v; }
+    default: { hmm_mem3[i] = v; }
+  }
+}
+//#endif
 
 // ---- the kernel-facing API ------------------------------------------------------------
 
@@ -195,22 +261,6 @@ fn hmm_store_f32(va: u32, v: f32) {
   hmm_store_u32(va, bitcast<u32>(v));
 }
 
-// Returns the old value (0 on a miss).
-fn hmm_atomic_add_u32(va: u32, v: u32) -> u32 {
-  if (hmm_faulted) { return 0u; }
-  let f = hmm_translate(va, true);
-  if (f == HMM_MISS) { return 0u; }
-  return hmm_word_add(f, va, v);
-}
-
 fn hmm_load_u8(va: u32) -> u32 {
   return (hmm_load_u32(va) >> ((va & 3u) * 8u)) & 0xffu;
-}
-
-fn hmm_store_u8(va: u32, v: u32) {
-  if (hmm_faulted) { return; }
-  let f = hmm_translate(va, true);
-  if (f == HMM_MISS) { return; }
-  let shift = (va & 3u) * 8u;
-  hmm_word_and_or(f, va, ~(0xffu << shift), (v & 0xffu) << shift);
 }

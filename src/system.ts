@@ -4,6 +4,7 @@
 import { acquireDevice } from './gpu/acquire.ts';
 import { HmmDevice } from './device/hmmDevice.ts';
 import { MAX_MEMORY_BUFFERS } from './device/deviceMemory.ts';
+import { FAULT_QUEUE_CAP } from './device/kernel.ts';
 import { HmmError } from './errors.ts';
 import { AddressSpace } from './mm/addressSpace.ts';
 import { MAX_DEVICES } from './mm/cpuPageTable.ts';
@@ -23,6 +24,8 @@ export interface DeviceConfig {
   prefetch?: Partial<PrefetchConfig>;
   /** Eviction unit when device memory is full: 4096, 65536 (default) or 2 MiB. */
   evictionBytes?: 4096 | 65536 | 2097152;
+  /** Replayable faults: the most faulted pages one round services (default: the whole fault queue, 4096). */
+  faultBatchPages?: number;
 }
 
 export interface SystemConfig {
@@ -111,6 +114,7 @@ export async function createSystem(config: SystemConfig): Promise<System> {
       }
       if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
       if (cfg.evictionBytes !== undefined) dev.evictionPages = cfg.evictionBytes / 4096;
+      if (cfg.faultBatchPages !== undefined) dev.faultBatchPages = cfg.faultBatchPages;
       sys.devices.push(dev);
     }
   } catch (e) {
@@ -126,6 +130,7 @@ function checkConfig(config: SystemConfig): void {
     typeof v === 'string' ? `'${v}'` : Array.isArray(v) ? `[array of ${v.length}]` : typeof v === 'object' && v !== null ? '{object}' : String(v);
   const bad = (what: string, v: unknown, want: string): HmmError => new HmmError('EINVAL', `createSystem: ${what} ${show(v)} ${want}`);
   const isBytes = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0 && v % 4096 === 0;
+  const isBatch = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= FAULT_QUEUE_CAP;
   if (!isBytes(config.systemRamBytes)) throw bad('systemRamBytes', config.systemRamBytes, 'must be a positive multiple of 4096');
   const t = config.thrashing;
   if (t !== undefined) {
@@ -146,6 +151,8 @@ function checkConfig(config: SystemConfig): void {
     if (cfg.label !== undefined && typeof cfg.label !== 'string') throw bad(`${at}.label`, cfg.label, 'is not a string');
     if (cfg.evictionBytes !== undefined && ![4096, 65536, 2097152].includes(cfg.evictionBytes))
       throw bad(`${at}.evictionBytes`, cfg.evictionBytes, 'is not 4096, 65536 or 2097152');
+    if (cfg.faultBatchPages !== undefined && !isBatch(cfg.faultBatchPages))
+      throw bad(`${at}.faultBatchPages`, cfg.faultBatchPages, `is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
     const pf = cfg.prefetch;
     if (pf !== undefined) {
       if (pf === null || typeof pf !== 'object') throw bad(`${at}.prefetch`, pf, 'is not an object');

@@ -1,7 +1,8 @@
 // CopyEngine: moves page contents between system RAM and device frames the way a DMA engine
-// would: many pages per GPU round trip. Uploads pack every page into one staging buffer with
-// a single writeBuffer, then scatter them to their frames with GPU copies; downloads gather
-// frames into one readback buffer and map it once. Never one writeBuffer per page.
+// would: many pages per GPU round trip. Uploads pack every page into one plain array; when the
+// destination frames form a few consecutive runs, each run is one writeBuffer into the pool,
+// otherwise one staging writeBuffer and GPU scatter copies; downloads gather frames into one
+// readback buffer and map it once. Never one writeBuffer per page.
 
 import { PAGE_SIZE } from '../constants.ts';
 import type { Stats } from '../trace/stats.ts';
@@ -10,6 +11,12 @@ import type { FaultContext, FaultPoint } from './faultInjection.ts';
 
 /** The largest staging or readback buffer one batch uses; bigger batches are split. */
 const MAX_BATCH_BYTES = 32 << 20;
+/**
+ * Up to this many runs of consecutive destination frames, an upload writes each run straight
+ * into the pool; beyond, it goes through the staging buffer and a GPU scatter. Measured on
+ * Dawn (SwiftShader), 256 pages: 1 run 0.05 ms direct vs 0.14 ms staged, 16 runs 0.06 vs 0.16.
+ */
+const DIRECT_MAX_RUNS = 16;
 
 export class CopyEngine {
   private staging: GPUBuffer | undefined;
@@ -35,14 +42,26 @@ export class CopyEngine {
       const bytes = fs.length * PAGE_SIZE;
       if (this.packed.length < bytes) this.packed = new Uint8Array(Math.max(bytes, this.packed.length * 2));
       for (let i = 0; i < fs.length; i++) this.packed.set(sources[from + i]!, i * PAGE_SIZE);
-      const staging = this.stagingBuffer(bytes);
-      this.device.queue.writeBuffer(staging, 0, this.packed.buffer, 0, bytes);
-      const enc = this.device.createCommandEncoder({ label: 'hmm upload scatter' });
-      for (const run of frameRuns(fs, this.memory.frameShift)) {
-        const dst = this.memory.locate(run.first);
-        enc.copyBufferToBuffer(staging, run.index * PAGE_SIZE, dst.buffer, dst.offset, run.count * PAGE_SIZE);
+      const runs = frameRuns(fs, this.memory.frameShift);
+      if (runs.length <= DIRECT_MAX_RUNS) {
+        // Few destination runs (the usual case: frames come out of the allocator sorted): write
+        // each run straight into the pool. writeBuffer stages the bytes itself, so going through
+        // our staging buffer would only add a second GPU-side copy of every byte and a submit.
+        for (const run of runs) {
+          const dst = this.memory.locate(run.first);
+          this.device.queue.writeBuffer(dst.buffer, dst.offset, this.packed.buffer, run.index * PAGE_SIZE, run.count * PAGE_SIZE);
+        }
+      } else {
+        // Scattered frames: one staging write, then the GPU scatters the pages to their frames.
+        const staging = this.stagingBuffer(bytes);
+        this.device.queue.writeBuffer(staging, 0, this.packed.buffer, 0, bytes);
+        const enc = this.device.createCommandEncoder({ label: 'hmm upload scatter' });
+        for (const run of runs) {
+          const dst = this.memory.locate(run.first);
+          enc.copyBufferToBuffer(staging, run.index * PAGE_SIZE, dst.buffer, dst.offset, run.count * PAGE_SIZE);
+        }
+        this.device.queue.submit([enc.finish()]);
       }
-      this.device.queue.submit([enc.finish()]);
       this.stats.add('copyBatches');
       this.inject?.('uploadSubmitted', { direction: 'toDevice' });
     }

@@ -58,9 +58,12 @@ export class DeviceMemory {
     return this.frames.free;
   }
 
-  /** Up to n zeroed frames: fewer when memory runs short (callers fail the rest per page). */
+  /** Up to n zeroed frames, lowest first: fewer when memory runs short (callers fail the rest per page). */
   allocUpTo(n: number): number[] {
-    return this.frames.take(n);
+    // The free list hands frames back in the reverse of the order they were freed: sorted, a
+    // batch is a few consecutive runs, so the copy engine writes it in a few large copies
+    // instead of one small copy per frame.
+    return this.frames.take(n).sort((a, b) => a - b);
   }
 
   /**

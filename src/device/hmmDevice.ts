@@ -51,8 +51,17 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private clockHand = 0;
   /** Density prefetcher settings for replayable faults (a dispatch may override them). */
   prefetch: PrefetchConfig = { ...DEFAULT_PREFETCH };
+  /**
+   * Replayable mode: the most faulted pages one round services (UVM's fault batch count); the
+   * rest fault again next round. Default: the whole fault queue. A dispatch may override it.
+   */
+  faultBatchPages = FAULT_QUEUE_CAP;
   /** WebGPU errors no error scope caught (tests assert this stays empty). */
   readonly uncaptured: string[] = [];
+  /** Launch buffers reused from one launch to the next (see launch()), and the uniforms' bind groups. */
+  private readonly uniformPool = new BufferPool();
+  private readonly readbackPool = new BufferPool();
+  private readonly uniformGroups = new WeakMap<GPUBuffer, Map<GPUBindGroupLayout, GPUBindGroup>>();
 
   constructor(
     readonly id: number,
@@ -97,7 +106,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Compile a user kernel (WGSL `fn kernel(gid: vec3u)`) with the HMM prelude. */
   async createKernel(opts: KernelOptions): Promise<HmmKernel> {
     this.checkAlive('createKernel');
-    return compileKernel(this.device, this.layouts, this.memory.frameShift, opts);
+    return compileKernel(this.device, this.layouts, this.memory, opts);
   }
 
   /** HMM_DMIRROR_RELEASE: every page of every address space on this device goes back to RAM. */
@@ -289,8 +298,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
           if (frames[i]! >= 0) mirror?.table.map(p, frames[i]!, true);
           if (wasExclusive[i]) mirror?.exclusive.add(p);
         } else {
-          mm.ram.free(ramFrames[i]!); // unmapped meanwhile
-          if (frames[i]! >= 0) gone.push(frames[i]!);
+          // unmapped meanwhile (or mm destroyed): a relative still holding the frame's copy
+          // flag takes the copy over, the only current data; otherwise it goes (on a lost
+          // device the relatives' flags make the page poisoned, as any dirty held copy)
+          if (frames[i]! < 0 || this.lostReason !== undefined || !this.passCopy(mm, p, ramFrames[i]!, frames[i]!)) {
+            if (frames[i]! >= 0) gone.push(frames[i]!);
+          }
+          mm.ram.free(ramFrames[i]!);
         }
         mm.inflight.delete(p);
       });
@@ -306,7 +320,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       mine.forEach((p, i) => {
         if (frames[i]! < 0) return;
         const e = mm.pageTable.get(p);
-        if (pte.kind(e) === Kind.Migrating) mm.ram.frame(ramFrames[i]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+        // Unmapped meanwhile (munmap, MAP_FIXED, destroy), the frame is still ours to write while
+        // a fork relative maps it too (a shared mapping): the device's writes are its data.
+        if (pte.kind(e) === Kind.Migrating || mm.ram.refCount(ramFrames[i]!) > 1) mm.ram.frame(ramFrames[i]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
         k++;
       });
       this.stats.add('bytesToSystem', k * PAGE_SIZE);
@@ -321,6 +337,33 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.freeFrames(used);
       resolve();
     }
+  }
+
+  /**
+   * A held copy whose write-back failed after `from` let go of the page (it was destroyed, or
+   * unmapped the page, meanwhile): a fork relative that maps the same RAM frame and still carries
+   * this device's copy flag takes the copy over, so a later write-back through it still has the
+   * device's writes. False when there is none.
+   */
+  private passCopy(from: AddressSpace, p: number, ramFrame: number, frame: number): boolean {
+    if (from.ram.refCount(ramFrame) < 2) return false;
+    const heirs = [...from.family].filter((s) => {
+      const x = s.pageTable.get(p);
+      return s !== from && !s.isDestroyed && pte.isHeld(x) && pte.heldBy(x) === this.id && pte.frame(x) === ramFrame;
+    });
+    const heir = heirs[0];
+    if (!heir) return false;
+    const mirror = this.mirror(heir);
+    if (mirror.table.lookup(p)) mirror.dropMappings(p, p + 1);
+    mirror.table.map(p, frame, true);
+    this.stats.add('pageTableWrites', mirror.table.flush());
+    this.rmapMm[frame] = heir; // the launch count it was made at stays: it is as dirty as it was
+    this.rmapPage[frame] = p;
+    for (const s of heirs) {
+      if (s === heir) s.copyOwner.delete(p);
+      else s.copyOwner.set(p, heir);
+    }
+    return true;
   }
 
   /**
@@ -406,10 +449,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.rmapCopy[f] = 0;
     }
   }
-  unmapOwn(mm: AddressSpace, pages: readonly number[]): void {
-    const mirror = this.mirrors.get(mm);
-    if (!mirror) return;
-    for (const [s, e] of runs(pages)) mirror.dropMappings(s, e);
+  unmapOwn(mm: AddressSpace, pageRuns: readonly [number, number][]): void {
+    this.mirrors.get(mm)?.dropRuns(pageRuns);
   }
 
   ownCopy(frame: number, mm: AddressSpace, page: number): void {
@@ -446,25 +487,45 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     io?: GPUBuffer,
     replayable = false,
   ): Promise<LaunchStatus> {
+    // Only a replayable launch may wait here (for its pipeline's first compile): a validated one
+    // submits with no await after mirror.dispatch's last check.
+    const pipeline = replayable ? await kernel.replayablePipeline() : kernel.pipeline;
     const d = this.device;
     const t0 = performance.now();
     const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
-    const ubuf = d.createBuffer({ label: `${kernel.label} uniforms`, size: Math.max(16, Math.ceil(ubytes.length / 16) * 16), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    d.queue.writeBuffer(ubuf, 0, ubytes.buffer, ubytes.byteOffset, ubytes.length);
-    const group0 = d.createBindGroup({
-      layout: kernel.ioBinding ? this.layouts.group0io : this.layouts.group0,
-      entries: io ? [{ binding: 0, resource: { buffer: ubuf } }, { binding: 1, resource: { buffer: io } }] : [{ binding: 0, resource: { buffer: ubuf } }],
-    });
+    // The uniform buffer, its bind group and the readback buffer come from pools: a fault round
+    // launches at least twice, and creating them anew each time costs more host time than the
+    // rest of the launch. Reuse is safe: writeBuffer is ordered on the queue after the earlier
+    // launches that read the old uniforms, and a buffer goes back only after its launch's map.
+    const usize = Math.max(16, Math.ceil(ubytes.length / 16) * 16);
+    const ubuf = this.uniformPool.take(usize, () => d.createBuffer({ label: `uniforms (${usize} bytes)`, size: usize, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }));
+    // the whole buffer, zero padded as a fresh one would be: a reused one holds older uniforms
+    const ufull = ubytes.length === usize ? ubytes : new Uint8Array(usize);
+    if (ufull !== ubytes) ufull.set(ubytes);
+    d.queue.writeBuffer(ubuf, 0, ufull.buffer, ufull.byteOffset, usize);
+    const layout = kernel.ioBinding ? this.layouts.group0io : this.layouts.group0;
+    let group0 = io ? undefined : this.uniformGroups.get(ubuf)?.get(layout);
+    if (!group0) {
+      group0 = d.createBindGroup({
+        layout,
+        entries: io ? [{ binding: 0, resource: { buffer: ubuf } }, { binding: 1, resource: { buffer: io } }] : [{ binding: 0, resource: { buffer: ubuf } }],
+      });
+      if (!io) {
+        const byLayout = this.uniformGroups.get(ubuf) ?? new Map<GPUBindGroupLayout, GPUBindGroup>();
+        byLayout.set(layout, group0);
+        this.uniformGroups.set(ubuf, byLayout);
+      }
+    }
     const ctl = mirror.statusBuffer;
     d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
     const readBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
-    const readback = d.createBuffer({ label: `${kernel.label} status readback`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     d.pushErrorScope('validation');
     const enc = d.createCommandEncoder({ label: kernel.label });
     // A fresh pending bitmap each round: a page still missing must be able to report again.
     if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (CTL_DONE - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
     const pass = enc.beginComputePass({ label: kernel.label });
-    pass.setPipeline(kernel.pipeline);
+    pass.setPipeline(pipeline);
     pass.setBindGroup(0, group0);
     pass.setBindGroup(1, mirror.preludeBindGroup());
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
@@ -473,33 +534,40 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.launches++; // held copies handed out before this launch may be written from now on
     d.queue.submit([enc.finish()]);
     this.inject('launchSubmitted', {});
-    const invalid = await d.popErrorScope();
+    // The validation result and the status map are awaited together: one wait, not two in a
+    // row (each is a trip to the GPU process in a browser). An invalid launch ran nothing: its
+    // map is dropped with the buffer.
+    const validated = d.popErrorScope();
+    const mapped = readback.mapAsync(GPUMapMode.READ);
+    mapped.catch(() => undefined); // awaited below, unless the launch turns out invalid
+    this.inject('mapPending', { buffer: readback, what: 'launch' });
+    const invalid = await validated;
     if (invalid) {
-      ubuf.destroy();
+      this.uniformPool.give(ubuf);
       readback.destroy();
       throw new HmmError('EINVAL', `kernel '${kernel.label}' could not be launched on ${this.name}: ${invalid.message}`);
     }
     try {
-      const mapped = readback.mapAsync(GPUMapMode.READ);
-      this.inject('mapPending', { buffer: readback, what: 'launch' });
       await mapped;
     } catch (e) {
-      readback.destroy();
+      readback.destroy(); // never back to the pool: a test hook may have destroyed or unmapped it
       throw await this.gpuFailure(`kernel '${kernel.label}'`, e);
     } finally {
-      ubuf.destroy();
+      this.uniformPool.give(ubuf);
     }
-    const s = new Uint32Array(readback.getMappedRange().slice(0));
+    // Only the words the kernel reported: the header, and the fault entries it queued.
+    const range = readback.getMappedRange();
+    const head = new Uint32Array(range, 0, CTL_QUEUE);
+    const words = replayable ? CTL_QUEUE + Math.min(head[4]!, FAULT_QUEUE_CAP) : CTL_QUEUE;
+    const s = new Uint32Array(range, 0, words).slice();
     readback.unmap();
-    readback.destroy();
+    this.readbackPool.give(readback);
     const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
     this.stats.trace.record({
       kind: 'kernel', ts: t0, dur: performance.now() - t0, device: this.id, mm: mirror.mm.id,
       detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
     });
-    if (replayable) {
-      status.faults = s.subarray(CTL_QUEUE, CTL_QUEUE + Math.min(s[4]!, FAULT_QUEUE_CAP));
-    }
+    if (replayable) status.faults = s.subarray(CTL_QUEUE);
     return status;
   }
 
@@ -513,7 +581,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   ): Promise<{ misses: number; data?: Uint8Array }> {
     this.checkAlive(`mirror.${op}`);
     this.internal ??= shaderSource('mirrorCopy').then((code) =>
-      compileKernel(this.device, this.layouts, this.memory.frameShift, { code, label: 'mirror copy', ioBinding: true }),
+      compileKernel(this.device, this.layouts, this.memory, { code, label: 'mirror copy', ioBinding: true }),
     );
     const kernel = await this.internal;
     const d = this.device;
@@ -612,10 +680,33 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     for (const m of this.mirrors.values()) m.close();
     this.mirrors.clear();
     this.copy.destroy();
+    this.uniformPool.destroy();
+    this.readbackPool.destroy();
     this.memory.destroy();
     for (const b of this.dummyBuffers) b.destroy();
     this.markLost('destroyed');
     this.device.destroy();
+  }
+}
+
+/**
+ * Free GPU buffers by size, for buffers used once per launch. A few of each size are kept (more
+ * are only needed while that many launches run at once); the rest are destroyed.
+ */
+class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  take(size: number, create: () => GPUBuffer): GPUBuffer {
+    return this.free.get(size)?.pop() ?? create();
+  }
+  give(buffer: GPUBuffer): void {
+    let list = this.free.get(buffer.size);
+    if (!list) this.free.set(buffer.size, (list = []));
+    if (list.length < 4) list.push(buffer);
+    else buffer.destroy();
+  }
+  destroy(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
   }
 }
 

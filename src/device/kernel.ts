@@ -1,6 +1,9 @@
 // Kernel compilation: a user's WGSL `fn kernel(gid: vec3u)` is wrapped with the prelude
 // (shaders/hmm.wgsl, @group(1)) and an entry point, compiled once per device, and errors are
-// reported against the user's own line numbers, not the combined source's.
+// reported against the user's own line numbers, not the combined source's. The prelude is
+// specialised per kernel (see the top of hmm.wgsl): plain or atomic device memory, chosen
+// from the kernel's text, and one pipeline per dispatch mode, so the resident path of a
+// validated kernel carries no replay code.
 
 import { HmmError } from '../errors.ts';
 import { shaderSource } from './shaders.ts';
@@ -25,13 +28,61 @@ export const CTL_QUEUE = 5;
 export const CTL_DONE = CTL_QUEUE + FAULT_QUEUE_CAP + (2 * (1 << 20)) / 32;
 
 export class HmmKernel {
+  private replayable: Promise<GPUComputePipeline> | undefined;
   constructor(
     readonly label: string,
+    /** The validated-mode pipeline. */
     readonly pipeline: GPUComputePipeline,
     readonly workgroupSize: [number, number, number],
     readonly ioBinding: boolean,
     readonly device: GPUDevice,
+    /** Device memory is bound as array<atomic<u32>> (the kernel uses atomics or byte stores). */
+    readonly atomicMemory: boolean,
+    private readonly makeReplayable: () => Promise<GPUComputePipeline>,
   ) {}
+
+  /** The replayable-mode pipeline, compiled on first use: many kernels never replay. */
+  replayablePipeline(): Promise<GPUComputePipeline> {
+    this.replayable ??= this.makeReplayable();
+    return this.replayable;
+  }
+}
+
+/**
+ * Does a kernel need device memory bound as atomics? Yes when its text names an atomic
+ * prelude function, a byte store (a read-modify-write of a shared word) or the memory
+ * bindings themselves. A mention in a comment only costs the kernel the slower variant.
+ */
+export function needsAtomicMemory(code: string): boolean {
+  return /\bhmm_(atomic_\w+|store_u8|mem[0-3])\b/.test(code);
+}
+
+/**
+ * The prelude's text for one memory variant: of its `//#if ATOMIC_MEMORY` / `//#else` /
+ * `//#endif` block, the lines of the other branch (and the marker lines) become blank, so a
+ * line number in the result is the same line of hmm.wgsl.
+ */
+export function preludeVariant(source: string, atomic: boolean): string {
+  let branch: 'none' | 'atomic' | 'plain' = 'none';
+  const lines = source.split('\n').map((line) => {
+    const marker = line.trim();
+    if (marker === '//#if ATOMIC_MEMORY' && branch === 'none') branch = 'atomic';
+    else if (marker === '//#else' && branch === 'atomic') branch = 'plain';
+    else if (marker === '//#endif' && branch === 'plain') branch = 'none';
+    else if (marker.startsWith('//#')) throw new Error(`hmm.wgsl: unexpected '${marker}'`);
+    else return branch === 'none' || (branch === 'atomic') === atomic ? line : '';
+    return '';
+  });
+  if (branch !== 'none') throw new Error('hmm.wgsl: unterminated //#if ATOMIC_MEMORY');
+  return lines.join('\n');
+}
+
+/** What the prelude needs to know about the device's memory pool. */
+export interface PoolShape {
+  /** log2 of the frames per memory buffer (HMM_FRAME_SHIFT). */
+  frameShift: number;
+  /** The memory buffers (1 to 4; HMM_MEM_BUFFERS). */
+  buffers: readonly unknown[];
 }
 
 export interface PipelineLayouts {
@@ -77,7 +128,7 @@ function normalizeSize(label: string, ws: KernelOptions['workgroupSize'], device
 export async function compileKernel(
   device: GPUDevice,
   layouts: PipelineLayouts,
-  frameShift: number,
+  pool: PoolShape,
   opts: KernelBuild,
 ): Promise<HmmKernel> {
   if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', 'createKernel: options { code, workgroupSize?, label? } required');
@@ -87,21 +138,23 @@ export async function compileKernel(
   if (typeof opts.code !== 'string' || !/\bfn\s+kernel\s*\(/.test(opts.code))
     throw new HmmError('EINVAL', `kernel '${label}': code must be WGSL defining fn kernel(gid: vec3u)`);
   const size = normalizeSize(label, opts.workgroupSize, device);
-  const prelude = await shaderSource('prelude');
+  const atomicMemory = needsAtomicMemory(opts.code);
+  const prelude = preludeVariant(await shaderSource('prelude'), atomicMemory);
   const head = `${prelude}\n// ---- user kernel '${label}' ----\n`;
   const userFirstLine = head.split('\n').length; // 1-based line of the user's first line
   const wg = `vec3u(${size.join('u, ')}u)`;
+  // HMM_REPLAYABLE is a pipeline constant: each pipeline keeps one branch.
   const entry = `
 @compute @workgroup_size(${size.join(', ')})
 fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgroups) hmm_nwg: vec3u) {
-  if (!hmm_replayable()) {
+  if (HMM_REPLAYABLE) {
+    let idx = hmm_invocation_index(hmm_gid, hmm_nwg, ${wg});
+    if (hmm_is_done(idx)) { return; }
     kernel(hmm_gid);
-    return;
+    hmm_mark_done(idx);
+  } else {
+    kernel(hmm_gid);
   }
-  let idx = hmm_invocation_index(hmm_gid, hmm_nwg, ${wg});
-  if (hmm_is_done(idx)) { return; }
-  kernel(hmm_gid);
-  hmm_mark_done(idx);
 }
 `;
   const code = head + opts.code + entry;
@@ -134,14 +187,25 @@ fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgrou
     label,
     bindGroupLayouts: [opts.ioBinding ? layouts.group0io : layouts.group0, layouts.group1],
   });
-  try {
-    const pipeline = await device.createComputePipelineAsync({
-      label,
-      layout,
-      compute: { module, entryPoint: 'hmm_main', constants: { HMM_FRAME_SHIFT: frameShift, HMM_QUEUE_CAP: FAULT_QUEUE_CAP } },
-    });
-    return new HmmKernel(label, pipeline, size, opts.ioBinding === true, device);
-  } catch (e) {
-    throw new HmmError('EINVAL', `kernel '${label}': pipeline creation failed: ${(e as Error).message}`);
-  }
+  const pipeline = async (replayable: boolean): Promise<GPUComputePipeline> => {
+    try {
+      return await device.createComputePipelineAsync({
+        label: replayable ? `${label} (replayable)` : label,
+        layout,
+        compute: {
+          module,
+          entryPoint: 'hmm_main',
+          constants: {
+            HMM_FRAME_SHIFT: pool.frameShift,
+            HMM_MEM_BUFFERS: pool.buffers.length,
+            HMM_QUEUE_CAP: FAULT_QUEUE_CAP,
+            HMM_REPLAYABLE: replayable ? 1 : 0,
+          },
+        },
+      });
+    } catch (e) {
+      throw new HmmError('EINVAL', `kernel '${label}': pipeline creation failed: ${(e as Error).message}`);
+    }
+  };
+  return new HmmKernel(label, await pipeline(false), size, opts.ioBinding === true, device, atomicMemory, () => pipeline(true));
 }

@@ -14,7 +14,7 @@ import type { InvalidateRange, NotifierSubscription } from '../mm/notifier.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
-import { CTL_DONE, HmmKernel } from './kernel.ts';
+import { CTL_DONE, FAULT_QUEUE_CAP, HmmKernel } from './kernel.ts';
 import { prefetchPages, type PrefetchConfig } from '../policy/prefetch.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
@@ -48,6 +48,8 @@ export interface DispatchOptions {
   maxRounds?: number;
   /** Replayable mode: false turns the density prefetcher off; an object overrides the device's settings. */
   prefetch?: boolean | Partial<PrefetchConfig>;
+  /** Replayable mode: the most faulted pages one round services (default: the device's `faultBatchPages`). */
+  faultBatchPages?: number;
 }
 
 function resolvePrefetch(label: string, base: PrefetchConfig, o: DispatchOptions['prefetch']): PrefetchConfig {
@@ -108,11 +110,17 @@ export class Mirror {
 
   /** Unmap [start, end) from this device; copies of RAM pages are freed, private pages stay. */
   dropMappings(start: number, end: number): void {
+    this.dropRuns([[start, end]]);
+  }
+
+  /** dropMappings for several [start, end) runs, with one page-table upload for all of them. */
+  dropRuns(ranges: readonly (readonly [number, number])[]): void {
     const copies: number[] = [];
-    this.table.unmapRange(start, end, (p, f) => {
+    const each = (p: number, f: number): void => {
       if (this.dev.isCopyFrame(f)) copies.push(f);
       this.exclusive.delete(p);
-    });
+    };
+    for (const [start, end] of ranges) this.table.unmapRange(start, end, each);
     this.dev.stats.add('pageTableWrites', this.table.flush());
     if (copies.length > 0) {
       this.dev.disown(copies);
@@ -260,6 +268,11 @@ export class Mirror {
       const f = res.flags[i]!;
       if (!(f & PFN_VALID)) continue;
       if (f & PFN_DEVICE_PRIVATE) {
+        // Map only if the entry is still the one the walk saw: this device's own migrations do
+        // not bump our notifier sequence (the notifier skips an owner's 'migrate' events), so
+        // readRetry cannot tell that the page went home after the walk; a stale entry would
+        // map a RAM frame number as a device frame. A page that moved faults again.
+        if (this.mm.pageTable.get(p) !== res.entries[i]) continue;
         const vma = this.mm.vmas.find(p);
         this.table.map(p, pte.frame(res.entries[i]!), !!vma && canWrite(vma.prot));
       } else if (busyOnCpu.has(p) || !this.migratable(p, write)) copies.push(p);
@@ -432,24 +445,34 @@ export class Mirror {
       if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
     }
     const res = await migrateToDevice(this.mm, this.dev, pages);
+    const result: string[] = [...res.pages];
     let cpages = 0;
     const bad: number[] = [];
     pages.forEach((p, i) => {
-      if (res.pages[i] === 'moved' || res.pages[i] === 'already') {
-        cpages++;
-        // dmirror maps what it migrated; an 'already' page may have lost its mapping
-        if (!this.table.lookup(p)) {
-          const vma = this.mm.vmas.find(p);
-          this.table.map(p, pte.frame(this.mm.pageTable.get(p)), !!vma && canWrite(vma.prot));
-        }
-      } else bad.push(i);
+      if (result[i] !== 'moved' && result[i] !== 'already') return void bad.push(i);
+      // 'already' was decided when the batch was collected, before it waited for its copy; a
+      // CPU fault (a thread's, through the mailbox) may have brought the page home since, and
+      // then its entry names a RAM frame. Mapping that number as a device frame was the load
+      // test's lost update: the kernel's writes went to another page's frame (or past the
+      // pool) while CPU threads kept writing RAM. So look at the entry now, as it is.
+      const e = this.mm.pageTable.get(p);
+      if (pte.kind(e) !== Kind.Device || pte.device(e) !== this.dev.id) {
+        result[i] = 'busy'; // taken back by a CPU fault meanwhile: not on this device
+        return void bad.push(i);
+      }
+      cpages++;
+      // dmirror maps what it migrated; an 'already' page may have lost its mapping
+      if (!this.table.lookup(p)) {
+        const vma = this.mm.vmas.find(p);
+        this.table.map(p, pte.frame(e), !!vma && canWrite(vma.prot));
+      }
     });
     this.dev.stats.add('pageTableWrites', this.table.flush());
     if (bad.length > 0) {
       const i = bad[0]!;
-      throw new HmmError('ENOENT', `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${res.pages[i]})`, (start + i) * PAGE_SIZE);
+      throw new HmmError('ENOENT', `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${result[i]})`, (start + i) * PAGE_SIZE);
     }
-    return { cpages, pages: res.pages };
+    return { cpages, pages: result };
   }
 
   /** HMM_DMIRROR_MIGRATE_TO_SYS: this device's private pages in the range go back to RAM. */
@@ -676,6 +699,9 @@ export class Mirror {
     const maxRounds = opts.maxRounds ?? DEFAULT_MAX_REPLAYS;
     if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
     const prefetch = resolvePrefetch(kernel.label, this.dev.prefetch, opts.prefetch);
+    const batch = opts.faultBatchPages ?? this.dev.faultBatchPages;
+    if (!Number.isInteger(batch) || batch < 1 || batch > FAULT_QUEUE_CAP)
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
     this.prepareDone(Math.ceil(invocations / 32) * 4);
     for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
     let faults = 0;
@@ -695,6 +721,8 @@ export class Mirror {
         const keys = [...new Set(status.faults!)].sort((a, b) => a - b);
         this.dev.stats.add('faultsReported', status.misses);
         this.dev.stats.add('faultsDeduplicated', status.misses - keys.length);
+        this.dev.stats.add('faultRecords', status.faults!.length);
+        this.dev.stats.add('faultPages', new Set(keys.map((k) => k >>> 1)).size);
         const sig = keys.join(',');
         stalled = sig === lastKeys ? stalled + 1 : 0;
         lastKeys = sig;
@@ -705,7 +733,7 @@ export class Mirror {
         faultedPages += keys.length;
         const t0 = performance.now();
         releaseHold = this.mm.holdForDevice(keys.map((k) => k >>> 1));
-        await this.serviceFaults(kernel.label, keys, prefetch);
+        await this.serviceFaults(kernel.label, keys, prefetch, batch);
         this.dev.stats.trace.record({
           kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
           device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
@@ -721,14 +749,14 @@ export class Mirror {
    * Service one batch of GPU faults: writes (they subsume reads of the same page), then reads
    * plus what the prefetcher adds around them, each as one migration batch.
    */
-  private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig): Promise<void> {
+  private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig, batch: number): Promise<void> {
     const writes = new Set<number>();
     for (const k of keys) if (k & 1) writes.add(k >>> 1);
-    // One batch must fit beside what stays resident: at most half the device per round; the
-    // faults left out simply fault again next round.
+    // One batch must fit beside what stays resident: at most half the device per round, and at
+    // most `batch` faulted pages (the fault batch cap); the faults left out fault again next round.
     const cap = Math.max(1, Math.floor(this.dev.memory.frameCount / 2));
     let faulted = [...new Set(keys.map((k) => k >>> 1))];
-    if (faulted.length > cap) faulted = faulted.slice(0, cap);
+    if (faulted.length > Math.min(cap, batch)) faulted = faulted.slice(0, Math.min(cap, batch));
     let wanted = prefetchPages(faulted, { resident: (p) => this.table.lookup(p) !== null, allowed: (p) => this.migratable(p) }, prefetch);
     if (wanted.length > cap) {
       const isFault = new Set(faulted);

@@ -10,7 +10,8 @@ export type ShaderName = keyof typeof urls;
 
 const cache = new Map<ShaderName, Promise<string>>();
 
-async function load(url: URL): Promise<string> {
+/** The text of a WGSL file given by a `new URL(literal, import.meta.url)` (the bench loads its own through this). */
+export async function loadShaderText(url: URL): Promise<string> {
   if (url.protocol === 'file:') {
     const { readFile } = await import(/* @vite-ignore */ 'node:fs/promises');
     return readFile(url, 'utf8');
@@ -23,7 +24,7 @@ async function load(url: URL): Promise<string> {
 export function shaderSource(name: ShaderName): Promise<string> {
   let p = cache.get(name);
   if (!p) {
-    p = load(urls[name]);
+    p = loadShaderText(urls[name]);
     cache.set(name, p);
   }
   return p;

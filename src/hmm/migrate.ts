@@ -53,8 +53,8 @@ export interface MigrationDevice {
   adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[], huge?: boolean): void;
   /** The page left the device: forget ownership (its frame is freed by the caller). */
   disown(frames: readonly number[]): void;
-  /** Drop this device's own mappings and copies of pages it is migrating (the notifier skips its own migrations). */
-  unmapOwn(mm: AddressSpace, pages: readonly number[]): void;
+  /** Drop this device's own mappings and copies of pages it is migrating, given as sorted [start, end) runs (the notifier skips its own migrations). */
+  unmapOwn(mm: AddressSpace, runs: readonly [number, number][]): void;
   /** Test hook: a real failure may be caused here (src/device/faultInjection.ts). */
   inject?(point: FaultPoint, ctx: Partial<FaultContext>): void;
 }
@@ -75,12 +75,12 @@ function isolate(mm: AddressSpace, pages: readonly number[], dev: MigrationDevic
     return m;
   });
   // Every device drops its mapping of the pages before they move: others through the
-  // notifier, this one directly (so its own sequence count is not disturbed).
-  dev.unmapOwn(mm, pages);
-  for (const run of runs(pages)) {
-    mm.notifier.invalidate({ start: run[0], end: run[1], event: 'migrate', owner: dev });
-    mm.stats.add('invalidations');
-  }
+  // notifier, this one directly (so its own sequence count is not disturbed). Scattered pages
+  // make up to one run per page, so both take all the runs of the batch in one call.
+  const pageRuns = runs(pages);
+  dev.unmapOwn(mm, pageRuns);
+  mm.notifier.invalidateMany(pageRuns, 'migrate', dev);
+  mm.stats.add('invalidations', pageRuns.length);
   const done = (): void => {
     for (const p of pages) if (mm.inflight.get(p) === promise) mm.inflight.delete(p);
     resolve();
@@ -175,6 +175,8 @@ export async function migrateToDevice(
     const adoptFrames: number[] = [];
     const adoptWrite: boolean[] = [];
     const unused: number[] = [];
+    let ramPages = 0;
+    let zeroPages = 0;
     for (let k = 0; k < selected.length; k++) {
       const p = selected[k]!;
       const i = selIndex[k]!;
@@ -200,8 +202,11 @@ export async function migrateToDevice(
       adoptFrames.push(frames[k]!);
       adoptWrite.push(!!vma && canWrite(vma.prot));
       result[i] = 'moved';
-      dev.stats.add(pte.kind(orig) === Kind.Ram ? 'bytesToDevice' : 'zeroPagesToDevice', pte.kind(orig) === Kind.Ram ? PAGE_SIZE : 1);
+      if (pte.kind(orig) === Kind.Ram) ramPages++;
+      else zeroPages++;
     }
+    if (ramPages > 0) dev.stats.add('bytesToDevice', ramPages * PAGE_SIZE);
+    if (zeroPages > 0) dev.stats.add('zeroPagesToDevice', zeroPages);
     if (unused.length > 0) dev.freeFrames(unused);
     dev.adopt(mm, adoptPages, adoptFrames, adoptWrite, hugeBase !== null && adoptPages.length === PAGES_PER_HUGE);
     mm.noteMigration(adoptPages, 'toDevice');

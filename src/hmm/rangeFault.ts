@@ -69,8 +69,11 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
           break;
         case Kind.Ram:
           // A write must first invalidate read-only device copies (their DUP flag), so a page
-          // with copies is valid but not writable until faulted.
-          if (!pte.isHeld(e) || pte.heldBy(e) === req.owner) f = PFN_VALID | (pte.isDup(e) ? 0 : w);
+          // with copies is valid but not writable until faulted. A page the owner device holds
+          // is valid only if the copy is this address space's: one held for a fork relative
+          // (copyOwner) lives in that relative's mirror with writes of its own, and a second
+          // copy taken from RAM now would be stale and overwrite them; the fault writes it back.
+          if (!pte.isHeld(e) || (pte.heldBy(e) === req.owner && !mm.copyOwner.has(p))) f = PFN_VALID | (pte.isDup(e) ? 0 : w);
           break;
         case Kind.Device:
           if (pte.device(e) === req.owner) f = PFN_VALID | PFN_DEVICE_PRIVATE | w;

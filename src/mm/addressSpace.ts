@@ -263,6 +263,11 @@ export class AddressSpace {
    */
   async faultPages(pages: readonly number[], write: boolean): Promise<void> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
+      // A range names its first poisoned page (design-notes §14), whichever device call would
+      // fail first: ask for that page alone (EPOISON from its device), before anything moves.
+      let firstPoisoned = -1;
+      for (const p of pages) if (this.poisoned(p) && (firstPoisoned < 0 || p < firstPoisoned)) firstPoisoned = p;
+      if (firstPoisoned >= 0) await this.collectPending([firstPoisoned], write);
       const pending = this.collectPending(pages, write);
       if (pending === null) return;
       this.stats.add('cpuFaults');
@@ -306,7 +311,7 @@ export class AddressSpace {
     if (byDevice.size === 0 && heldBy.size === 0 && waits.length === 0) return null;
     for (const [dev, pages] of byDevice) waits.push(this.pagemap(dev, pages[0]!).migrateToRam(this, pages));
     for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages));
-    return Promise.all(waits);
+    return allSettled(waits);
   }
 
   /**
@@ -314,6 +319,11 @@ export class AddressSpace {
    * address space of the fork family is revoked there; then no family member keeps the flag.
    */
   async revokeHeld(dev: number, pages: readonly number[]): Promise<void> {
+    // A write-back of the copy already under way through its owner (a CPU fault there, or the
+    // owner's destroy(), which starts one it cannot wait for) must land first: clearing our
+    // flag before it does would let this side read the frame without the device's writes.
+    const underWay = pages.map((p) => this.copyOwner.get(p)?.inflight.get(p)).filter((w) => w !== undefined);
+    if (underWay.length > 0) await Promise.all(underWay);
     const byOwner = new Map<AddressSpace, number[]>();
     for (const p of pages) {
       const owner = this.copyOwner.get(p);
@@ -322,7 +332,7 @@ export class AddressSpace {
       if (list) list.push(p);
       else byOwner.set(mm, [p]);
     }
-    await Promise.all([...byOwner].map(([mm, ps]) => this.pagemap(dev, ps[0]!).revoke(mm, ps)));
+    await allSettled([...byOwner].map(([mm, ps]) => this.pagemap(dev, ps[0]!).revoke(mm, ps)));
     for (const p of pages) {
       const e = this.pageTable.get(p);
       if (pte.kind(e) !== Kind.Ram) continue;
@@ -394,7 +404,7 @@ export class AddressSpace {
       }
       for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages));
       if (waits.length === 0) return;
-      await Promise.all(waits);
+      await allSettled(waits);
     }
     throw new HmmError('EBUSY', `pages at ${hex(start * PAGE_SIZE)} kept migrating`, start * PAGE_SIZE);
   }
@@ -611,6 +621,21 @@ export class AddressSpace {
   /** Unmap everything and refuse further use (process exit). */
   destroy(): void {
     if (this.destroyed) return;
+    // A device's held copy of a frame a fork relative also maps (a shared mapping) carries that
+    // relative's data too: munmap writes such copies back first, but destroy() cannot wait for
+    // a device. So it starts the write-back here: it takes the copy off the device now (the
+    // entries it marks Migrating, the download queued after any kernel already submitted), the
+    // unmapping below hands this side's frame reference to it, it writes the bytes into the
+    // frame the relatives still map, and their accesses wait for it (revokeHeld).
+    if (this.family.size > 1) {
+      const heldBy = new Map<number, number[]>();
+      for (const v of this.vmas.all())
+        for (let p = v.start; p < v.end; p++) {
+          const e = this.pageTable.get(p);
+          if (pte.isHeld(e) && this.ram.refCount(pte.frame(e)) > 1 && !this.poisoned(p)) push(heldBy, pte.heldBy(e), p);
+        }
+      for (const [dev, pages] of heldBy) void this.revokeHeld(dev, pages).catch(() => undefined); // a failure leaves the relatives' copies poisoned or held (HmmDevice.revoke)
+    }
     for (const v of [...this.vmas.all()]) this.unmapPages(v.start, v.end);
     this.notifier.invalidate({ start: 0, end: VA_PAGES, event: 'release', owner: null });
     this.family.delete(this);
@@ -642,6 +667,17 @@ export class AddressSpace {
   get isDestroyed(): boolean {
     return this.destroyed;
   }
+}
+
+/**
+ * Wait for every one, then throw the first failure. A fault that fails on one page (EPOISON from
+ * a lost device) must not return while its other pages are still moving: Promise.all would, and
+ * the caller would find them Migrating after the error.
+ */
+async function allSettled(waits: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(waits);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 function push(m: Map<number, number[]>, k: number, v: number): void {

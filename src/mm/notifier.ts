@@ -82,4 +82,29 @@ export class IntervalNotifier {
       this.seq++; // even if a callback threw: an odd sequence would hide the next invalidation
     }
   }
+
+  /**
+   * invalidate() for several ranges of one event (a migration batch of scattered pages): every
+   * subscriber still gets one callback per range it overlaps, but the batch takes one sequence
+   * bump and one pass over the subscribers instead of one per range. Counted per range.
+   */
+  invalidateMany(ranges: readonly (readonly [number, number])[], event: NotifierEvent, owner: unknown): void {
+    const live = ranges.filter(([start, end]) => end > start);
+    if (live.length === 0) return;
+    this.seq |= 1;
+    const cur = this.seq;
+    this.invalidations += live.length;
+    try {
+      for (const s of [...this.subs]) {
+        if ((event === 'migrate' || event === 'exclusive') && s.self !== undefined && owner === s.self) continue;
+        for (const [start, end] of live) {
+          if (s.end <= start || s.start >= end) continue;
+          s.seq = cur;
+          s.invalidate({ start, end, event, owner });
+        }
+      }
+    } finally {
+      this.seq++;
+    }
+  }
 }

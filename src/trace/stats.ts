@@ -23,6 +23,8 @@ export type Counter =
   | 'prefetchedPages' // pages brought to a device ahead of a fault (density rule or explicit prefetch)
   | 'faultsReported' // GPU misses in replayable rounds, before deduplication
   | 'faultsDeduplicated' // of those, repeats of a (page, access) already queued that round
+  | 'faultRecords' // fault-queue entries the host read back (what it received, after the GPU's pending bits)
+  | 'faultPages' // distinct pages among those records, summed over rounds
   | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive)
   | 'forks'
   | 'cowBreaks' // private frames copied on the first write after a fork

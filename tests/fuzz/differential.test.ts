@@ -1,7 +1,7 @@
 // Differential fuzzing on the real adapter: random sequences of CPU reads and writes (main
 // thread and a worker), device reads and writes, kernels, migrations both ways, eviction under
-// a tiny device, munmap, mprotect, fork, exclusive access and release, run against the plain
-// model in model.ts. Every byte read and every error (code, and address where the contract
+// a tiny device, munmap, mprotect, fork, exclusive access, release and device loss, run against
+// the plain model in model.ts. Every byte read and every error (code, and address where the contract
 // fixes it) must match. A failure prints the seed and path; replay (and shrink) it with
 //   FUZZ_SEED=<seed> FUZZ_PATH=<path> FUZZ_SHRINK=1 npm run fuzz
 // CI runs a bounded budget; `npm run fuzz` runs longer (FUZZ_RUNS, FUZZ_OPS to change it).
@@ -34,7 +34,9 @@ type Op =
   | { op: 'toSystem'; s: number; d: number; first: number; n: number }
   | { op: 'exclusive'; s: number; d: number; first: number; n: number }
   | { op: 'release'; d: number }
-  | { op: 'fork'; s: number };
+  | { op: 'fork'; s: number }
+  /** Real device loss (GPUDevice.destroy()), acted on when roll is 0 (a third of the time). */
+  | { op: 'lose'; d: number; roll: number };
 
 const first = fc.integer({ min: 0, max: WINDOW_PAGES - 1 });
 const pages = fc.integer({ min: 1, max: 6 });
@@ -56,6 +58,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('exclusive' as const), s: space, d: device, first, n: pages }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('release' as const), d: device }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('fork' as const), s: space }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('lose' as const), d: device, roll: fc.nat(2) }) },
 );
 
 // ------------------------------------------------------------------ the system under test
@@ -79,18 +82,24 @@ interface Run {
   models: ModelSpace[];
   devices: HmmDevice[];
   kernels: HmmKernel[];
+  /** Mirrors made while their device was alive, by `${device}:${space}`: after a loss the fuzzer
+   * also calls them (as a program holding one would), not only dev.mirror(), which refuses. */
+  mirrors: Map<string, Mirror>;
   ops: number;
 }
 
 let worker: SpawnedThread<MemWorker>;
 let totalOps = 0;
+/** Devices lost, and pages that became EPOISON with them (the model then checked every touch). */
+let losses = 0;
+let poisonedPages = 0;
 
 beforeAll(async () => {
   worker = await spawnThread<MemWorker>(new URL('../workers/memWorker.ts', import.meta.url));
 }, 60_000);
 afterAll(async () => {
   await worker.terminate();
-  console.log(`[fuzz] ${totalOps} operations checked against the model`);
+  console.log(`[fuzz] ${totalOps} operations checked against the model; ${losses} devices lost, ${poisonedPages} pages poisoned with them`);
 });
 
 /** Run `f`; its error, or null. Anything that is not an HmmError fails the test. */
@@ -120,17 +129,74 @@ function sameBytes(what: string, got: Uint8Array, want: Uint8Array): void {
   expect(at, `${what}: first differing byte at +${at} (got ${got[at]}, want ${want[at]})`).toBe(-1);
 }
 
+const isLost = (d: HmmDevice): boolean => d.lostReason !== undefined;
+
+/**
+ * Lose device d for real. The CPU page tables before the loss say what the model must do: a
+ * page that was private to the device is poisoned in every space that maps it; a page the
+ * device held writable may be (a kernel may have written it: the contract lets a held copy no
+ * launch followed go), and then it is EPOISON from here on; every other page is untouched.
+ */
+async function lose(run: Run, d: number): Promise<void> {
+  const dev = run.devices[d]!;
+  const before = run.spaces.map((mm) => Array.from({ length: WINDOW_PAGES }, (_, i) => mm.pageTable.get(BASE_PAGE + i)));
+  dev.device.destroy();
+  await dev.device.lost; // the system's handler (registered first) has run when this resolves here
+  expect(isLost(dev), `${dev.name} not marked lost`).toBe(true);
+  losses++;
+  run.spaces.forEach((mm, s) => {
+    for (let i = 0; i < WINDOW_PAGES; i++) {
+      const e = before[s]![i]!;
+      const poisoned = mm.poisoned(BASE_PAGE + i);
+      const what = `mm${s} page ${i} after losing ${dev.name} (entry ${e.toString(16)})`;
+      if (pte.kind(e) === Kind.Device && pte.device(e) === dev.id) expect(poisoned, `${what}: device-private, must be poisoned`).toBe(true);
+      else if (!(pte.isHeld(e) && pte.heldBy(e) === dev.id)) expect(poisoned, `${what}: its data was in RAM`).toBe(run.models[s]!.poisoned.has(i));
+      if (poisoned && !run.models[s]!.poisoned.has(i)) poisonedPages++;
+      if (poisoned) run.models[s]!.poisoned.add(i);
+    }
+  });
+}
+
 async function step(run: Run, o: Op): Promise<void> {
   run.ops++;
+  if (o.op === 'lose') {
+    if (o.roll === 0 && !isLost(run.devices[o.d]!)) await lose(run, o.d);
+    return;
+  }
   if (o.op === 'release') {
-    await run.devices[o.d]!.release();
+    const r = await outcome(() => run.devices[o.d]!.release());
+    sameError('release', r.error, isLost(run.devices[o.d]!) ? { code: 'EDEVLOST' } : null, true);
     return;
   }
   const s = o.s % run.spaces.length;
   const mm = run.spaces[s]!;
   const model = run.models[s]!;
   const clip = (f: number, n: number) => Math.min(n, WINDOW_PAGES - f);
-  const mirror = (d: number): Mirror => run.devices[d]!.mirror(mm);
+  const mirror = (d: number): Mirror => {
+    const key = `${d}:${s}`;
+    const kept = run.mirrors.get(key);
+    // after a loss: a mirror kept from before (even spaces), or a fresh dev.mirror() (EDEVLOST)
+    if (isLost(run.devices[d]!) && kept && s % 2 === 0) return kept;
+    const m = run.devices[d]!.mirror(mm);
+    run.mirrors.set(key, m);
+    return m;
+  };
+  // Every device operation on a lost device is EDEVLOST, whatever else is wrong with it.
+  if ('d' in o && isLost(run.devices[o.d]!)) {
+    const n = clip(o.first, o.n);
+    const va = BASE_VA + o.first * PAGE;
+    const call: Record<string, () => Promise<unknown>> = {
+      gpuRead: () => mirror(o.d).read(va, n),
+      gpuWrite: () => mirror(o.d).write(va, new Uint8Array(n * PAGE)),
+      kernel: () => mirror(o.d).dispatch(run.kernels[o.d]!, { workgroups: 1, uniforms: new Uint32Array([va, 1, 1, 0]) }),
+      toDevice: () => mirror(o.d).migrateToDevice(va, n),
+      toSystem: () => mirror(o.d).migrateToSystem(va, n),
+      exclusive: () => mirror(o.d).makeExclusive(va, n),
+    };
+    const r = await outcome(call[o.op]!);
+    sameError(`${o.op} on a lost device`, r.error, { code: 'EDEVLOST' }, true);
+    return;
+  }
   switch (o.op) {
     case 'mmap': {
       const n = clip(o.first, o.n);
@@ -203,9 +269,8 @@ async function step(run: Run, o: Op): Promise<void> {
       const allHoles = model.all(va, n * PAGE, (p) => p === null);
       if (!allRw && !allHoles) return;
       const words = (n * PAGE) / 4;
-      const m = mirror(o.d);
       const r = await outcome(() =>
-        m.dispatch(run.kernels[o.d]!, {
+        mirror(o.d).dispatch(run.kernels[o.d]!, {
           mode: o.validated ? 'validated' : 'replayable',
           workgroups: words / 64,
           uniforms: new Uint32Array([va, words, o.add, 0]),
@@ -303,12 +368,12 @@ describe('differential fuzzing against the model', () => {
         // a tiny first device (eviction all the time) and a roomier second one
         const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096 }, { memoryBytes: 64 * PAGE }] });
         try {
-          const run: Run = { spaces: [sys.createAddressSpace()], models: [new ModelSpace()], devices: sys.devices, kernels: [], ops: 0 };
+          const run: Run = { spaces: [sys.createAddressSpace()], models: [new ModelSpace()], devices: sys.devices, kernels: [], mirrors: new Map(), ops: 0 };
           for (const d of sys.devices) run.kernels.push(await d.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'fuzz add' }));
           for (const o of ops) {
             await step(run, o);
-            // no device frame leaks: every frame is free or owned by a page
-            for (const d of run.devices)
+            // no device frame leaks: every frame is free or owned by a page (a lost device's frames are gone with it)
+            for (const d of run.devices.filter((x) => !isLost(x)))
               expect(d.memory.freeFrames + d.ownedFrames, `${d.name} frames after ${JSON.stringify(o)}`).toBe(d.memory.frameCount);
             checkFrameRefs(run, sys.ram, o);
           }

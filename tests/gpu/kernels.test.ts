@@ -72,6 +72,30 @@ describe('validated kernels', () => {
     expect(res[0]).toBe((3 * nodes * (nodes - 1)) / 2);
   });
 
+  it('uniforms shorter than their 16-byte slot read zeros there, launch after launch', async () => {
+    // Launches reuse uniform buffers: a shorter upload must not show the last launch's words.
+    const sys = await makeSystem();
+    const mm = sys.createAddressSpace();
+    const dev = sys.devices[0]!;
+    const m = dev.mirror(mm);
+    const out = mm.mmap(P);
+    const code = /* wgsl */ `
+      struct U { out: u32, a: u32, b: u32, c: u32 }
+      @group(0) @binding(0) var<uniform> u: U;
+      fn kernel(gid: vec3u) {
+        hmm_store_u32(u.out, u.a);
+        hmm_store_u32(u.out + 4u, u.b);
+        hmm_store_u32(u.out + 8u, u.c);
+      }`;
+    const k = await dev.createKernel({ code, workgroupSize: 1, label: 'uniform words' });
+    const ranges = [{ va: out, bytes: 12, access: 'rw' as const }];
+    await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([out, 7, 8, 9]), ranges });
+    expect(Array.from(new Uint32Array((await mm.read(out, 12)).buffer))).toEqual([7, 8, 9]);
+    await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([out, 5]), ranges });
+    expect(Array.from(new Uint32Array((await mm.read(out, 12)).buffer))).toEqual([5, 0, 0]);
+    expect(dev.uncaptured).toEqual([]);
+  });
+
   it('a touch of an unmapped address is ESEGV naming the address and kernel', async () => {
     const sys = await makeSystem();
     const mm = sys.createAddressSpace();

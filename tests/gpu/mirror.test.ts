@@ -182,6 +182,27 @@ describe('migration', () => {
     expect(sys.counters.get('copyBatches') - before).toBe(1);
   });
 
+  it('uploads into scattered device frames (the staging scatter path) keep every byte', async () => {
+    const sys = await makeSystem();
+    const mm = sys.createAddressSpace();
+    const m = sys.devices[0]!.mirror(mm);
+    // 64 pages take frames 0..63; sending every other page home frees every other frame, so
+    // the next 32 pages land in 32 one-frame runs: too many to write directly.
+    const a = mm.mmap(64 * P);
+    await mm.write(a, pattern(64 * P, 5));
+    await m.migrateToDevice(a, 64);
+    for (let i = 0; i < 64; i += 2) await m.migrateToSystem(a + i * P, 1);
+    const b = mm.mmap(32 * P);
+    const data = pattern(32 * P, 9);
+    await mm.write(b, data);
+    const batches = sys.counters.get('copyBatches');
+    await m.migrateToDevice(b, 32);
+    expect(sys.counters.get('copyBatches') - batches).toBe(1);
+    expect((await m.read(b, 32)).data).toEqual(data);
+    expect(await mm.read(b, 32 * P)).toEqual(data);
+    expect(await mm.read(a, 64 * P)).toEqual(pattern(64 * P, 5));
+  });
+
   it('a hole in the range is EINVAL and moves nothing; shared pages are ENOENT', async () => {
     const sys = await makeSystem();
     const mm = sys.createAddressSpace();

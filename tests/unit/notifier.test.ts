@@ -146,4 +146,26 @@ describe('IntervalNotifier', () => {
     n.invalidate({ start: 0, end: 1, event: 'unmap', owner: null });
     expect(sub.readRetry(seq)).toBe(true);
   });
+
+  it('invalidateMany calls back once per overlapping range, skips the owner, and counts every range', () => {
+    const n = new IntervalNotifier();
+    const dev = {};
+    const other = subscribe(n, 10, 20, {});
+    const own = subscribe(n, 0, 100, dev);
+    const seqOther = other.sub.readBegin();
+    const seqOwn = own.sub.readBegin();
+    n.invalidateMany([[5, 6], [12, 13], [15, 15], [19, 22], [40, 41]], 'migrate', dev);
+    expect(other.seen).toEqual([
+      { start: 12, end: 13, event: 'migrate', owner: dev },
+      { start: 19, end: 22, event: 'migrate', owner: dev },
+    ]);
+    expect(other.sub.readRetry(seqOther)).toBe(true);
+    expect(own.seen).toEqual([]);
+    expect(own.sub.readRetry(seqOwn)).toBe(false);
+    expect(n.invalidations).toBe(4); // the empty range is not one
+    // the sequence is even again: a later invalidation is seen by a fresh reader
+    const seq = other.sub.readBegin();
+    n.invalidate({ start: 10, end: 11, event: 'unmap', owner: null });
+    expect(other.sub.readRetry(seq)).toBe(true);
+  });
 });

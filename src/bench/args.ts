@@ -1,0 +1,116 @@
+// Command-line options of the bench (`npm run bench -- ...`), parsed without Node so the perf
+// page can feed its URL parameters through the same rules. Bad input is a BenchArgError that
+// says which option was wrong and what it accepts.
+
+export type Only = 'all' | 'goals' | 'workloads';
+
+export interface BenchOptions {
+  /** Small sizes and few repetitions: finishes in minutes on a software adapter. */
+  quick: boolean;
+  /** Size of the streaming data (goals G4/G5) in MiB; every other size follows from it. */
+  mib?: number;
+  /** Repetitions of every measurement (the median is reported, with min and max). */
+  reps?: number;
+  /** Untimed runs before the timed ones. */
+  warmup?: number;
+  only: Only;
+  /** Write the result as JSON here. */
+  json?: string;
+  /** Write a self-contained HTML report with plots here. */
+  html?: string;
+  /** Also run the suite in headless Chromium and print both tables. */
+  browser: boolean;
+  help: boolean;
+}
+
+export class BenchArgError extends Error {
+  override name = 'BenchArgError';
+}
+
+export const USAGE = `usage: npm run bench -- [options]
+
+  --quick            small sizes, few repetitions (minutes on a software adapter)
+  --mib N            streaming data size in MiB (default 256, quick 4); other sizes follow
+  --reps N           repetitions per measurement (default 20, quick 3)
+  --warmup N         untimed runs before the timed ones (default 1, quick 0)
+  --only WHAT        goals | workloads | all (default all)
+  --json FILE        write the result as JSON
+  --html FILE        write a self-contained HTML report with plots
+  --browser          also run the suite in headless Chromium, print both tables
+  --help             this text`;
+
+const FLAGS = new Set(['quick', 'browser', 'help']);
+const VALUED = new Set(['mib', 'reps', 'warmup', 'only', 'json', 'html']);
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+    throw new BenchArgError(`--${name} ${raw}: expected an integer from ${min} to ${max}`);
+  return n;
+}
+
+/** Parse argv (without the node and script names). */
+export function parseArgs(argv: readonly string[]): BenchOptions {
+  const opts: BenchOptions = { quick: false, only: 'all', browser: false, help: false };
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new BenchArgError(`unexpected argument '${arg}' (options start with --; see --help)`);
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    if (!FLAGS.has(name) && !VALUED.has(name)) throw new BenchArgError(`unknown option --${name} (see --help)`);
+    if (seen.has(name)) throw new BenchArgError(`--${name} given twice`);
+    seen.add(name);
+    if (FLAGS.has(name)) {
+      if (eq >= 0) throw new BenchArgError(`--${name} takes no value`);
+      opts[name as 'quick' | 'browser' | 'help'] = true;
+      continue;
+    }
+    let value: string;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new BenchArgError(`--${name} needs a value`);
+      value = next;
+      i++;
+    }
+    switch (name) {
+      case 'mib': {
+        const n = Number(value);
+        // powers of two below 1 MiB keep every derived size a whole number of pages
+        if (value.trim() === '' || !Number.isFinite(n) || n < 0.25 || n > 1024 || (n < 1 && ![0.25, 0.5].includes(n)) || (n >= 1 && !Number.isInteger(n)))
+          throw new BenchArgError(`--mib ${value}: expected 0.25, 0.5 or an integer from 1 to 1024`);
+        opts.mib = n;
+        break;
+      }
+      case 'reps':
+        opts.reps = integer(name, value, 1, 1000);
+        break;
+      case 'warmup':
+        opts.warmup = integer(name, value, 0, 100);
+        break;
+      case 'only':
+        if (value !== 'all' && value !== 'goals' && value !== 'workloads') throw new BenchArgError(`--only ${value}: expected goals, workloads or all`);
+        opts.only = value;
+        break;
+      case 'json':
+      case 'html':
+        if (value.trim() === '') throw new BenchArgError(`--${name} needs a file name`);
+        opts[name] = value;
+        break;
+    }
+  }
+  return opts;
+}
+
+/** The same options from URL parameters (?quick=1&reps=3&mib=4&only=goals): the perf page. */
+export function argsFromQuery(params: URLSearchParams): string[] {
+  const argv: string[] = [];
+  for (const [k, v] of params) {
+    if (FLAGS.has(k)) {
+      if (v === '' || v === '1' || v === 'true') argv.push(`--${k}`);
+      else if (v !== '0' && v !== 'false') throw new BenchArgError(`?${k}=${v}: expected 1 or 0`);
+    } else argv.push(`--${k}=${v}`);
+  }
+  return argv;
+}

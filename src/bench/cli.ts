@@ -1,0 +1,111 @@
+// `npm run bench`: the bench in Node (Dawn), with a progress bar, the tables on stdout, and
+// --json / --html files; --browser also runs the same suite in headless Chromium (browser.ts)
+// and prints its tables too. Exit status 1 when a goal could not be measured or a workload
+// gave a wrong result; unmet goals are results, not failures.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { BenchArgError, parseArgs, USAGE, type BenchOptions } from './args.ts';
+import { renderHtmlReport } from './html.ts';
+import { formatText, toJson } from './report.ts';
+import { runBench, type BenchResult, type Progress } from './runner.ts';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A progress bar on stderr (stdout keeps only the tables). */
+function progressBar(title: string): { update: (p: Progress) => void; stop: () => void } {
+  const bar = new cliProgress.SingleBar(
+    { format: `${title} [{bar}] {percentage}% | {value}/{total} | {eta_formatted} left | {label}`, stream: process.stderr, hideCursor: true, etaBuffer: 20, fps: 5 },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(p) {
+      if (!started) {
+        bar.start(p.total, p.done, { label: p.label });
+        started = true;
+      } else bar.update(p.done, { label: p.label });
+    },
+    stop: () => bar.stop(),
+  };
+}
+
+/** uPlot's JS and CSS, and the plotting code as plain JS (TypeScript's own transpiler, no bundler). */
+async function htmlAssets(): Promise<{ uplotJs: string; uplotCss: string; plotJs: string }> {
+  const ts = (await import('typescript')).default;
+  const src = readFileSync(join(repo, 'src/bench/plots.ts'), 'utf8');
+  const plotJs = ts.transpileModule(src, { compilerOptions: { target: ts.ScriptTarget.ES2020, module: ts.ModuleKind.CommonJS } }).outputText;
+  return {
+    uplotJs: readFileSync(join(repo, 'node_modules/uplot/dist/uPlot.iife.min.js'), 'utf8'),
+    uplotCss: readFileSync(join(repo, 'node_modules/uplot/dist/uPlot.min.css'), 'utf8'),
+    plotJs,
+  };
+}
+
+function failures(r: BenchResult): string[] {
+  return [
+    ...Object.values(r.goals).flatMap((g) => (g?.error ? [`${g.id}: ${g.error}`] : [])),
+    ...r.workloads.flatMap((c) => (c.error ? [`${c.workload} / ${c.strategy}: ${c.error}`] : [])),
+  ];
+}
+
+async function main(argv: string[]): Promise<number> {
+  let opts: BenchOptions;
+  try {
+    opts = parseArgs(argv);
+  } catch (e) {
+    if (e instanceof BenchArgError) {
+      console.error(`bench: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (opts.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const nodeBar = progressBar('node');
+  let node: BenchResult;
+  try {
+    node = await runBench(opts, nodeBar.update);
+  } finally {
+    nodeBar.stop();
+  }
+  console.log(formatText(node));
+  let browser: BenchResult | undefined;
+  if (opts.browser) {
+    const { runInBrowser } = await import('./browser.ts');
+    const bar = progressBar('chromium');
+    try {
+      browser = await runInBrowser(opts, bar.update);
+    } finally {
+      bar.stop();
+    }
+    console.log(`\n${formatText(browser)}`);
+  }
+  const result = browser ? { ...node, browser } : node;
+  if (opts.json) {
+    writeFileSync(opts.json, toJson(result));
+    console.log(`\njson: ${opts.json}`);
+  }
+  if (opts.html) {
+    writeFileSync(opts.html, renderHtmlReport(browser ? [node, browser] : [node], await htmlAssets()));
+    console.log(`html: ${opts.html}`);
+  }
+  const bad = [...failures(node), ...(browser ? failures(browser).map((f) => `browser ${f}`) : [])];
+  if (bad.length > 0) {
+    console.error(`\nbench: ${bad.length} measurement(s) failed:\n  ${bad.join('\n  ')}`);
+    return 1;
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exit(1);
+  },
+);

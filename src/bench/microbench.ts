@@ -1,0 +1,681 @@
+// The goal microbenchmarks of perf-anchors §6: for each goal, the two figures its ratio
+// divides, measured side by side in every repetition (so each repetition yields one ratio),
+// plus the secondary figures the goal asks for. Timing is host-side performance.now() around
+// operations that end in a GPU completion (onSubmittedWorkDone or a mapAsync), never GPU
+// timestamps. goals.ts turns these measurements into verdicts.
+
+import { PAGE_SIZE } from '../constants.ts';
+import type { HmmDevice } from '../device/hmmDevice.ts';
+import type { HmmKernel } from '../device/kernel.ts';
+import { migrateToDevice } from '../hmm/migrate.ts';
+import type { AddressSpace } from '../mm/addressSpace.ts';
+import type { System } from '../system.ts';
+import type { GoalId, GoalMeasurement } from './goals.ts';
+import { grid, type KernelName, type PlainKernel } from './shaders.ts';
+import type { BenchSizes } from './sizes.ts';
+import { bytesMoved, PlainRegion, runOnce, type Target } from './strategies.ts';
+import { Image, Layout, oversubscribedStream, pingPong, rng, triad } from './workloads.ts';
+
+export interface BenchContext {
+  sys: System;
+  /** Device 0, the big pool; device 1, the small pool that the oversubscribed runs use. */
+  main: HmmDevice;
+  small: HmmDevice;
+  sizes: BenchSizes;
+  reps: number;
+  warmup: number;
+  hmm(dev: HmmDevice, name: KernelName): HmmKernel;
+  plain(dev: HmmDevice, name: KernelName): PlainKernel;
+  /** One repetition of something finished (progress). */
+  tick(label: string): void;
+}
+
+/** Warm-up runs (untimed), then the timed repetitions. */
+async function repeat(ctx: BenchContext, label: string, body: (timed: boolean, rep: number) => Promise<void>): Promise<void> {
+  for (let r = -ctx.warmup; r < ctx.reps; r++) {
+    await body(r >= 0, r);
+    ctx.tick(label);
+  }
+}
+
+const now = (): number => performance.now();
+
+/** Regions of the goal runs: each goal maps its own, 2 MiB aligned, in its own address space. */
+const REGION = 0x1000_0000;
+
+function pattern(bytes: number, seed: number): Uint8Array {
+  const w = new Uint32Array(bytes / 4);
+  for (let i = 0; i < w.length; i++) w[i] = (Math.imul(i, 2654435761) + seed) >>> 0;
+  return new Uint8Array(w.buffer);
+}
+
+/** An empty round trip: submit a 16-byte copy into a mappable buffer and map it (the platform floor). */
+class RoundTrip {
+  private readonly src: GPUBuffer;
+  private readonly dst: GPUBuffer;
+  constructor(private readonly device: GPUDevice) {
+    this.src = device.createBuffer({ label: 'bench round trip src', size: 16, usage: GPUBufferUsage.COPY_SRC });
+    this.dst = device.createBuffer({ label: 'bench round trip dst', size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+  /** Submit `enc` (or nothing) plus the copy, and wait for the map. */
+  async run(enc?: GPUCommandEncoder): Promise<void> {
+    const e = enc ?? this.device.createCommandEncoder({ label: 'bench round trip' });
+    e.copyBufferToBuffer(this.src, 0, this.dst, 0, 16);
+    this.device.queue.submit([e.finish()]);
+    await this.dst.mapAsync(GPUMapMode.READ);
+    this.dst.unmap();
+  }
+  destroy(): void {
+    this.src.destroy();
+    this.dst.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------- G1
+
+/** Migrating 256 scattered RAM pages to the pool vs one bulk writeBuffer, and one writeBuffer per page. */
+async function g1(ctx: BenchContext): Promise<GoalMeasurement> {
+  const dev = ctx.main;
+  const d = dev.device;
+  const n = ctx.sizes.batchPages;
+  const span = 16 * n;
+  const next = rng(0x61);
+  const all = Array.from({ length: span }, (_, i) => i);
+  for (let i = span - 1; i > 0; i--) {
+    const j = next() % (i + 1);
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  const picked = all.slice(0, n).sort((a, b) => a - b);
+  const data = pattern(n * PAGE_SIZE, 1);
+  const bulkBuf = d.createBuffer({ label: 'bench g1 bulk', size: n * PAGE_SIZE, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const naiveBuf = d.createBuffer({ label: 'bench g1 per page', size: span * PAGE_SIZE, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const mm = ctx.sys.createAddressSpace();
+  dev.mirror(mm);
+  const bulk: number[] = [];
+  const migrate: number[] = [];
+  const naive: number[] = [];
+  try {
+    await repeat(ctx, 'G1 migration vs bulk writeBuffer', async (timed, rep) => {
+      mm.mmap(span * PAGE_SIZE, { addr: REGION });
+      const pages = picked.map((p) => REGION / PAGE_SIZE + p);
+      for (let i = 0; i < n; i++) await mm.write(pages[i]! * PAGE_SIZE, data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+      await d.queue.onSubmittedWorkDone();
+      const runs: Record<string, () => Promise<number>> = {
+        bulk: async () => {
+          const t0 = now();
+          d.queue.writeBuffer(bulkBuf, 0, data.buffer, 0, data.byteLength);
+          await d.queue.onSubmittedWorkDone();
+          return now() - t0;
+        },
+        migrate: async () => {
+          const t0 = now();
+          const res = await migrateToDevice(mm, dev, pages);
+          const ms = now() - t0;
+          if (res.moved !== n) throw new Error(`G1: only ${res.moved} of ${n} pages migrated`);
+          return ms;
+        },
+        naive: async () => {
+          const t0 = now();
+          for (let i = 0; i < n; i++) d.queue.writeBuffer(naiveBuf, picked[i]! * PAGE_SIZE, data.buffer, i * PAGE_SIZE, PAGE_SIZE);
+          await d.queue.onSubmittedWorkDone();
+          return now() - t0;
+        },
+      };
+      // alternate the order, so neither side always runs on a warmer queue
+      const order = rep % 2 === 0 ? ['bulk', 'migrate', 'naive'] : ['naive', 'migrate', 'bulk'];
+      const got: Record<string, number> = {};
+      for (const k of order) got[k] = await runs[k]!();
+      await mm.munmap(REGION, span * PAGE_SIZE);
+      if (!timed) return;
+      bulk.push(got.bulk!);
+      migrate.push(got.migrate!);
+      naive.push(got.naive!);
+    });
+  } finally {
+    bulkBuf.destroy();
+    naiveBuf.destroy();
+    mm.destroy();
+  }
+  return {
+    ratios: bulk.map((b, i) => b / migrate[i]!),
+    checks: { naive: bulk.map((b, i) => b / naive[i]!) },
+    figures: { bulkMs: { samples: bulk, unit: 'ms' }, migrateMs: { samples: migrate, unit: 'ms' }, perPageMs: { samples: naive, unit: 'ms' } },
+    notes: [`${n} pages (${(n * PAGE_SIZE) >> 10} KiB) picked at random from ${span}; migration = library migrateToDevice (collect, isolate, packed upload, scatter, settle, commit)`],
+  };
+}
+
+// ---------------------------------------------------------------------------- G2
+
+/** One fault round of 256 distinct pages vs an empty submit + mapAsync. */
+async function g2(ctx: BenchContext): Promise<GoalMeasurement> {
+  const dev = ctx.main;
+  const n = ctx.sizes.batchPages;
+  const stride = 17; // pages: each fault in its own 64 KiB big page
+  const touch = ctx.hmm(dev, 'touch');
+  const g = grid(n, 64);
+  const uniforms = new Uint32Array([REGION, stride * PAGE_SIZE, n, g.row]);
+  const mm = ctx.sys.createAddressSpace();
+  const m = dev.mirror(mm);
+  const rt = new RoundTrip(dev.device);
+  const page = pattern(PAGE_SIZE, 2);
+  const round: number[] = [];
+  const floor: number[] = [];
+  const rounds: number[] = [];
+  try {
+    await repeat(ctx, 'G2 fault round vs empty round trip', async (timed) => {
+      mm.mmap(n * stride * PAGE_SIZE, { addr: REGION });
+      for (let i = 0; i < n; i++) await mm.write(REGION + i * stride * PAGE_SIZE, page);
+      // the floor: the median of a few empty round trips, taken right before the fault round
+      const empties: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = now();
+        await rt.run();
+        empties.push(now() - t0);
+      }
+      const t0 = now();
+      const r = await m.dispatch(touch, { mode: 'replayable', prefetch: false, workgroups: g.workgroups, uniforms });
+      const ms = now() - t0;
+      await mm.munmap(REGION, n * stride * PAGE_SIZE);
+      if (!timed) return;
+      round.push(ms);
+      floor.push(empties.sort((a, b) => a - b)[2]!);
+      rounds.push(r.rounds);
+    });
+  } finally {
+    rt.destroy();
+    mm.destroy();
+  }
+  return {
+    ratios: round.map((x, i) => x / floor[i]!),
+    figures: { faultRoundMs: { samples: round, unit: 'ms' }, emptyRoundTripMs: { samples: floor, unit: 'ms' }, launches: { samples: rounds, unit: 'launches' } },
+    notes: [`${n} pages, one per 68 KiB, written by the CPU first; prefetch off; the dispatch = faulting launch + service + replay (launches per dispatch: ${[...new Set(rounds)].join(', ')})`],
+  };
+}
+
+// ---------------------------------------------------------------------------- G3
+
+/** The same faulting kernel with the fault batch capped at 1, 256 and 1024 pages. */
+async function g3(ctx: BenchContext): Promise<GoalMeasurement> {
+  const dev = ctx.main;
+  const n = ctx.sizes.faultPages;
+  const touch = ctx.hmm(dev, 'touch');
+  const g = grid(n, 64);
+  const uniforms = new Uint32Array([REGION, PAGE_SIZE, n, g.row]);
+  const mm = ctx.sys.createAddressSpace();
+  const m = dev.mirror(mm);
+  const data = pattern(n * PAGE_SIZE, 3);
+  const caps = [1, 256, 1024] as const;
+  const ms: Record<number, number[]> = { 1: [], 256: [], 1024: [] };
+  const rounds: Record<number, number[]> = { 1: [], 256: [], 1024: [] };
+  try {
+    await repeat(ctx, 'G3 fault batch cap 1 / 256 / 1024', async (timed, rep) => {
+      const order = rep % 2 === 0 ? caps : [...caps].reverse();
+      for (const cap of order) {
+        mm.mmap(n * PAGE_SIZE, { addr: REGION });
+        await mm.write(REGION, data);
+        const t0 = now();
+        const r = await m.dispatch(touch, { mode: 'replayable', prefetch: false, faultBatchPages: cap, workgroups: g.workgroups, uniforms });
+        const t = now() - t0;
+        await mm.munmap(REGION, n * PAGE_SIZE);
+        if (!timed) continue;
+        ms[cap]!.push(t);
+        rounds[cap]!.push(r.rounds);
+      }
+    });
+  } finally {
+    mm.destroy();
+  }
+  // pages per second = n / ms: the ratio of rates is the inverse ratio of times
+  return {
+    ratios: ms[1]!.map((t1, i) => t1 / ms[256]![i]!),
+    checks: { cap1024: ms[256]!.map((t, i) => t / ms[1024]![i]!) },
+    figures: {
+      cap1Ms: { samples: ms[1]!, unit: 'ms' },
+      cap256Ms: { samples: ms[256]!, unit: 'ms' },
+      cap1024Ms: { samples: ms[1024]!, unit: 'ms' },
+      cap1Launches: { samples: rounds[1]!, unit: 'launches' },
+      cap256Launches: { samples: rounds[256]!, unit: 'launches' },
+      cap1024Launches: { samples: rounds[1024]!, unit: 'launches' },
+    },
+    notes: [`${n} contiguous pages written by the CPU, one touch each; prefetch off`],
+  };
+}
+
+// ---------------------------------------------------------------------------- G4, G5, G6
+
+interface StreamRun {
+  ms: number;
+  /** Launches that faulted (fault rounds). */
+  faultRounds: number;
+  records: number;
+  uniquePages: number;
+  rawMisses: number;
+}
+
+/** The cold streaming read, fault-driven (G4/G5/G6), against bulk writeBuffer + the same kernel on plain buffers (G5). */
+async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6', GoalMeasurement>> {
+  const dev = ctx.main;
+  const bytes = ctx.sizes.streamBytes;
+  const n = bytes / 256; // invocations: 64 words each
+  const outBytes = Math.ceil((n * 4) / PAGE_SIZE) * PAGE_SIZE;
+  const stream = ctx.hmm(dev, 'stream');
+  const g = grid(n, 64);
+  const uniforms = new Uint32Array([REGION, REGION + bytes, n, g.row]);
+  const data = pattern(bytes, 4);
+  const words = new Uint32Array(data.buffer);
+  const expected = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let w = 0; w < 64; w++) s = (s + words[i * 64 + w]!) >>> 0;
+    expected[i] = s;
+  }
+  const mm = ctx.sys.createAddressSpace();
+  const m = dev.mirror(mm);
+  const explicit = new StreamExplicit(dev, ctx.plain(dev, 'stream'), data, expected);
+  const variants = {
+    off: { prefetch: false, cap: undefined },
+    on: { prefetch: true, cap: undefined },
+    off256: { prefetch: false, cap: 256 },
+    on256: { prefetch: true, cap: 256 },
+  } as const;
+  type Variant = keyof typeof variants;
+  const runs: Record<Variant, StreamRun[]> = { off: [], on: [], off256: [], on256: [] };
+  const explicitMs: number[] = [];
+  const faultDriven = async (v: Variant, verify: boolean): Promise<StreamRun> => {
+    mm.mmap(bytes + outBytes, { addr: REGION });
+    await mm.write(REGION, data);
+    const before = dev.stats.snapshot();
+    const t0 = now();
+    const r = await m.dispatch(stream, { mode: 'replayable', prefetch: variants[v].prefetch, faultBatchPages: variants[v].cap, workgroups: g.workgroups, uniforms });
+    const ms = now() - t0;
+    const after = dev.stats.snapshot();
+    if (verify) {
+      const out = new Uint32Array((await mm.read(REGION + bytes, n * 4)).buffer);
+      const bad = out.findIndex((x, i) => x !== expected[i]);
+      if (bad >= 0) throw new Error(`stream (${v}): out[${bad}] = ${out[bad]}, expected ${expected[bad]}`);
+    }
+    await mm.munmap(REGION, bytes + outBytes);
+    const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+    return { ms, faultRounds: r.faults, records: delta('faultRecords'), uniquePages: delta('faultPages'), rawMisses: delta('faultsReported') };
+  };
+  try {
+    await repeat(ctx, 'G4-G6 cold streaming read', async (timed, rep) => {
+      const order: (Variant | 'explicit')[] = ['off', 'on', 'explicit', 'off256', 'on256'];
+      if (rep % 2 === 1) order.reverse();
+      for (const v of order) {
+        if (v === 'explicit') {
+          const ms = await explicit.run(rep <= 0);
+          if (timed) explicitMs.push(ms);
+          continue;
+        }
+        const r = await faultDriven(v, rep <= 0);
+        if (timed) runs[v].push(r);
+      }
+    });
+  } finally {
+    explicit.destroy();
+    mm.destroy();
+  }
+  const ms = (v: Variant): number[] => runs[v].map((r) => r.ms);
+  const faultRounds = (v: Variant): number[] => runs[v].map((r) => r.faultRounds);
+  const fig = (samples: number[], unit: string) => ({ samples, unit });
+  const sizeNote = `${bytes >> 20} MiB read cold from system RAM (written by the CPU, never on the device); device pool ${ctx.sizes.mainPoolBytes >> 20} MiB in ${dev.memory.buffers.length} buffer(s)`;
+  return {
+    g4: {
+      ratios: ms('off').map((x, i) => x / ms('on')[i]!),
+      checks: {
+        rounds: faultRounds('on').map((x, i) => x / faultRounds('off')[i]!),
+        cap256: ms('off256').map((x, i) => x / ms('on256')[i]!),
+      },
+      figures: {
+        prefetchOffMs: fig(ms('off'), 'ms'),
+        prefetchOnMs: fig(ms('on'), 'ms'),
+        prefetchOffFaultRounds: fig(faultRounds('off'), 'rounds'),
+        prefetchOnFaultRounds: fig(faultRounds('on'), 'rounds'),
+        cap256OffMs: fig(ms('off256'), 'ms'),
+        cap256OnMs: fig(ms('on256'), 'ms'),
+        cap256OffFaultRounds: fig(faultRounds('off256'), 'rounds'),
+        cap256OnFaultRounds: fig(faultRounds('on256'), 'rounds'),
+      },
+      notes: [sizeNote, `fault batch cap: the library default (${dev.faultBatchPages} pages per round, at most half the pool); the cap256 figures rerun both sides at UVM's 256`],
+    },
+    g5: {
+      ratios: ms('on').map((x, i) => x / explicitMs[i]!),
+      checks: { noPrefetch: ms('off').map((x, i) => x / explicitMs[i]!) },
+      figures: { faultDrivenMs: fig(ms('on'), 'ms'), noPrefetchMs: fig(ms('off'), 'ms'), explicitMs: fig(explicitMs, 'ms') },
+      notes: [sizeNote, `explicit: ${explicit.segments} bulk writeBuffer(s) from a plain ArrayBuffer + the same kernel on plain buffers, completion by mapAsync`],
+    },
+    g6: {
+      ratios: runs.off.map((r) => r.records / r.uniquePages),
+      checks: { raw: runs.off.map((r) => r.rawMisses / r.uniquePages) },
+      figures: {
+        faultRecords: fig(runs.off.map((r) => r.records), 'records'),
+        uniquePages: fig(runs.off.map((r) => r.uniquePages), 'pages'),
+        rawMisses: fig(runs.off.map((r) => r.rawMisses), 'misses'),
+      },
+      notes: ['counted over every round of the prefetch-off streaming read (16 invocations per page, each stops at its first miss)'],
+    },
+  };
+}
+
+/** The explicit side of G5: bulk writeBuffer of the data into plain buffers, then the stream kernel on them. */
+class StreamExplicit {
+  readonly segments: number;
+  private readonly regions: { region: PlainRegion; from: number; bytes: number }[] = [];
+  private readonly rt: RoundTrip;
+  constructor(
+    private readonly dev: HmmDevice,
+    private readonly kernel: PlainKernel,
+    private readonly data: Uint8Array,
+    private readonly expected: Uint32Array,
+  ) {
+    const bytes = data.byteLength;
+    const lim = dev.device.limits;
+    // one binding holds a segment's data and its sums (1/64 more)
+    const most = Math.floor(Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize) / (1 + 1 / 64) / (1 << 20)) << 20;
+    for (let from = 0; from < bytes; from += most) {
+      const seg = Math.min(most, bytes - from);
+      this.regions.push({ region: new PlainRegion(dev.device, seg + seg / 64, REGION + from), from, bytes: seg });
+    }
+    this.segments = this.regions.length;
+    this.rt = new RoundTrip(dev.device);
+  }
+  async run(verify: boolean): Promise<number> {
+    const d = this.dev.device;
+    const data = this.data;
+    await d.queue.onSubmittedWorkDone();
+    const uniforms: GPUBuffer[] = [];
+    const t0 = now();
+    const enc = d.createCommandEncoder({ label: 'bench g5 explicit' });
+    for (const s of this.regions) {
+      d.queue.writeBuffer(s.region.buffer, 0, data.buffer, data.byteOffset + s.from, s.bytes);
+      const n = s.bytes / 256;
+      const g = grid(n, 64);
+      const base = REGION + s.from;
+      uniforms.push(s.region.encode(enc, this.kernel, new Uint32Array([base, base + s.bytes, n, g.row]), g.workgroups));
+    }
+    await this.rt.run(enc);
+    const ms = now() - t0;
+    for (const u of uniforms) u.destroy();
+    if (verify) await this.verify();
+    return ms;
+  }
+  private async verify(): Promise<void> {
+    const d = this.dev.device;
+    for (const s of this.regions) {
+      const n = s.bytes / 256;
+      const rb = d.createBuffer({ size: n * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const enc = d.createCommandEncoder();
+      enc.copyBufferToBuffer(s.region.buffer, s.bytes, rb, 0, n * 4);
+      d.queue.submit([enc.finish()]);
+      await rb.mapAsync(GPUMapMode.READ);
+      const out = new Uint32Array(rb.getMappedRange().slice(0));
+      rb.destroy();
+      const first = s.from / 256;
+      const bad = out.findIndex((x, i) => x !== this.expected[first + i]);
+      if (bad >= 0) throw new Error(`stream (explicit): out[${first + bad}] = ${out[bad]}, expected ${this.expected[first + bad]}`);
+    }
+  }
+  destroy(): void {
+    for (const s of this.regions) s.region.destroy();
+    this.rt.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------- G7, G8
+
+/** A cyclic stream (two passes) over 1.25x the small pool at three eviction units, and on a device where it fits. */
+async function oversubGoals(ctx: BenchContext): Promise<Record<'g7' | 'g8', GoalMeasurement>> {
+  const w = oversubscribedStream(ctx.sizes.smallPoolBytes, 1.25);
+  const lay = w.layout;
+  const words = lay.spec('src').words;
+  const src = pattern(words * 4, 5);
+  const srcWords = new Uint32Array(src.buffer);
+  const mms = new Map<HmmDevice, AddressSpace>([
+    [ctx.small, ctx.sys.createAddressSpace()],
+    [ctx.main, ctx.sys.createAddressSpace()],
+  ]);
+  const variants = {
+    unit4k: { dev: ctx.small, evictionPages: 1, prefetch: false },
+    unit2m: { dev: ctx.small, evictionPages: 512, prefetch: true },
+    unit64k: { dev: ctx.small, evictionPages: 16, prefetch: true },
+    fits: { dev: ctx.main, evictionPages: 512, prefetch: true },
+  } as const;
+  type Variant = keyof typeof variants;
+  const ms: Record<Variant, number[]> = { unit4k: [], unit2m: [], unit64k: [], fits: [] };
+  const evictions: Record<Variant, number[]> = { unit4k: [], unit2m: [], unit64k: [], fits: [] };
+  const saved = new Map([...mms.keys()].map((d) => [d, d.evictionPages]));
+  const run = async (v: Variant, verify: boolean): Promise<[number, number]> => {
+    const { dev, evictionPages, prefetch } = variants[v];
+    const mm = mms.get(dev)!;
+    const m = dev.mirror(mm);
+    const kernel = ctx.hmm(dev, 'scale');
+    const [step] = w.steps(REGION, Infinity);
+    mm.mmap(lay.bytes, { addr: REGION });
+    await mm.write(REGION + lay.offset('src'), src);
+    dev.evictionPages = evictionPages;
+    const before = dev.stats.get('evictions');
+    const t0 = now();
+    for (let pass = 0; pass < 2; pass++) await m.dispatch(kernel, { mode: 'replayable', prefetch, workgroups: step!.workgroups, uniforms: step!.uniforms });
+    const t = now() - t0;
+    const ev = dev.stats.get('evictions') - before;
+    if (verify) {
+      const out = new Uint32Array((await mm.read(REGION + lay.offset('dst'), words * 4)).buffer);
+      const bad = out.findIndex((x, i) => x !== ((2 * srcWords[i]! + 1) >>> 0));
+      if (bad >= 0) throw new Error(`oversubscribed stream (${v}): dst[${bad}] = ${out[bad]}, expected ${(2 * srcWords[bad]! + 1) >>> 0}`);
+    }
+    await mm.munmap(REGION, lay.bytes);
+    return [t, ev];
+  };
+  try {
+    await repeat(ctx, 'G7/G8 oversubscribed cyclic stream', async (timed, rep) => {
+      const order: Variant[] = ['unit4k', 'unit2m', 'unit64k', 'fits'];
+      if (rep % 2 === 1) order.reverse();
+      for (const v of order) {
+        const [t, ev] = await run(v, rep <= 0);
+        if (!timed) continue;
+        ms[v].push(t);
+        evictions[v].push(ev);
+      }
+    });
+  } finally {
+    for (const [d, pages] of saved) d.evictionPages = pages;
+    for (const mm of mms.values()) mm.destroy();
+  }
+  const fig = (samples: number[], unit: string) => ({ samples, unit });
+  const note = `working set ${(lay.bytes / (1 << 20)).toFixed(1)} MiB (src + dst) = 1.25x the ${ctx.sizes.smallPoolBytes >> 20} MiB pool, two passes of dst = 2 src + 1; "fits" = the same on the ${ctx.sizes.mainPoolBytes >> 20} MiB device; eviction is the library's clock with second chance (accessed bits), not LRU`;
+  return {
+    g7: {
+      ratios: ms.unit4k.map((x, i) => x / ms.unit2m[i]!),
+      checks: { unit64k: ms.unit4k.map((x, i) => x / ms.unit64k[i]!) },
+      figures: {
+        evict4kNoPrefetchMs: fig(ms.unit4k, 'ms'),
+        evict2mPrefetchMs: fig(ms.unit2m, 'ms'),
+        evict64kPrefetchMs: fig(ms.unit64k, 'ms'),
+        evictions4k: fig(evictions.unit4k, 'pages'),
+        evictions2m: fig(evictions.unit2m, 'pages'),
+      },
+      notes: [note],
+    },
+    g8: {
+      ratios: ms.unit2m.map((x, i) => x / ms.fits[i]!),
+      figures: { oversubscribedMs: fig(ms.unit2m, 'ms'), fitsMs: fig(ms.fits, 'ms') },
+      notes: [note],
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------- G9
+
+/** The CPU/GPU ping-pong with thrashing detection (pin + throttle) on and off. */
+async function g9(ctx: BenchContext, target: (dev: HmmDevice, mm: AddressSpace, kernel: KernelName, layout: Layout) => Target): Promise<GoalMeasurement> {
+  const w = pingPong(ctx.sizes.pingPongPages, ctx.sizes.pingPongIterations);
+  const on = ctx.sys.createAddressSpace();
+  const off = ctx.sys.createAddressSpace();
+  off.thrash.config = { ...off.thrash.config, enabled: false };
+  const tOn = target(ctx.main, on, 'increment', w.layout);
+  const tOff = target(ctx.main, off, 'increment', w.layout);
+  const bytes: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  const ms: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  const pinned: number[] = [];
+  try {
+    await repeat(ctx, 'G9 CPU/GPU ping-pong, thrashing on / off', async (timed, rep) => {
+      const order: ('on' | 'off')[] = rep % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+      for (const v of order) {
+        const before = ctx.sys.counters.get('thrashEvents');
+        const r = await runOnce('replayable+prefetch', w, v === 'on' ? tOn : tOff);
+        if (!timed) continue;
+        bytes[v].push(r.bytesMoved);
+        ms[v].push(r.ms);
+        if (v === 'on') pinned.push(ctx.sys.counters.get('thrashEvents') - before);
+      }
+    });
+  } finally {
+    tOn.region.destroy();
+    tOff.region.destroy();
+    on.destroy();
+    off.destroy();
+  }
+  return {
+    ratios: bytes.on.map((x, i) => x / bytes.off[i]!),
+    checks: { time: ms.on.map((x, i) => x / ms.off[i]!) },
+    figures: {
+      bytesEnabled: { samples: bytes.on, unit: 'bytes' },
+      bytesDisabled: { samples: bytes.off, unit: 'bytes' },
+      msEnabled: { samples: ms.on, unit: 'ms' },
+      msDisabled: { samples: ms.off, unit: 'ms' },
+      pagesPinned: { samples: pinned, unit: 'pages' },
+    },
+    notes: [`${w.title}; GPU phase: replayable dispatch (library defaults), CPU phase: mm.read + mm.write; bytes = migrations both ways + device copies`],
+  };
+}
+
+// ---------------------------------------------------------------------------- G10
+
+/** The triad through the page table with every page resident, against the same kernel on a plain buffer; read-mostly bytes. */
+async function g10(ctx: BenchContext): Promise<GoalMeasurement> {
+  const dev = ctx.main;
+  const d = dev.device;
+  const w = triad(ctx.sizes.arrayBytes / 4);
+  const lay = w.layout;
+  const [step] = w.steps(REGION, Infinity);
+  const ranges = [
+    { va: REGION + lay.offset('a'), bytes: lay.spec('a').words * 4, access: 'rw' as const },
+    { va: REGION + lay.offset('b'), bytes: lay.spec('b').words * 4, access: 'r' as const },
+    { va: REGION + lay.offset('c'), bytes: lay.spec('c').words * 4, access: 'r' as const },
+  ];
+  const mm = ctx.sys.createAddressSpace();
+  const m = dev.mirror(mm);
+  const kernel = ctx.hmm(dev, 'triad');
+  const plain = ctx.plain(dev, 'triad');
+  const region = new PlainRegion(d, lay.bytes, REGION);
+  const rt = new RoundTrip(d);
+  const viaTable: number[] = [];
+  const direct: number[] = [];
+  // read-mostly: N phases of CPU read + GPU read, with and without duplication
+  const rmPages = ctx.sizes.readMostlyPages;
+  const phases = ctx.sizes.readMostlyPhases;
+  const rmMm = ctx.sys.createAddressSpace();
+  const rm = dev.mirror(rmMm);
+  const rmData = pattern(rmPages * PAGE_SIZE, 6);
+  const rmBytes: Record<'dup' | 'plain', number[]> = { dup: [], plain: [] };
+  const readPhases = async (advice: boolean): Promise<number> => {
+    rmMm.mmap(rmPages * PAGE_SIZE, { addr: REGION });
+    await rmMm.write(REGION, rmData);
+    if (advice) await rmMm.advise(REGION, rmPages * PAGE_SIZE, { readMostly: true });
+    const before = bytesMoved(ctx.sys.stats());
+    for (let i = 0; i < phases; i++) {
+      await rm.read(REGION, rmPages);
+      await rmMm.read(REGION, rmPages * PAGE_SIZE);
+    }
+    const moved = bytesMoved(ctx.sys.stats()) - before;
+    await rmMm.munmap(REGION, rmPages * PAGE_SIZE);
+    return moved;
+  };
+  try {
+    const img = new Image(lay);
+    w.init(img, REGION);
+    mm.mmap(lay.bytes, { addr: REGION });
+    await mm.write(REGION, new Uint8Array(img.words.buffer));
+    d.queue.writeBuffer(region.buffer, 0, img.words.buffer, 0, lay.bytes);
+    // make every page resident: the timed launches find them all mapped
+    await m.dispatch(kernel, { mode: 'validated', workgroups: step!.workgroups, uniforms: step!.uniforms, ranges });
+    await repeat(ctx, 'G10 translation tax, read-mostly', async (timed, rep) => {
+      const runs = {
+        viaTable: async () => {
+          const t0 = now();
+          await m.dispatch(kernel, { mode: 'validated', workgroups: step!.workgroups, uniforms: step!.uniforms, ranges });
+          return now() - t0;
+        },
+        direct: async () => {
+          const t0 = now();
+          const enc = d.createCommandEncoder({ label: 'bench g10 plain triad' });
+          const u = region.encode(enc, plain, step!.uniforms, step!.workgroups);
+          await rt.run(enc);
+          const ms = now() - t0;
+          u.destroy();
+          return ms;
+        },
+      };
+      const order = rep % 2 === 0 ? (['viaTable', 'direct'] as const) : (['direct', 'viaTable'] as const);
+      const got: Record<string, number> = {};
+      for (const k of order) got[k] = await runs[k]();
+      const dup = await readPhases(true);
+      const noDup = await readPhases(false);
+      if (!timed) return;
+      viaTable.push(got.viaTable!);
+      direct.push(got.direct!);
+      rmBytes.dup.push(dup);
+      rmBytes.plain.push(noDup);
+    });
+  } finally {
+    region.destroy();
+    rt.destroy();
+    mm.destroy();
+    rmMm.destroy();
+  }
+  return {
+    ratios: viaTable.map((x, i) => x / direct[i]!),
+    checks: { readMostly: rmBytes.dup.map((x, i) => x / rmBytes.plain[i]!) },
+    checkTargets: { readMostly: 1 / phases },
+    figures: {
+      pageTableMs: { samples: viaTable, unit: 'ms' },
+      plainBufferMs: { samples: direct, unit: 'ms' },
+      readMostlyBytes: { samples: rmBytes.dup, unit: 'bytes' },
+      noAdviceBytes: { samples: rmBytes.plain, unit: 'bytes' },
+    },
+    notes: [
+      `${w.title}, validated dispatch with every page already on the device, against the same WGSL on one plain storage buffer; both end in a mapAsync`,
+      `read-mostly: ${rmPages} pages, N = ${phases} phases of GPU read (mirror.read) + CPU read`,
+    ],
+  };
+}
+
+/** Every goal measurement, in order; a goal that throws is reported as failed and the rest go on. */
+export async function measureGoals(
+  ctx: BenchContext,
+  target: (dev: HmmDevice, mm: AddressSpace, kernel: KernelName, layout: Layout) => Target,
+): Promise<Record<GoalId, GoalMeasurement | Error>> {
+  const out = {} as Record<GoalId, GoalMeasurement | Error>;
+  const attempt = async <K extends GoalId>(ids: K[], fn: () => Promise<Record<K, GoalMeasurement> | GoalMeasurement>): Promise<void> => {
+    try {
+      const r = await fn();
+      if (ids.length === 1 && 'ratios' in r) out[ids[0]!] = r as GoalMeasurement;
+      else for (const id of ids) out[id] = (r as Record<K, GoalMeasurement>)[id];
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      for (const id of ids) out[id] = err;
+    }
+  };
+  await attempt(['g1'], () => g1(ctx));
+  await attempt(['g2'], () => g2(ctx));
+  await attempt(['g3'], () => g3(ctx));
+  await attempt(['g4', 'g5', 'g6'], () => streamGoals(ctx));
+  await attempt(['g7', 'g8'], () => oversubGoals(ctx));
+  await attempt(['g9'], () => g9(ctx, target));
+  await attempt(['g10'], () => g10(ctx));
+  return out;
+}
+
+/** Repetition groups measureGoals runs (for the progress total). */
+export const GOAL_GROUPS = 7;

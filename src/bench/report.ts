@@ -1,0 +1,165 @@
+// Presenting a BenchResult: the terminal tables (goals, then the workload × strategy matrix),
+// the same tables as HTML (the perf page and the HTML report), and JSON. Pure string
+// building, shared by the CLI and the browser page.
+
+import type { CheckResult, GoalResult } from './goals.ts';
+import type { BenchResult, CellResult } from './runner.ts';
+import type { Summary } from './stats.ts';
+
+/** A number with about three significant digits. */
+export function fmt(x: number): string {
+  if (!Number.isFinite(x)) return '–';
+  const a = Math.abs(x);
+  if (a === 0) return '0';
+  if (a >= 1000) return Math.round(x).toLocaleString('en-US');
+  if (a >= 100) return x.toFixed(0);
+  if (a >= 10) return x.toFixed(1);
+  if (a >= 1) return x.toFixed(2);
+  if (a >= 0.01) return x.toFixed(3);
+  return x.toPrecision(2);
+}
+
+export function fmtBytes(b: number): string {
+  if (!Number.isFinite(b)) return '–';
+  if (b >= 1 << 20) return `${fmt(b / (1 << 20))} MiB`;
+  if (b >= 1 << 10) return `${fmt(b / (1 << 10))} KiB`;
+  return `${b} B`;
+}
+
+const spread = (s: { min: number; max: number }): string => `${fmt(s.min)}–${fmt(s.max)}`;
+const verdict = (met: boolean | null): string => (met === null ? 'info' : met ? 'met' : 'NOT met');
+
+function targetText(t: { target: number | null; direction: string }): string {
+  return t.target === null ? '' : `${t.direction} ${fmt(t.target)}`;
+}
+
+/** Rows of the goal table: the headline ratio, then its checks, indented. */
+export function goalRows(r: BenchResult): string[][] {
+  const rows: string[][] = [];
+  for (const g of Object.values(r.goals) as GoalResult[]) {
+    rows.push([g.id.toUpperCase(), g.title, g.error ? 'error' : fmt(g.ratio), g.error ? '' : spread(g), targetText(g), g.error ? `FAILED: ${g.error}` : verdict(g.met)]);
+    for (const c of g.checks as CheckResult[]) rows.push(['', `  ${c.title}`, fmt(c.ratio), spread(c), targetText(c), verdict(c.met)]);
+  }
+  return rows;
+}
+
+export const GOAL_HEADER = ['goal', 'ratio (numerator ÷ denominator)', 'median', 'min–max', 'target', ''];
+
+/** The matrix: one row per workload, one column per strategy; median ms and the ratio to explicit copies. */
+export function matrix(r: BenchResult): { strategies: string[]; rows: { workload: string; title: string; cells: CellResult[] }[] } {
+  const strategies = [...new Set(r.workloads.map((c) => c.strategy))];
+  const rows: { workload: string; title: string; cells: CellResult[] }[] = [];
+  for (const c of r.workloads) {
+    let row = rows.find((x) => x.workload === c.workload);
+    if (!row) rows.push((row = { workload: c.workload, title: c.title, cells: [] }));
+    row.cells.push(c);
+  }
+  return { strategies, rows };
+}
+
+function cellText(c: CellResult | undefined, explicit: CellResult | undefined): string {
+  if (!c) return '';
+  if (c.error) return 'FAILED';
+  const rel = explicit && !explicit.error && c !== explicit ? ` (${fmt(c.ms.median / explicit.ms.median)}x)` : '';
+  return `${fmt(c.ms.median)}${rel}`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function headerLines(r: BenchResult): string[] {
+  const s = r.sizes;
+  return [
+    `webgpu-hmm bench · ${r.runtime} · ${r.adapter}`,
+    `${r.platform}`,
+    `${r.options.quick ? 'quick, ' : ''}stream ${fmtBytes(s.streamBytes)}, arrays ${fmtBytes(s.arrayBytes)}, device pools ${fmtBytes(s.mainPoolBytes)} (${s.mainPoolBuffers} buffer${s.mainPoolBuffers > 1 ? 's' : ''}) and ${fmtBytes(s.smallPoolBytes)}; ` +
+      `${r.options.reps} repetitions (median, min–max), ${r.options.warmup} warm-up; ${(r.durationMs / 1000).toFixed(1)} s`,
+  ];
+}
+
+/** Everything as terminal text. */
+export function formatText(r: BenchResult): string {
+  const out: string[] = [...headerLines(r), ''];
+  if (Object.keys(r.goals).length > 0) {
+    const goals = Object.values(r.goals) as GoalResult[];
+    const met = goals.filter((g) => g.met).length;
+    out.push(`Goals (perf-anchors §6): ${met} of ${goals.length} met`, table(GOAL_HEADER, goalRows(r)), '');
+  }
+  if (r.workloads.length > 0) {
+    const { strategies, rows } = matrix(r);
+    out.push('Workloads: median ms from inputs in CPU memory to the result in CPU memory (× explicit copies)');
+    out.push(
+      table(
+        ['workload', ...strategies],
+        rows.map((row) => {
+          const explicit = row.cells.find((c) => c.strategy === 'explicit');
+          return [row.workload, ...strategies.map((s) => cellText(row.cells.find((c) => c.strategy === s), explicit))];
+        }),
+      ),
+    );
+    const failed = r.workloads.filter((c) => c.error);
+    for (const c of failed) out.push(`  FAILED ${c.workload} / ${c.strategy}: ${c.error}`);
+  }
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------- HTML
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);
+}
+
+const td = (s: string, cls = ''): string => `<td${cls ? ` class="${cls}"` : ''}>${escapeHtml(s)}</td>`;
+const th = (s: string, cls = ''): string => `<th${cls ? ` class="${cls}"` : ''}>${escapeHtml(s)}</th>`;
+
+function summaryTitle(s: Summary, unit: string): string {
+  return `median ${fmt(s.median)} ${unit}, min ${fmt(s.min)}, max ${fmt(s.max)} (n = ${s.n})`;
+}
+
+/** The goal table and the workload matrix as HTML (the perf page and the report). */
+export function tablesHtml(r: BenchResult): string {
+  const parts: string[] = [];
+  if (Object.keys(r.goals).length > 0) {
+    const rows = (Object.values(r.goals) as GoalResult[]).map((g) => {
+      const status = g.error ? 'fail' : g.met ? 'met' : 'unmet';
+      const checks = g.checks
+        .map((c) => `<tr class="check">${td('')}${td(c.title)}${td(fmt(c.ratio), 'num')}${td(spread(c), 'num')}${td(targetText(c), 'num')}${td(verdict(c.met), c.met === null ? '' : c.met ? 'met' : 'unmet')}</tr>`)
+        .join('');
+      const figures = Object.entries(g.figures).map(([k, f]) => `${k}: ${fmt(f.median)} ${f.unit} [${spread(f)}]`).join('; ');
+      const detail = `${g.definition}. Anchor: ${g.anchor}.${g.notes.length ? ` ${g.notes.join('. ')}.` : ''}${figures ? ` Figures: ${figures}.` : ''}`;
+      return (
+        `<tr class="goal" data-goal="${g.id}" title="${escapeHtml(detail)}">${td(g.id.toUpperCase())}${td(g.title)}${td(g.error ? 'error' : fmt(g.ratio), 'num')}${td(g.error ? '' : spread(g), 'num')}` +
+        `${td(targetText(g), 'num')}${td(g.error ? `failed: ${g.error}` : verdict(g.met), status)}</tr>${checks}`
+      );
+    });
+    parts.push(
+      `<table class="table bench-goals"><thead><tr>${GOAL_HEADER.map((h, i) => th(h, i >= 2 ? 'num' : '')).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`,
+    );
+  }
+  if (r.workloads.length > 0) {
+    const { strategies, rows } = matrix(r);
+    const body = rows
+      .map((row) => {
+        const explicit = row.cells.find((c) => c.strategy === 'explicit');
+        const cells = strategies.map((s) => {
+          const c = row.cells.find((x) => x.strategy === s);
+          const title = c ? (c.error ? c.error : `${summaryTitle(c.ms, 'ms')}; launches ${fmt(c.launches.median)}, fault rounds ${fmt(c.faultRounds.median)}, moved ${fmtBytes(c.bytesMoved.median)}`) : '';
+          return `<td class="num${c?.error ? ' fail' : ''}" title="${escapeHtml(title)}">${escapeHtml(cellText(c, explicit))}</td>`;
+        });
+        return `<tr><td title="${escapeHtml(row.title)}">${escapeHtml(row.workload)}</td>${cells.join('')}</tr>`;
+      })
+      .join('');
+    parts.push(
+      `<table class="table bench-matrix"><thead><tr>${th('workload')}${strategies.map((s) => th(s, 'num')).join('')}</tr></thead><tbody>${body}</tbody></table>`,
+    );
+  }
+  return parts.join('\n');
+}
+
+/** JSON of the result (NaN becomes null). */
+export function toJson(r: BenchResult): string {
+  return JSON.stringify(r, null, 2);
+}

@@ -1,0 +1,187 @@
+// The bench runner: one System with two devices (a big pool that holds every workload, and a
+// small pool to oversubscribe), the workload × strategy matrix, then the goal microbenchmarks,
+// reported as medians with min and max. It imports nothing from node: so the perf page runs
+// exactly this code; the CLI (cli.ts) and the page only present what it returns.
+
+import { createSystem, type System } from '../system.ts';
+import type { HmmDevice } from '../device/hmmDevice.ts';
+import type { HmmKernel } from '../device/kernel.ts';
+import type { AddressSpace } from '../mm/addressSpace.ts';
+import type { BenchOptions } from './args.ts';
+import { evaluateGoal, GOALS, type GoalId, type GoalResult } from './goals.ts';
+import { GOAL_GROUPS, measureGoals, type BenchContext } from './microbench.ts';
+import { compileHmm, compilePlain, type KernelName, type PlainKernel } from './shaders.ts';
+import { benchSizes, defaultMib, defaultReps, defaultWarmup, type BenchSizes } from './sizes.ts';
+import { summarize, type Summary } from './stats.ts';
+import { PlainRegion, runOnce, STRATEGIES, type StrategyName, type Target } from './strategies.ts';
+import { workloadMatrix, type Layout } from './workloads.ts';
+
+export interface CellResult {
+  workload: string;
+  title: string;
+  strategy: StrategyName;
+  ms: Summary;
+  launches: Summary;
+  faultRounds: Summary;
+  bytesMoved: Summary;
+  /** Set when a run failed (wrong result or an error); the figures then cover the runs before it. */
+  error?: string;
+}
+
+export interface BenchResult {
+  schema: 'webgpu-hmm-bench/1';
+  runtime: 'node' | 'browser';
+  adapter: string;
+  /** navigator.userAgent in a browser, the Node version otherwise. */
+  platform: string;
+  options: { quick: boolean; mib: number; reps: number; warmup: number; only: BenchOptions['only'] };
+  sizes: BenchSizes & { mainPoolBuffers: number; smallPoolBuffers: number };
+  startedAt: string;
+  durationMs: number;
+  /** g1 … g10 (absent with --only workloads). */
+  goals: Partial<Record<GoalId, GoalResult>>;
+  workloads: CellResult[];
+}
+
+export interface Progress {
+  done: number;
+  total: number;
+  label: string;
+}
+
+/** The VA every workload region is mapped at (2 MiB aligned; each workload has its own address space). */
+const WORKLOAD_BASE = 0x1000_0000;
+
+function platform(): string {
+  if (typeof navigator !== 'undefined' && typeof navigator.userAgent === 'string' && typeof window !== 'undefined') return navigator.userAgent;
+  const p = (globalThis as { process?: { version?: string; platform?: string; arch?: string } }).process;
+  return p ? `Node ${p.version} ${p.platform}/${p.arch}` : 'unknown';
+}
+
+export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => void = () => {}): Promise<BenchResult> {
+  const started = performance.now();
+  const sizes = benchSizes(opts);
+  const reps = opts.reps ?? defaultReps(opts.quick);
+  const warmup = opts.warmup ?? defaultWarmup(opts.quick);
+  const sys: System = await createSystem({
+    systemRamBytes: sizes.systemRamBytes,
+    devices: [
+      { label: 'main', memoryBytes: sizes.mainPoolBytes, maxBufferBytes: sizes.maxBufferBytes },
+      { label: 'small', memoryBytes: sizes.smallPoolBytes, maxBufferBytes: sizes.maxBufferBytes },
+    ],
+  });
+  try {
+    const [main, small] = sys.devices as [HmmDevice, HmmDevice];
+    const workloads = opts.only === 'goals' ? [] : workloadMatrix(sizes);
+    const goalsWanted = opts.only !== 'workloads';
+    const total = workloads.length * STRATEGIES.length * (reps + warmup) + (goalsWanted ? GOAL_GROUPS * (reps + warmup) : 0);
+    let done = 0;
+    const tick = (label: string): void => onProgress({ done: ++done, total, label });
+    onProgress({ done, total, label: 'compiling kernels' });
+
+    // Every kernel, compiled up front on the device that runs it: compile time is never timed.
+    const kernelsOf = new Map<HmmDevice, KernelName[]>([
+      [main, ['triad', 'gather', 'chase', 'stencil', 'stream', 'scale', 'increment', 'touch']],
+      [small, ['scale']],
+    ]);
+    const hmm = new Map<HmmDevice, Map<KernelName, HmmKernel>>();
+    const plain = new Map<HmmDevice, Map<KernelName, PlainKernel>>();
+    for (const [dev, names] of kernelsOf) {
+      hmm.set(dev, new Map(await Promise.all(names.map(async (n) => [n, await compileHmm(dev, n)] as const))));
+      plain.set(dev, new Map(await Promise.all(names.map(async (n) => [n, await compilePlain(dev.device, n)] as const))));
+    }
+    const target = (dev: HmmDevice, mm: AddressSpace, kernel: KernelName, layout: Layout): Target => ({
+      dev,
+      mm,
+      hmm: hmm.get(dev)!.get(kernel)!,
+      plain: plain.get(dev)!.get(kernel)!,
+      base: WORKLOAD_BASE,
+      // half the pool, in whole pages: what a pool-bounded program copies or declares at once
+      chunkBytes: Math.floor(dev.memory.frameCount / 2) * 4096,
+      region: new PlainRegion(dev.device, layout.bytes, WORKLOAD_BASE),
+    });
+
+    // ---- the workload × strategy matrix
+    const cells: CellResult[] = [];
+    for (const w of workloads) {
+      const dev = w.device === 'main' ? main : small;
+      const mm = sys.createAddressSpace();
+      const t = target(dev, mm, w.kernel, w.layout);
+      const samples = new Map<StrategyName, { ms: number[]; launches: number[]; faultRounds: number[]; bytesMoved: number[]; error?: string }>();
+      for (const s of STRATEGIES) samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [] });
+      try {
+        for (let rep = -warmup; rep < reps; rep++) {
+          // strategies interleaved, in alternating order, so slow drift hits them alike
+          const order = rep % 2 === 0 ? STRATEGIES : [...STRATEGIES].reverse();
+          for (const s of order) {
+            const acc = samples.get(s)!;
+            if (acc.error === undefined) {
+              try {
+                const r = await runOnce(s, w, t);
+                if (rep >= 0) {
+                  acc.ms.push(r.ms);
+                  acc.launches.push(r.launches);
+                  acc.faultRounds.push(r.faultRounds);
+                  acc.bytesMoved.push(r.bytesMoved);
+                }
+              } catch (e) {
+                acc.error = e instanceof Error ? e.message : String(e);
+                await mm.munmap(WORKLOAD_BASE, w.layout.bytes).catch(() => undefined);
+              }
+            }
+            tick(`${w.name} · ${s}`);
+          }
+        }
+      } finally {
+        t.region.destroy();
+        mm.destroy();
+      }
+      for (const s of STRATEGIES) {
+        const a = samples.get(s)!;
+        cells.push({
+          workload: w.name,
+          title: w.title,
+          strategy: s,
+          ms: summarize(a.ms),
+          launches: summarize(a.launches),
+          faultRounds: summarize(a.faultRounds),
+          bytesMoved: summarize(a.bytesMoved),
+          ...(a.error !== undefined ? { error: a.error } : {}),
+        });
+      }
+    }
+
+    // ---- the goals
+    const goals: BenchResult['goals'] = {};
+    if (goalsWanted) {
+      const ctx: BenchContext = {
+        sys,
+        main,
+        small,
+        sizes,
+        reps,
+        warmup,
+        hmm: (dev, n) => hmm.get(dev)!.get(n)!,
+        plain: (dev, n) => plain.get(dev)!.get(n)!,
+        tick,
+      };
+      const measured = await measureGoals(ctx, target);
+      for (const spec of GOALS) goals[spec.id] = evaluateGoal(spec, measured[spec.id]);
+    }
+
+    return {
+      schema: 'webgpu-hmm-bench/1',
+      runtime: typeof window !== 'undefined' ? 'browser' : 'node',
+      adapter: main.adapterName,
+      platform: platform(),
+      options: { quick: opts.quick, mib: opts.mib ?? defaultMib(opts.quick), reps, warmup, only: opts.only },
+      sizes: { ...sizes, mainPoolBuffers: main.memory.buffers.length, smallPoolBuffers: small.memory.buffers.length },
+      startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
+      durationMs: performance.now() - started,
+      goals,
+      workloads: cells,
+    };
+  } finally {
+    sys.destroy();
+  }
+}
