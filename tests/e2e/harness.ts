@@ -1,78 +1,25 @@
-// The end-to-end harness: starts Vite (dev server, or a build served by `vite preview`),
-// launches Debian's Chromium headless with software WebGPU (DESIGN §6 flags) through
-// playwright-core, opens a demo, waits for its #result to settle and reads it back with the
-// page's own data-* attributes. Every page gets a screenshot under test-results/.
+// The end-to-end harness: Vite and headless Chromium with software WebGPU come from
+// src/bench/headless.ts (the bench's --browser mode uses the same); this opens a demo, waits
+// for its #result to settle and reads it back with the page's own data-* attributes. Every
+// page gets a screenshot under test-results/.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, startVite, type ViteServer } from '../../src/bench/headless.ts';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const vite = join(repo, 'node_modules', 'vite', 'bin', 'vite.js');
 export const SHOTS = join(repo, 'test-results');
 
-export const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-  '--disable-vulkan-surface',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
+export type Server = ViteServer;
 
-export interface Server {
-  url: string;
-  log(): string;
-  stop(): void;
+/** `vite` (dev) or `vite build` + `vite preview` on a fixed port, cross-origin isolated. */
+export function startServer(port: number, mode: 'dev' | 'preview' = 'dev'): Promise<Server> {
+  return startVite({ port, mode });
 }
 
-/** `vite` (dev) or `vite build` + `vite preview` on a fixed port; resolves once it answers. */
-export async function startServer(port: number, mode: 'dev' | 'preview' = 'dev'): Promise<Server> {
-  if (mode === 'preview') {
-    const b = spawnSync(process.execPath, [vite, 'build'], { cwd: repo, encoding: 'utf8' });
-    if (b.status !== 0) throw new Error(`vite build failed (exit ${b.status}):\n${b.stdout}\n${b.stderr}`);
-  }
-  const args = mode === 'preview' ? ['preview', '--port', String(port), '--strictPort'] : ['--port', String(port), '--strictPort'];
-  // Its own process group, so stopping it also stops anything it started.
-  const child: ChildProcess = spawn(process.execPath, [vite, ...args], { cwd: repo, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout?.on('data', (d) => (log += d));
-  child.stderr?.on('data', (d) => (log += d));
-  const server: Server = {
-    url: `http://localhost:${port}/`,
-    log: () => log,
-    stop: () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      try {
-        process.kill(-child.pid!, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-    },
-  };
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`vite exited early:\n${log}`);
-    try {
-      if ((await fetch(server.url)).ok) return server;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  server.stop();
-  throw new Error(`vite at ${server.url} did not answer within 60 s:\n${log}`);
-}
-
-export async function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
-}
+export const launchBrowser = launchChromium;
 
 export interface DemoRun {
   status: string;
