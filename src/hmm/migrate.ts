@@ -304,7 +304,14 @@ function finish(result: PageResult[], dev: MigrationDevice): MigrateResult {
 
 /** Sorted pages as [start, end) runs. */
 export function runs(pages: readonly number[]): [number, number][] {
-  const sorted = [...pages].sort((a, b) => a - b);
+  // Callers mostly pass sorted pages (a migration batch): copy and sort only when they are not.
+  let sorted = pages;
+  for (let i = 1; i < pages.length; i++) {
+    if (pages[i]! < pages[i - 1]!) {
+      sorted = [...pages].sort((a, b) => a - b);
+      break;
+    }
+  }
   const out: [number, number][] = [];
   for (const p of sorted) {
     const last = out[out.length - 1];

@@ -9,13 +9,13 @@ import { DOUBLE_KERNEL, makeSystem } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
-/** Every invocation adds 1 to one of `counters` words, one page apart. */
+/** Every invocation adds 1 to one of `counters` words, one page apart: a whole workgroup to the same one. */
 const COUNT = /* wgsl */ `
 struct U { base: u32, n: u32, counters: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 fn kernel(gid: vec3u) {
   if (gid.x >= u.n) { return; }
-  hmm_atomic_add_u32(u.base + (gid.x % u.counters) * 4096u, 1u);
+  hmm_atomic_add_u32(u.base + ((gid.x / 64u) % u.counters) * 4096u, 1u);
 }`;
 
 /** Invocation i stores byte i of [base, base + n): four invocations share each word. */

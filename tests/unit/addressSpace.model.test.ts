@@ -188,5 +188,5 @@ describe('AddressSpace against a reference model', () => {
       }),
       { numRuns: 200 },
     );
-  });
+  }, 60_000); // 200 sequences: seconds alone, longer beside GPU tests on two cores
 });

@@ -38,6 +38,16 @@ const api = {
     }
     return rounds;
   },
+  /** atomicAdd 1 to each va, over and over, until stop[0] is set; returns the rounds. */
+  addUntil(vas: number[], stop: Int32Array): number {
+    const t = m();
+    let rounds = 0;
+    while (Atomics.load(stop, 0) === 0) {
+      for (const va of vas) t.atomicAddU32(va, 1);
+      rounds++;
+    }
+    return rounds;
+  },
   counters: () => ({ accesses: m().accesses, slowPaths: m().slowPaths }),
 };
 
