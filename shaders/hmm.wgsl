@@ -5,13 +5,13 @@
 // addresses; hmm_* functions translate them and set the accessed and dirty bits.
 //
 // Variants. One source serves every kernel; src/device/kernel.ts specialises it so that the
-// resident path (a hit) carries as little code as possible:
+// resident path (a hit) carries as little code as possible (why: docs/design-notes.md §7):
 // - Memory access. The lines between `//#if ATOMIC_MEMORY`, `//#else` and `//#endif` below
 //   are kept or blanked out before compiling (blank, so line numbers stay those of this file).
-//   Kernels that call hmm_atomic_* or hmm_store_u8 get the device memory as
-//   array<atomic<u32>> and every access is atomic (one binding must serve both kinds, and a
-//   second, aliasing binding is not allowed); every other kernel gets plain array<u32>
-//   accesses. Both bind the same buffers through the same layout.
+//   Kernels that call hmm_atomic_* or hmm_store_u8 (kernel.ts: needsAtomicMemory) get the
+//   device memory as array<atomic<u32>> and every access is atomic (one binding must serve
+//   both kinds, and a second, aliasing binding is not allowed); every other kernel gets plain
+//   array<u32> accesses. Both bind the same buffers through the same layout.
 // - Mode. Each kernel has one pipeline per mode (the override HMM_REPLAYABLE): the validated
 //   pipeline has no fault queue, pending bits or done bitmap, not even a test of the mode.
 // - HMM_MEM_BUFFERS: how many memory buffers the pool really has; with one, the switch over
@@ -67,7 +67,7 @@ fn hmm_record_miss(va: u32, write: bool) {
   if (write) {
     atomicMin(&hmm_ctl[HMM_STATUS_MIN_WRITE_MISS], va);
   }
-  if (HMM_REPLAYABLE) {
+  if (HMM_REPLAYABLE) { // a pipeline constant: validated pipelines have none of this
     // Deduplicate on the GPU: only the first miss of a (page, access) this round is queued.
     let key = (va >> 12u) * 2u + select(0u, 1u, write);
     let bit = 1u << (key & 31u);
@@ -98,8 +98,9 @@ fn hmm_mark_done(idx: u32) {
 }
 
 // Frame holding `va`, or HMM_MISS (and the miss recorded) when the device may not access it.
-// The miss is recorded in one place, after the walk: every hmm_* call inlines this function,
-// and the miss path is code a hit carries too.
+// The miss is recorded in one place, after the walk, not at each way out: every hmm_* call
+// inlines this function, and a hit carries the miss path's code too (SwiftShader even runs
+// it, masked off, when no invocation misses).
 fn hmm_translate(va: u32, write: bool) -> u32 {
   let d = hmm_dir[va >> 21u];
   var frame = HMM_MISS;

@@ -12,9 +12,10 @@ import type { FaultContext, FaultPoint } from './faultInjection.ts';
 /** The largest staging or readback buffer one batch uses; bigger batches are split. */
 const MAX_BATCH_BYTES = 32 << 20;
 /**
- * Up to this many runs of consecutive destination frames, an upload writes each run straight
- * into the pool; beyond, it goes through the staging buffer and a GPU scatter. Measured on
- * Dawn (SwiftShader), 256 pages: 1 run 0.05 ms direct vs 0.14 ms staged, 16 runs 0.06 vs 0.16.
+ * Up to this many runs of consecutive destination frames (of 4 pages or more on average), an
+ * upload writes each run straight into the pool; otherwise it goes through the staging buffer
+ * and a GPU scatter. Measured on Dawn (SwiftShader), 256 pages: 1 run 0.05 ms direct vs
+ * 0.14 ms staged, 16 runs 0.06 vs 0.16.
  */
 const DIRECT_MAX_RUNS = 16;
 
@@ -43,10 +44,11 @@ export class CopyEngine {
       if (this.packed.length < bytes) this.packed = new Uint8Array(Math.max(bytes, this.packed.length * 2));
       for (let i = 0; i < fs.length; i++) this.packed.set(sources[from + i]!, i * PAGE_SIZE);
       const runs = frameRuns(fs, this.memory.frameShift);
-      if (runs.length <= DIRECT_MAX_RUNS) {
-        // Few destination runs (the usual case: frames come out of the allocator sorted): write
-        // each run straight into the pool. writeBuffer stages the bytes itself, so going through
-        // our staging buffer would only add a second GPU-side copy of every byte and a submit.
+      if (runs.length === 1 || (runs.length <= DIRECT_MAX_RUNS && fs.length >= 4 * runs.length)) {
+        // Few, long destination runs (the usual case: frames come out of the allocator sorted):
+        // write each run straight into the pool. writeBuffer stages the bytes itself, so going
+        // through our staging buffer would only add a second GPU-side copy of every byte and a
+        // submit. Short runs would make this one write per page: those take the staging path.
         for (const run of runs) {
           const dst = this.memory.locate(run.first);
           this.device.queue.writeBuffer(dst.buffer, dst.offset, this.packed.buffer, run.index * PAGE_SIZE, run.count * PAGE_SIZE);

@@ -524,6 +524,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     const enc = d.createCommandEncoder({ label: kernel.label });
     // A fresh pending bitmap each round: a page still missing must be able to report again.
     if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (CTL_DONE - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
+    // And a fresh done bitmap at a dispatch's first launch (mirror.prepareDone asked for it).
+    if (replayable && mirror.takeDoneClear()) enc.clearBuffer(ctl, CTL_DONE * 4, ctl.size - CTL_DONE * 4);
     const pass = enc.beginComputePass({ label: kernel.label });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group0);

@@ -66,11 +66,11 @@ export function preludeVariant(source: string, atomic: boolean): string {
   let branch: 'none' | 'atomic' | 'plain' = 'none';
   const lines = source.split('\n').map((line) => {
     const marker = line.trim();
+    if (!marker.startsWith('//#')) return branch === 'none' || (branch === 'atomic') === atomic ? line : '';
     if (marker === '//#if ATOMIC_MEMORY' && branch === 'none') branch = 'atomic';
     else if (marker === '//#else' && branch === 'atomic') branch = 'plain';
     else if (marker === '//#endif' && branch === 'plain') branch = 'none';
-    else if (marker.startsWith('//#')) throw new Error(`hmm.wgsl: unexpected '${marker}'`);
-    else return branch === 'none' || (branch === 'atomic') === atomic ? line : '';
+    else throw new Error(`hmm.wgsl: unexpected '${marker}'`);
     return '';
   });
   if (branch !== 'none') throw new Error('hmm.wgsl: unterminated //#if ATOMIC_MEMORY');

@@ -84,6 +84,8 @@ export class Mirror {
   private readonly sub: NotifierSubscription;
   /** Status, fault queue, pending bitmap and done bitmap (see shaders/hmm.wgsl). */
   private status: GPUBuffer;
+  /** The done bitmap needs clearing before the next replayable launch (see prepareDone). */
+  private doneStale = false;
   private bindGroup1: GPUBindGroup | undefined;
   private closed = false;
   /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
@@ -796,16 +798,22 @@ export class Mirror {
     });
   }
 
-  /** A cleared done bitmap of at least `bytes`, grown (and the bind group rebuilt) when needed. */
+  /** A done bitmap of at least `bytes`, grown (and the bind group rebuilt) when needed, to be cleared. */
   private prepareDone(bytes: number): void {
     if (this.status.size - CTL_DONE * 4 < bytes) {
       this.status.destroy();
       this.status = this.makeControl(bytes);
       this.bindGroup1 = undefined;
     }
-    const enc = this.dev.device.createCommandEncoder({ label: 'clear done bitmap' });
-    enc.clearBuffer(this.status, CTL_DONE * 4, this.status.size - CTL_DONE * 4);
-    this.dev.device.queue.submit([enc.finish()]);
+    // Cleared by the dispatch's first launch, in its own command buffer: one submit fewer.
+    this.doneStale = true;
+  }
+
+  /** For launch(): true once after prepareDone, when the done bitmap must be cleared before the kernel runs. */
+  takeDoneClear(): boolean {
+    const stale = this.doneStale;
+    this.doneStale = false;
+    return stale;
   }
 
   private missError(label: string, s: { misses: number; minMiss: number; minWriteMiss: number }): HmmError {

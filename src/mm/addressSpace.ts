@@ -164,6 +164,8 @@ export class AddressSpace {
     const first = Math.floor(va / PAGE_SIZE);
     const last = Math.floor((va + length - 1) / PAGE_SIZE);
     this.checkAccess('read', va, length, false);
+    const held = this.waitForDeviceHolds('read', va, length, false, pageList(first, last - first + 1));
+    if (held) await held;
     this.pinRange(first, last);
     try {
       await this.cpuFault(first, last + 1, false);
@@ -197,6 +199,8 @@ export class AddressSpace {
     const first = Math.floor(va / PAGE_SIZE);
     const last = Math.floor((va + data.length - 1) / PAGE_SIZE);
     this.checkAccess('write', va, data.length, true);
+    const held = this.waitForDeviceHolds('write', va, data.length, true, pageList(first, last - first + 1));
+    if (held) await held;
     this.pinRange(first, last);
     try {
       await this.cpuFault(first, last + 1, true);
@@ -246,12 +250,8 @@ export class AddressSpace {
     this.checkAccess(what, va, length, write);
     const first = Math.floor(va / PAGE_SIZE);
     const pages = pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
-    const holds = pages.map((p) => this.deviceHolds.get(p)).filter((h) => h !== undefined);
-    if (holds.length > 0) {
-      await Promise.all(holds);
-      this.checkAlive(what);
-      this.checkAccess(what, va, length, write);
-    }
+    const held = this.waitForDeviceHolds(what, va, length, write, pages);
+    if (held) await held;
     await this.faultPages(pages, write);
     this.checkAccess(what, va, length, write);
     this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
@@ -644,7 +644,7 @@ export class AddressSpace {
   }
 
   /**
-   * A device servicing faults on `pages` holds CPU threads off them until its kernel has run
+   * A device servicing faults on `pages` holds CPU accesses off them until its kernel has run
    * once more (the returned release), so a kernel under CPU contention always progresses: the
    * pages it faulted in cannot be taken back between the fault service and the relaunch.
    */
@@ -656,6 +656,24 @@ export class AddressSpace {
       for (const p of pages) if (this.deviceHolds.get(p) === hold) this.deviceHolds.delete(p);
       release();
     };
+  }
+
+  /**
+   * While a device holds any of `pages` for its relaunch (holdForDevice): a promise that waits
+   * for it, then checks the access again. Null when nothing is held, so the caller goes on
+   * without yielding (a read or write pins its pages in the same turn as the call). CPU
+   * threads and the main thread's read and write all wait: a main-thread read that took the
+   * pages back under a fault service made the relaunch fault again, and the device then
+   * mapped copies of pages the read still pinned, which the read revoked, round after round,
+   * until the fault service gave up with EBUSY.
+   */
+  private waitForDeviceHolds(what: string, va: number, length: number, write: boolean, pages: readonly number[]): Promise<void> | null {
+    const holds = pages.map((p) => this.deviceHolds.get(p)).filter((h) => h !== undefined);
+    if (holds.length === 0) return null;
+    return Promise.all(holds).then(() => {
+      this.checkAlive(what);
+      this.checkAccess(what, va, length, write);
+    });
   }
 
   /** Run `hook` when this address space is destroyed (the CPU-thread mailbox stops then). */

@@ -117,6 +117,31 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     expect(end.every((x) => x === 5)).toBe(true);
   });
 
+  it('a CPU read during a fault service waits for the relaunch: the kernel is not made to fault again', async () => {
+    // The read used to take the pages back under the service: the relaunch faulted again, and
+    // the device mapped copies of pages the read still pinned, which the read revoked, round
+    // after round, until EBUSY. Now it waits, like a CPU thread, for the relaunch.
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const pages = 16;
+    const va = mm.mmap(pages * P);
+    const k = await dev.createKernel({ code: FILL.replace('gid.x * 4u', '(gid.x / 64u) * 4096u'), workgroupSize: 64 }); // word 0 of each page
+    // Issue the read exactly when the service takes its hold, before it maps anything.
+    const hold = mm.holdForDevice.bind(mm);
+    let reading: Promise<Uint8Array> | undefined;
+    mm.holdForDevice = (held) => {
+      const release = hold(held);
+      reading ??= mm.read(va, pages * P);
+      return release;
+    };
+    const r = await m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: pages, uniforms: new Uint32Array([va, pages * 64, 5, 0]) });
+    expect(r.rounds).toBe(2); // the faulting launch and one relaunch
+    const seen = new Uint32Array((await reading!).buffer);
+    for (let p = 0; p < pages; p++) expect(seen[p * (P / 4)], `page ${p}`).toBe(5); // read after the relaunch
+  });
+
   it('a frame freed under an in-flight kernel is handed out again only zeroed, after the kernel', async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 16 * P }] }); // few frames: reuse is certain
     const dev = sys.devices[0]!;
