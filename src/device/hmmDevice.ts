@@ -536,20 +536,19 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.launches++; // held copies handed out before this launch may be written from now on
     d.queue.submit([enc.finish()]);
     this.inject('launchSubmitted', {});
-    // The validation result and the status map are awaited together: one wait, not two in a
-    // row (each is a trip to the GPU process in a browser). An invalid launch ran nothing: its
-    // map is dropped with the buffer.
-    const validated = d.popErrorScope();
-    const mapped = readback.mapAsync(GPUMapMode.READ);
-    mapped.catch(() => undefined); // awaited below, unless the launch turns out invalid
-    this.inject('mapPending', { buffer: readback, what: 'launch' });
-    const invalid = await validated;
+    // The validation result first, then the map. Asking for both at once saves ≈0.03 ms a
+    // launch in Node but costs ≈2 ms in Chromium (measured): there a map requested while the
+    // kernel still runs is answered at the GPU process's next poll, one requested a round trip
+    // later at once.
+    const invalid = await d.popErrorScope();
     if (invalid) {
       this.uniformPool.give(ubuf);
-      readback.destroy();
+      this.readbackPool.give(readback);
       throw new HmmError('EINVAL', `kernel '${kernel.label}' could not be launched on ${this.name}: ${invalid.message}`);
     }
     try {
+      const mapped = readback.mapAsync(GPUMapMode.READ);
+      this.inject('mapPending', { buffer: readback, what: 'launch' });
       await mapped;
     } catch (e) {
       readback.destroy(); // never back to the pool: a test hook may have destroyed or unmapped it

@@ -107,6 +107,29 @@ describe('replayable kernels', () => {
     expect(sum).toBe((n * (n + 1)) / 2);
   });
 
+  it('every dispatch starts with a clear done bitmap: a second one runs every invocation again', async () => {
+    // The done bitmap is cleared by each dispatch's first launch; a bit left over from the
+    // last dispatch would skip that invocation.
+    const sys = await makeSystem();
+    const mm = sys.createAddressSpace();
+    const dev = sys.devices[0]!;
+    const m = dev.mirror(mm);
+    const n = 128;
+    const out = mm.mmap(n * 4);
+    const code = /* wgsl */ `
+      @group(0) @binding(0) var<uniform> a: vec4u;
+      fn kernel(gid: vec3u) {
+        if (gid.x >= a.y) { return; }
+        hmm_store_u32(a.x + gid.x * 4u, a.z + gid.x);
+      }`;
+    const k = await dev.createKernel({ code, workgroupSize: 64 });
+    for (const base of [1000, 5000]) {
+      await m.dispatch(k, { mode: 'replayable', workgroups: n / 64, uniforms: new Uint32Array([out, n, base, 0]) });
+      const got = new Uint32Array((await mm.read(out, n * 4)).buffer);
+      expect(Array.from(got)).toEqual(Array.from({ length: n }, (_, i) => base + i));
+    }
+  });
+
   it('first touch of never-touched memory makes zeroed device pages, RAM untouched', async () => {
     const sys = await makeSystem();
     const mm = sys.createAddressSpace();
