@@ -1,9 +1,6 @@
 // Shared by every demo page: the environment check (cross-origin isolation for the
 // SharedArrayBuffer behind system RAM, and WebGPU), showing a demo's own WGSL source, the
-// final result line a test reads (#result, with data-status), and names for the snapshot
-// bytes (the kernel's HMM_DMIRROR_PROT_* values).
-
-import { PROT } from '../src/index.ts';
+// final result line a test reads (#result, with data-status), and errors in words.
 
 export interface EnvProblem {
   title: string;
@@ -95,35 +92,4 @@ export function describeError(e: unknown): string {
   if (e && typeof e === 'object' && 'code' in e && 'message' in e) return `${String(e.code)}: ${String(e.message)}`;
   if (e instanceof Error) return `${e.name}: ${e.message}`;
   return String(e);
-}
-
-/** A readable name for one snapshot byte (HMM_DMIRROR_PROT_* values). */
-export function protName(v: number): string {
-  if (v === PROT.ERROR) return 'ERROR';
-  if (v === PROT.NONE) return 'NONE';
-  if (v === PROT.DEV_PRIVATE_REMOTE) return 'DEV_PRIVATE_REMOTE';
-  const parts: string[] = [];
-  if ((v & 0x30) === PROT.DEV_PRIVATE_LOCAL) parts.push('DEV_PRIVATE_LOCAL');
-  if (v & PROT.ZERO) parts.push('ZERO');
-  if (v & PROT.PMD) parts.push('PMD');
-  if (v & PROT.WRITE) parts.push('WRITE');
-  else if (v & PROT.READ) parts.push('READ');
-  return parts.join('|') || `0x${v.toString(16)}`;
-}
-
-/** Where a page with this snapshot byte lives, in words. */
-export function residence(v: number): 'device' | 'remote' | 'ram' | 'zero' | 'none' | 'error' {
-  if (v === PROT.ERROR) return 'error';
-  if (v === PROT.NONE) return 'none';
-  if (v === PROT.DEV_PRIVATE_REMOTE) return 'remote';
-  if ((v & 0x30) === PROT.DEV_PRIVATE_LOCAL) return 'device';
-  if (v & PROT.ZERO) return 'zero';
-  return 'ram';
-}
-
-/** "64 × WRITE, 2 × NONE": counts of each state in a snapshot, in first-seen order. */
-export function summarize(snap: Uint8Array): string {
-  const counts = new Map<number, number>();
-  for (const v of snap) counts.set(v, (counts.get(v) ?? 0) + 1);
-  return [...counts].map(([v, n]) => `${n} × ${protName(v)}`).join(', ');
 }

@@ -124,7 +124,7 @@ export class ResidencyMap {
   }
 
   private grid(s: Strip): { cols: number; cell: number } {
-    const width = Math.max(64, s.canvas.parentElement?.clientWidth ? s.canvas.clientWidth || 320 : 320);
+    const width = Math.max(64, s.canvas.clientWidth || 320); // 320 before the first layout
     const cols = Math.max(1, Math.min(s.npages, MAX_COLS, Math.floor(width / 3), Math.max(32, Math.ceil(Math.sqrt(s.npages * 4)))));
     return { cols, cell: Math.max(3, Math.min(12, Math.floor(width / cols))) };
   }
