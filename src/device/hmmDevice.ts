@@ -12,6 +12,7 @@ import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
 import { DEFAULT_PREFETCH, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
+import type { Control } from './controlBuffers.ts';
 import { PTE_ACCESSED } from './devicePageTable.ts';
 import { DeviceMemory } from './deviceMemory.ts';
 import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
@@ -153,7 +154,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       if (!mm) continue;
       const p = this.rmapPage[f]!;
       // what the current batch needs, and pages already moving, stay; the rest of their unit may go
-      if (keep(mm, p) || pte.kind(mm.pageTable.get(p)) === Kind.Migrating) continue;
+      // (and pages one of this device's fault services holds for its relaunch)
+      if (keep(mm, p) || pte.kind(mm.pageTable.get(p)) === Kind.Migrating || mm.holds.isHeldBy(p, this.id)) continue;
       const key = `${mm.id}:${Math.floor(p / unit)}`;
       let u = units.get(key);
       if (!u) units.set(key, (u = { mm, pages: [], lastFrame: f }));
@@ -481,12 +483,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Submit one kernel on a mirror and read back its miss status (one round trip). */
   async launch(
     mirror: Mirror,
+    control: Control,
     kernel: HmmKernel,
     workgroups: [number, number, number],
     uniforms?: ArrayBufferView | ArrayBuffer,
     io?: GPUBuffer,
-    replayable = false,
+    /** Replayable: the replay pipeline and fault queue; clearDone at a dispatch's first launch. */
+    replay: { replayable: boolean; clearDone: boolean } = { replayable: false, clearDone: false },
   ): Promise<LaunchStatus> {
+    const replayable = replay.replayable;
     // Only a replayable launch may wait here (for its pipeline's first compile): a validated one
     // submits with no await after mirror.dispatch's last check.
     const pipeline = replayable ? await kernel.replayablePipeline() : kernel.pipeline;
@@ -516,7 +521,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         this.uniformGroups.set(ubuf, byLayout);
       }
     }
-    const ctl = mirror.statusBuffer;
+    const ctl = control.buffer;
     d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
     const readBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
     const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
@@ -524,12 +529,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     const enc = d.createCommandEncoder({ label: kernel.label });
     // A fresh pending bitmap each round: a page still missing must be able to report again.
     if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (CTL_DONE - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
-    // And a fresh done bitmap at a dispatch's first launch (mirror.prepareDone asked for it).
-    if (replayable && mirror.takeDoneClear()) enc.clearBuffer(ctl, CTL_DONE * 4, ctl.size - CTL_DONE * 4);
+    // And a fresh done bitmap at a dispatch's first launch (the control buffer is the dispatch's own).
+    if (replayable && replay.clearDone) enc.clearBuffer(ctl, CTL_DONE * 4, ctl.size - CTL_DONE * 4);
     const pass = enc.beginComputePass({ label: kernel.label });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group0);
-    pass.setBindGroup(1, mirror.preludeBindGroup());
+    pass.setBindGroup(1, control.bindGroup);
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     pass.end();
     enc.copyBufferToBuffer(ctl, 0, readback, 0, readBytes);
@@ -597,7 +602,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       const x = Math.min(groups, 32768);
       const y = Math.ceil(groups / x);
       const args = new Uint32Array([va, nwords, x * 64, op === 'write' ? 1 : 0]);
-      const status = await this.launch(mirror, kernel, [x, y, 1], args, io);
+      const ctl = mirror.controls.take();
+      let status: LaunchStatus;
+      try {
+        status = await this.launch(mirror, ctl, kernel, [x, y, 1], args, io);
+      } finally {
+        mirror.controls.give(ctl);
+      }
       if (op === 'write' || status.misses > 0) return { misses: status.misses };
       const rb = d.createBuffer({ label: 'mirror read back', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       const enc = d.createCommandEncoder();

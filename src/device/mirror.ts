@@ -8,13 +8,15 @@ import { HmmError } from '../errors.ts';
 import { migrateToDevice, migrateToSystem, runs } from '../hmm/migrate.ts';
 import { PFN_DEVICE_PRIVATE, PFN_VALID, rangeFault } from '../hmm/rangeFault.ts';
 import type { AddressSpace } from '../mm/addressSpace.ts';
+import type { DeviceHold } from '../mm/deviceHolds.ts';
 import { checkAddress, checkCount, checkPageAligned, checkPages, checkRange } from '../mm/args.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import type { InvalidateRange, NotifierSubscription } from '../mm/notifier.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import { DevicePageTable } from './devicePageTable.ts';
-import type { HmmDevice } from './hmmDevice.ts';
-import { CTL_DONE, FAULT_QUEUE_CAP, HmmKernel } from './kernel.ts';
+import type { HmmDevice, LaunchStatus } from './hmmDevice.ts';
+import { ControlBuffers } from './controlBuffers.ts';
+import { FAULT_QUEUE_CAP, HmmKernel } from './kernel.ts';
 import { prefetchPages, type PrefetchConfig } from '../policy/prefetch.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
@@ -82,11 +84,8 @@ const DEFAULT_MAX_REPLAYS = 100_000;
 export class Mirror {
   readonly table: DevicePageTable;
   private readonly sub: NotifierSubscription;
-  /** Status, fault queue, pending bitmap and done bitmap (see shaders/hmm.wgsl). */
-  private status: GPUBuffer;
-  /** The done bitmap needs clearing before the next replayable launch (see prepareDone). */
-  private doneStale = false;
-  private bindGroup1: GPUBindGroup | undefined;
+  /** Control buffers (status, fault queue, pending and done bitmaps): one per launch or replayable dispatch. */
+  readonly controls: ControlBuffers;
   private closed = false;
   /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
   readonly exclusive = new Set<number>();
@@ -100,7 +99,7 @@ export class Mirror {
     const leafCapacity = Math.min(2048, Math.max(16, dev.memory.frameCount));
     this.table = new DevicePageTable(dev.device, `${dev.name} mm${mm.id} page table`, leafCapacity);
     this.sub = mm.notifier.insert(0, VA_PAGES, (r) => this.invalidate(r), dev);
-    this.status = this.makeControl(16);
+    this.controls = new ControlBuffers(dev.device, `${dev.name} mm${mm.id}`, (buffer) => this.preludeBindGroup(buffer));
   }
 
   // ------------------------------------------------------------------ notifier
@@ -147,7 +146,7 @@ export class Mirror {
    * `progress` (replayable service) returns as soon as one of those pages is mapped; the
    * others are prefetched company, whose mapping alone lets no stuck invocation go on.
    */
-  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>, progress?: ReadonlySet<number>): Promise<void> {
+  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>, progress?: ReadonlySet<number>, hold?: DeviceHold): Promise<void> {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
     const protect = keep ?? new Set(pages);
@@ -156,7 +155,7 @@ export class Mirror {
     const busyOnCpu = new Set<number>();
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const seq = this.sub.readBegin();
-      const missing: number[] = [];
+      let missing: number[] = [];
       for (const p of pages) {
         const m = this.table.lookup(p);
         if (!m || (write && !m.write)) missing.push(p);
@@ -175,6 +174,23 @@ export class Mirror {
         const required = pages.filter((p) => progress.has(p));
         if (required.length === 0 || required.some((p) => !stillMissing.has(p))) return;
       }
+      // Pages another device holds for its relaunch are not taken from it (that would make its
+      // kernel fault again: two devices on the same pages would never progress). Map the rest;
+      // when none of the rest would let this caller progress, wait for those relaunches, and a
+      // fault service lets go of its own pages meanwhile: nobody waits while holding.
+      const contended = missing.filter((p) => this.mm.holds.isHeld(p, this.dev.id));
+      if (contended.length > 0) {
+        const free = missing.filter((p) => !this.mm.holds.isHeld(p, this.dev.id));
+        if (!(progress ? free.some((p) => progress.has(p)) : free.length > 0)) {
+          const others = this.mm.holds.ended(contended, this.dev.id)!;
+          if (hold) await hold.yieldTo(others);
+          else await others;
+          this.dev.checkAlive('fault');
+          round--; // waiting for another device's turn is not a round that failed to settle
+          continue;
+        }
+        missing = free;
+      }
       this.checkPermissions(missing, write);
       // Pages that can move come here by migration (never-touched ones as zeroed device pages);
       // a page a CPU thread was inside of when we tried is served through a copy instead.
@@ -187,6 +203,7 @@ export class Mirror {
         movable = movable.filter((p) => p >>> 9 !== block);
       }
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
+      movable = movable.filter((p) => !this.mm.holds.isHeld(p, this.dev.id)); // held by another device meanwhile
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable);
         res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
@@ -262,7 +279,8 @@ export class Mirror {
   }
 
   private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>): Promise<void> {
-    const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq });
+    const leave = (p: number): boolean => this.mm.holds.isHeld(p, this.dev.id); // another device's turn
+    const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave });
     if (this.sub.readRetry(seq)) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
     const copies: number[] = [];
     for (let i = 0; i < end - start; i++) {
@@ -319,8 +337,13 @@ export class Mirror {
     let release!: () => void;
     const copying = new Promise<void>((r) => (release = r));
     for (const p of pages) {
+      // Only a page the CPU could access itself right now, as the walk left it: the walk was an
+      // await ago, and since then another device may hold the page (taking a copy of RAM would
+      // orphan that device's newer copy) or have a read-only copy of it (a writable copy beside
+      // it would let the two differ). A page that changed faults again.
+      // (Nor a page another device holds for its relaunch: it is that device's turn.)
+      if (!mm.cpuAccessible(p, write) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || mm.holds.isHeld(p, this.dev.id)) continue;
       const e = mm.pageTable.get(p);
-      if (pte.kind(e) !== Kind.Ram) continue; // raced: it faults again
       const sharers = mm.sharers(p, pte.frame(e));
       const before = sharers.map((s) => s.pageTable.get(p));
       sharers.forEach((s, i) => {
@@ -329,7 +352,7 @@ export class Mirror {
       });
       isolated.set(p, { sharers, before });
     }
-    const busy = await this.waitForThreads([...isolated.keys()]);
+    const busy = await this.waitForThreads(isolated);
     const copied: number[] = [];
     const skipped: number[] = pages.filter((p) => !isolated.has(p));
     try {
@@ -375,12 +398,18 @@ export class Mirror {
     }
   }
 
-  /** Wait (briefly) until no CPU thread is inside an access to `pages`; returns the ones still busy. */
-  private async waitForThreads(pages: readonly number[]): Promise<Set<number>> {
+  /**
+   * Wait (briefly) until no CPU thread of any address space that maps the page is inside an
+   * access to it; returns the pages still busy. A page a main-thread read or write has pinned
+   * is busy at once: such an access may wait on other pages for a long time.
+   */
+  private async waitForThreads(isolated: ReadonlyMap<number, { sharers: readonly AddressSpace[] }>): Promise<Set<number>> {
     const deadline = performance.now() + THREAD_DRAIN_MS;
+    const mainPinned = [...isolated].filter(([p, { sharers }]) => sharers.some((s) => s.isMainPinned(p))).map(([p]) => p);
     for (;;) {
-      const busy = new Set(pages.filter((p) => this.mm.pageTable.isPinned(p)));
-      if (busy.size === 0 || performance.now() > deadline) return busy;
+      const busy = new Set(mainPinned);
+      for (const [p, { sharers }] of isolated) if (sharers.some((s) => s.pageTable.isPinned(p))) busy.add(p);
+      if (busy.size === mainPinned.length || performance.now() > deadline) return busy;
       await new Promise((r) => setTimeout(r, 0));
     }
   }
@@ -674,7 +703,7 @@ export class Mirror {
         faults++;
         continue; // something was invalidated while we mapped: map again
       }
-      const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms);
+      const status = await this.launchOnce(kernel, workgroups, opts.uniforms);
       if (status.misses > 0) throw this.missError(kernel.label, status);
       this.dev.stats.add('dispatches');
       return { faults, rounds: 1, faultedPages: 0 };
@@ -704,18 +733,21 @@ export class Mirror {
     const batch = opts.faultBatchPages ?? this.dev.faultBatchPages;
     if (!Number.isInteger(batch) || batch < 1 || batch > FAULT_QUEUE_CAP)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
-    this.prepareDone(Math.ceil(invocations / 32) * 4);
     for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
     let faults = 0;
     let faultedPages = 0;
     let stalled = 0;
     let lastKeys = '';
-    let releaseHold: (() => void) | null = null;
+    let hold: DeviceHold | null = null;
+    // This dispatch's own control buffer for all its rounds: its done bitmap (cleared by the
+    // first launch) is what makes a relaunch skip the invocations that already finished.
+    const ctl = this.controls.take(Math.ceil(invocations / 32) * 4);
     try {
       for (let round = 1; round <= maxRounds; round++) {
-        const status = await this.dev.launch(this, kernel, workgroups, opts.uniforms, undefined, true);
-        releaseHold?.();
-        releaseHold = null;
+        this.alive('dispatch');
+        const status = await this.dev.launch(this, ctl, kernel, workgroups, opts.uniforms, undefined, { replayable: true, clearDone: round === 1 });
+        hold?.release();
+        hold = null;
         this.dev.stats.add('dispatches');
         if (status.misses === 0) return { faults, rounds: round, faultedPages };
         faults++;
@@ -734,15 +766,16 @@ export class Mirror {
         }
         faultedPages += keys.length;
         const t0 = performance.now();
-        releaseHold = this.mm.holdForDevice(keys.map((k) => k >>> 1));
-        await this.serviceFaults(kernel.label, keys, prefetch, batch);
+        hold = this.mm.holdForDevice(this.dev.id, keys.map((k) => k >>> 1));
+        await this.serviceFaults(kernel.label, keys, prefetch, batch, hold);
         this.dev.stats.trace.record({
           kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
           device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
         });
       }
     } finally {
-      releaseHold?.();
+      hold?.release();
+      this.controls.give(ctl);
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': no rounds allowed`);
   }
@@ -751,7 +784,7 @@ export class Mirror {
    * Service one batch of GPU faults: writes (they subsume reads of the same page), then reads
    * plus what the prefetcher adds around them, each as one migration batch.
    */
-  private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig, batch: number): Promise<void> {
+  private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig, batch: number, hold: DeviceHold): Promise<void> {
     const writes = new Set<number>();
     for (const k of keys) if (k & 1) writes.add(k >>> 1);
     // One batch must fit beside what stays resident: at most half the device per round, and at
@@ -778,8 +811,8 @@ export class Mirror {
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
       const isFault = new Set(faulted);
-      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep, isFault);
-      await this.faultInPages(reads, false, keep, isFault);
+      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep, isFault, hold);
+      await this.faultInPages(reads, false, keep, isFault, hold);
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)
@@ -788,32 +821,6 @@ export class Mirror {
         throw new HmmError('EPERM', `kernel '${label}' wrote read-only address ${hex(e.address)}`, e.address);
       throw e;
     }
-  }
-
-  private makeControl(doneBytes: number): GPUBuffer {
-    return this.dev.device.createBuffer({
-      label: `${this.dev.name} mm${this.mm.id} control`,
-      size: CTL_DONE * 4 + Math.max(16, Math.ceil(doneBytes / 16) * 16),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
-    });
-  }
-
-  /** A done bitmap of at least `bytes`, grown (and the bind group rebuilt) when needed, to be cleared. */
-  private prepareDone(bytes: number): void {
-    if (this.status.size - CTL_DONE * 4 < bytes) {
-      this.status.destroy();
-      this.status = this.makeControl(bytes);
-      this.bindGroup1 = undefined;
-    }
-    // Cleared by the dispatch's first launch, in its own command buffer: one submit fewer.
-    this.doneStale = true;
-  }
-
-  /** For launch(): true once after prepareDone, when the done bitmap must be cleared before the kernel runs. */
-  takeDoneClear(): boolean {
-    const stale = this.doneStale;
-    this.doneStale = false;
-    return stale;
   }
 
   private missError(label: string, s: { misses: number; minMiss: number; minWriteMiss: number }): HmmError {
@@ -826,30 +833,33 @@ export class Mirror {
     return new HmmError('EFAULT', `kernel '${label}' touched ${hex(at)}, outside its declared ranges (${s.misses} faulting accesses); declare it in ranges`, at);
   }
 
-  /** Bind group for the prelude: page table, memory buffers, status. */
-  preludeBindGroup(): GPUBindGroup {
-    if (!this.bindGroup1) {
-      const mem = this.dev.memory.buffers;
-      const memEntry = (i: number): GPUBindGroupEntry => ({ binding: 2 + i, resource: { buffer: mem[i] ?? this.dev.dummyBuffers[i]! } });
-      this.bindGroup1 = this.dev.device.createBindGroup({
-        label: `${this.dev.name} mm${this.mm.id} prelude`,
-        layout: this.dev.layouts.group1,
-        entries: [
-          { binding: 0, resource: { buffer: this.table.dirBuffer } },
-          { binding: 1, resource: { buffer: this.table.leafBuffer } },
-          memEntry(0),
-          memEntry(1),
-          memEntry(2),
-          memEntry(3),
-          { binding: 6, resource: { buffer: this.status } },
-        ],
-      });
+  /** A validated launch, with a control buffer of its own. */
+  private async launchOnce(kernel: HmmKernel, workgroups: [number, number, number], uniforms?: ArrayBufferView | ArrayBuffer): Promise<LaunchStatus> {
+    const ctl = this.controls.take();
+    try {
+      return await this.dev.launch(this, ctl, kernel, workgroups, uniforms);
+    } finally {
+      this.controls.give(ctl);
     }
-    return this.bindGroup1;
   }
 
-  get statusBuffer(): GPUBuffer {
-    return this.status;
+  /** The prelude's bind group for one control buffer: page table, memory buffers, control. */
+  private preludeBindGroup(control: GPUBuffer): GPUBindGroup {
+    const mem = this.dev.memory.buffers;
+    const memEntry = (i: number): GPUBindGroupEntry => ({ binding: 2 + i, resource: { buffer: mem[i] ?? this.dev.dummyBuffers[i]! } });
+    return this.dev.device.createBindGroup({
+      label: `${this.dev.name} mm${this.mm.id} prelude`,
+      layout: this.dev.layouts.group1,
+      entries: [
+        { binding: 0, resource: { buffer: this.table.dirBuffer } },
+        { binding: 1, resource: { buffer: this.table.leafBuffer } },
+        memEntry(0),
+        memEntry(1),
+        memEntry(2),
+        memEntry(3),
+        { binding: 6, resource: { buffer: control } },
+      ],
+    });
   }
 
   /** Every public call first: the device must be alive (EDEVLOST), then the address space (EINVAL). */
@@ -863,6 +873,6 @@ export class Mirror {
     this.closed = true;
     this.sub.remove();
     this.table.destroy();
-    this.status.destroy();
+    this.controls.close();
   }
 }

@@ -29,6 +29,12 @@ export interface RangeFaultRequest {
   owner: number | null;
   notifier: NotifierSubscription;
   seq: number;
+  /**
+   * Pages to leave alone rather than fault (another device holds them for its relaunch): they
+   * are reported as they are, without PFN_VALID if they are not valid for `owner`, and the
+   * caller comes back for them later.
+   */
+  leave?: (page: number) => boolean;
 }
 
 export interface RangeFaultResult {
@@ -83,12 +89,16 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
       }
       flags[i] = f;
       const needs = req.fault && (!(f & PFN_VALID) || (req.write && !(f & PFN_WRITE)));
+      if (needs && req.leave?.(p)) {
+        flags[i] = f & ~PFN_VALID;
+        continue;
+      }
       if (needs) needFault.push(p);
     }
     if (needFault.length === 0) return { flags, entries };
     // handle_mm_fault: bring pages home from other devices, wait out migrations, then
     // demand-zero; then walk again, since anything may have changed while we waited.
-    await mm.faultPages(needFault, req.write);
+    await mm.faultPagesOnce(needFault, req.write);
     mm.populate(needFault, req.write);
   }
   throw new HmmError('EBUSY', `rangeFault ${hex(req.start * PAGE_SIZE)}: pages kept changing under the walk`, req.start * PAGE_SIZE);

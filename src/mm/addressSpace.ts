@@ -11,6 +11,7 @@ import type { Stats } from '../trace/stats.ts';
 import { ThrashDetector, type Direction } from '../policy/thrashing.ts';
 import { checkAddress, checkCount, checkPageAligned, checkRange } from './args.ts';
 import { ACCESS_READ, ACCESS_SHARED, ACCESS_WRITE, CTL_FORKING, CpuPageTable, Kind, pte } from './cpuPageTable.ts';
+import { DeviceHolds, type DeviceHold } from './deviceHolds.ts';
 import { IntervalNotifier } from './notifier.ts';
 import type { DevicePagemap } from './pagemap.ts';
 import type { SystemRam } from './systemRam.ts';
@@ -49,8 +50,8 @@ export class AddressSpace {
   /** Set while fork() runs; thread faults wait for it. */
   private forking: Promise<unknown> | null = null;
   private readonly destroyHooks: (() => void)[] = [];
-  /** Pages a device is servicing a fault on, until its kernel has run: CPU threads wait. */
-  private readonly deviceHolds = new Map<number, Promise<void>>();
+  /** Pages a device is servicing a fault on, until its kernel has run: CPU accesses and other devices wait. */
+  readonly holds = new DeviceHolds();
   /**
    * Pins of main-thread reads and writes. They are taken across awaits but never observed by
    * another thread, so they live here; CPU threads pin in the shared table instead.
@@ -161,16 +162,8 @@ export class AddressSpace {
     checkAddress('read', va);
     checkCount('read', 'length', length);
     checkRange('read', va, length);
-    const first = Math.floor(va / PAGE_SIZE);
-    const last = Math.floor((va + length - 1) / PAGE_SIZE);
-    this.checkAccess('read', va, length, false);
-    const held = this.waitForDeviceHolds('read', va, length, false, pageList(first, last - first + 1));
-    if (held) await held;
-    this.pinRange(first, last);
-    try {
-      await this.cpuFault(first, last + 1, false);
-      this.checkAccess('read', va, length, false); // the mapping may have changed while we waited
-      const out = new Uint8Array(length);
+    const out = new Uint8Array(length);
+    await this.cpuAccess('read', va, length, false, (first, last) => {
       for (let p = first; p <= last; p++) {
         const e = this.pageTable.get(p);
         const pageStart = p * PAGE_SIZE;
@@ -184,10 +177,8 @@ export class AddressSpace {
         }
         // Zero: the output is already zero.
       }
-      return out;
-    } finally {
-      this.unpinRange(first, last);
-    }
+    });
+    return out;
   }
 
   async write(va: number, data: Uint8Array): Promise<void> {
@@ -196,15 +187,7 @@ export class AddressSpace {
     if (!(data instanceof Uint8Array)) throw new HmmError('EINVAL', `write: data at ${hex(va)} is not a Uint8Array`, va);
     checkCount('write', 'length', data.length);
     checkRange('write', va, data.length);
-    const first = Math.floor(va / PAGE_SIZE);
-    const last = Math.floor((va + data.length - 1) / PAGE_SIZE);
-    this.checkAccess('write', va, data.length, true);
-    const held = this.waitForDeviceHolds('write', va, data.length, true, pageList(first, last - first + 1));
-    if (held) await held;
-    this.pinRange(first, last);
-    try {
-      await this.cpuFault(first, last + 1, true);
-      this.checkAccess('write', va, data.length, true);
+    await this.cpuAccess('write', va, data.length, true, (first, last) => {
       // Frames for untouched pages and copy-on-write breaks, all or nothing, so ENOMEM leaves
       // memory untouched.
       this.populate(pageList(first, last - first + 1), true, `writing ${data.length} bytes at ${hex(va)}`);
@@ -216,22 +199,55 @@ export class AddressSpace {
         const base = pte.frame(e) * PAGE_SIZE;
         this.ram.bytes.set(data.subarray(from - va, to - va), base + from - pageStart);
       }
-    } finally {
-      this.unpinRange(first, last);
+    });
+  }
+
+  /**
+   * A main-thread access to [va, va+length): wait for device holds, pin the pages, fault them
+   * in, and run `access` on pages [first, last] in the same turn as the check that finds every
+   * one of them CPU-accessible. That check comes after the last await: resuming from one is a
+   * later microtask, and meanwhile a migration, a device copy or eviction may have made a page
+   * Migrating, device-private or held; reading it then returned zeros, and writing it went
+   * through a stale frame number. Such a page is faulted again.
+   */
+  private async cpuAccess(what: 'read' | 'write', va: number, length: number, write: boolean, access: (first: number, last: number) => void): Promise<void> {
+    const first = Math.floor(va / PAGE_SIZE);
+    const last = Math.floor((va + length - 1) / PAGE_SIZE);
+    const pages = pageList(first, last - first + 1);
+    this.checkAccess(what, va, length, write);
+    for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
+      const held = this.waitForDeviceHolds(what, va, length, write, pages);
+      if (held) await held;
+      this.pinRange(first, last);
+      try {
+        if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first: wait for it unpinned
+        this.checkAlive(what);
+        this.checkAccess(what, va, length, write); // the mapping may have changed while we waited
+        if (!pages.every((p) => this.cpuAccessible(p, write))) continue;
+        access(first, last);
+        return;
+      } finally {
+        this.unpinRange(first, last);
+      }
+    }
+    throw new HmmError('EBUSY', `${what} of ${length} bytes at ${hex(va)}: the pages kept moving away between the fault and the access`, va);
+  }
+
+  /** May the CPU touch page p now: untouched, the zero page, or plain RAM (for a write, with no read-only device copies)? */
+  cpuAccessible(p: number, write: boolean): boolean {
+    const e = this.pageTable.get(p);
+    switch (pte.kind(e)) {
+      case Kind.None:
+      case Kind.Zero:
+        return true;
+      case Kind.Ram:
+        return !pte.isHeld(e) && !(write && pte.isDup(e));
+      default:
+        return false;
     }
   }
 
   // ------------------------------------------------------------------ fault handling
-
-  /**
-   * Make [start, end) CPU-accessible: device-private pages come back to RAM, pages held by a
-   * device are revoked, running migrations are waited for, and for a write the read-only
-   * device copies are invalidated. Returns with no await after the last check, so the caller
-   * can copy synchronously with every page in a CPU state.
-   */
-  async cpuFault(start: number, end: number, write: boolean): Promise<void> {
-    return this.faultPages(pageList(start, end - start), write);
-  }
 
   /**
    * The slow path of a CPU thread's load or store (src/workers): everything the thread could
@@ -250,32 +266,54 @@ export class AddressSpace {
     this.checkAccess(what, va, length, write);
     const first = Math.floor(va / PAGE_SIZE);
     const pages = pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
-    const held = this.waitForDeviceHolds(what, va, length, write, pages);
-    if (held) await held;
-    await this.faultPages(pages, write);
-    this.checkAccess(what, va, length, write);
-    this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
+    for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
+      const held = this.waitForDeviceHolds(what, va, length, write, pages);
+      if (held) await held;
+      if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first
+      this.checkAlive(what);
+      this.checkAccess(what, va, length, write);
+      this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
+      return;
+    }
+    throw new HmmError('EBUSY', `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread: devices kept taking the pages first`, va);
   }
 
   /**
    * handle_mm_fault for a set of pages (CPU accesses and rangeFault both come here): after it,
    * every page is CPU-accessible (None, Zero or plain RAM; with `write`, no device copies).
+   * With `yieldToDevices` (CPU accesses), it stops and returns false instead when a device's
+   * fault service holds some of the pages for its relaunch (deviceHolds.ts): the caller lets go
+   * of its pins, waits for that relaunch and comes back. Taking the pages back under the
+   * service would make the kernel fault on them again, and again, never to progress.
    */
-  async faultPages(pages: readonly number[], write: boolean): Promise<void> {
+  async faultPages(pages: readonly number[], write: boolean, yieldToDevices = false): Promise<boolean> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
-      // A range names its first poisoned page (design-notes §14), whichever device call would
-      // fail first: ask for that page alone (EPOISON from its device), before anything moves.
-      let firstPoisoned = -1;
-      for (const p of pages) if (this.poisoned(p) && (firstPoisoned < 0 || p < firstPoisoned)) firstPoisoned = p;
-      if (firstPoisoned >= 0) await this.collectPending([firstPoisoned], write);
-      const pending = this.collectPending(pages, write);
-      if (pending === null) return;
-      this.stats.add('cpuFaults');
-      this.stats.trace.record({ kind: 'cpu-fault', pages: pages.length, va: (pages[0] ?? 0) * PAGE_SIZE, mm: this.id, detail: write ? 'write' : 'read' });
-      await pending;
+      if (yieldToDevices && this.holds.ended(pages) !== null) return false;
+      if (await this.faultPagesOnce(pages, write)) return true;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;
     throw new HmmError('EBUSY', `CPU access to ${pages.length} pages from ${hex(at)} kept being raced by migrations`, at);
+  }
+
+  /**
+   * One pass of faultPages: start what the pages need (bring them home, revoke held copies,
+   * invalidate read-only copies for a write) and wait for it. True when nothing was needed.
+   * rangeFault walks its range again after each pass, as hmm_range_fault does after
+   * handle_mm_fault: by then a page may have become valid for the device asking (another of
+   * its own faults mapped it), and a second pass here would have revoked that device's own copy.
+   */
+  async faultPagesOnce(pages: readonly number[], write: boolean): Promise<boolean> {
+    // A range names its first poisoned page (design-notes §14), whichever device call would
+    // fail first: ask for that page alone (EPOISON from its device), before anything moves.
+    let firstPoisoned = -1;
+    for (const p of pages) if (this.poisoned(p) && (firstPoisoned < 0 || p < firstPoisoned)) firstPoisoned = p;
+    if (firstPoisoned >= 0) await this.collectPending([firstPoisoned], write);
+    const pending = this.collectPending(pages, write);
+    if (pending === null) return true;
+    this.stats.add('cpuFaults');
+    this.stats.trace.record({ kind: 'cpu-fault', pages: pages.length, va: (pages[0] ?? 0) * PAGE_SIZE, mm: this.id, detail: write ? 'write' : 'read' });
+    await pending;
+    return false;
   }
 
   /** What the CPU must wait for before it may touch [start, end); null when nothing. */
@@ -371,7 +409,10 @@ export class AddressSpace {
       const e = this.pageTable.get(p);
       const k = pte.kind(e);
       if (k === Kind.None || (write && k === Kind.Zero)) fresh.push(p);
-      else if (write && k === Kind.Ram && this.ram.refCount(pte.frame(e)) > 1 && !this.vmas.find(p)?.shared) cow.push(p);
+      // A copy-on-write break only of a page the CPU may write now: a device's held copy is
+      // newer than the frame, and read-only copies would keep the old bytes (callers fault
+      // such pages first, and re-check after; one that moved meanwhile is left for them).
+      else if (write && this.cpuAccessible(p, true) && k === Kind.Ram && this.ram.refCount(pte.frame(e)) > 1 && !this.vmas.find(p)?.shared) cow.push(p);
     }
     if (!write) {
       for (const p of fresh) this.pageTable.set(p, pte.zero);
@@ -613,6 +654,11 @@ export class AddressSpace {
     return this.pageTable.isPinned(p) || this.mainPins.has(p);
   }
 
+  /** Is a main-thread read or write in flight on page p (pinned across its awaits)? */
+  isMainPinned(p: number): boolean {
+    return this.mainPins.has(p);
+  }
+
   /** EINVAL once destroy() ran; devices and mirrors ask too before they touch this address space. */
   checkAlive(what: string): void {
     if (this.destroyed) throw new HmmError('EINVAL', `${what}: address space ${this.id} was destroyed`);
@@ -644,18 +690,13 @@ export class AddressSpace {
   }
 
   /**
-   * A device servicing faults on `pages` holds CPU accesses off them until its kernel has run
-   * once more (the returned release), so a kernel under CPU contention always progresses: the
-   * pages it faulted in cannot be taken back between the fault service and the relaunch.
+   * A device servicing faults on `pages` holds CPU accesses and other devices off them until
+   * its kernel has run once more (release() the result then), so a kernel under contention
+   * always progresses: the pages it faulted in cannot be taken back between the fault service
+   * and the relaunch (src/mm/deviceHolds.ts).
    */
-  holdForDevice(pages: readonly number[]): () => void {
-    let release!: () => void;
-    const hold = new Promise<void>((r) => (release = r));
-    for (const p of pages) this.deviceHolds.set(p, hold);
-    return () => {
-      for (const p of pages) if (this.deviceHolds.get(p) === hold) this.deviceHolds.delete(p);
-      release();
-    };
+  holdForDevice(device: number, pages: readonly number[]): DeviceHold {
+    return this.holds.hold(device, pages);
   }
 
   /**
@@ -668,9 +709,9 @@ export class AddressSpace {
    * until the fault service gave up with EBUSY.
    */
   private waitForDeviceHolds(what: string, va: number, length: number, write: boolean, pages: readonly number[]): Promise<void> | null {
-    const holds = pages.map((p) => this.deviceHolds.get(p)).filter((h) => h !== undefined);
-    if (holds.length === 0) return null;
-    return Promise.all(holds).then(() => {
+    const held = this.holds.ended(pages);
+    if (!held) return null;
+    return held.then(() => {
       this.checkAlive(what);
       this.checkAccess(what, va, length, write);
     });

@@ -131,10 +131,10 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     // Issue the read exactly when the service takes its hold, before it maps anything.
     const hold = mm.holdForDevice.bind(mm);
     let reading: Promise<Uint8Array> | undefined;
-    mm.holdForDevice = (held) => {
-      const release = hold(held);
+    mm.holdForDevice = (device, held) => {
+      const h = hold(device, held);
       reading ??= mm.read(va, pages * P);
-      return release;
+      return h;
     };
     const r = await m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: pages, uniforms: new Uint32Array([va, pages * 64, 5, 0]) });
     expect(r.rounds).toBe(2); // the faulting launch and one relaunch

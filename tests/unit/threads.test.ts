@@ -550,13 +550,13 @@ describe('device holds: a fault batch keeps CPU threads off its pages until the 
     const ram = new SystemRam(16 * PAGE_SIZE);
     const mm = new AddressSpace(1, ram, () => [], new Stats());
     const va = mm.mmap(2 * PAGE_SIZE);
-    const release = mm.holdForDevice([va / PAGE_SIZE]);
+    const hold = mm.holdForDevice(0, [va / PAGE_SIZE]);
     let served = false;
     const held = mm.threadFault(va, 4, true).then(() => (served = true));
     await mm.threadFault(va + PAGE_SIZE, 4, true); // not held: no wait
     await new Promise((r) => setTimeout(r, 20));
     expect(served).toBe(false);
-    release();
+    hold.release();
     await held;
     expect(served).toBe(true);
   });
