@@ -40,7 +40,8 @@ export class System {
   readonly devices: HmmDevice[] = [];
   /** The live counters (every part adds to them); `stats()` is a snapshot of them. */
   readonly counters = new Stats();
-  private readonly spaces: AddressSpace[] = [];
+  /** The live address spaces (destroyed ones leave). */
+  private readonly spaces = new Set<AddressSpace>();
   private nextMm = 1;
   private destroyed = false;
 
@@ -61,8 +62,14 @@ export class System {
     if (this.destroyed) throw new HmmError('EINVAL', 'createAddressSpace: the system was destroyed');
     const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters, () => this.createAddressSpace());
     mm.thrash.config = { ...mm.thrash.config, ...this.thrashing };
-    this.spaces.push(mm);
+    this.spaces.add(mm);
+    mm.onDestroy(() => this.spaces.delete(mm)); // a destroyed address space is not kept alive here
     return mm;
+  }
+
+  /** The address spaces not destroyed yet, oldest first. */
+  get addressSpaces(): readonly AddressSpace[] {
+    return [...this.spaces];
   }
 
   /** Counters: faults, pages and bytes each way, invalidations, copy batches, ... */
@@ -83,7 +90,7 @@ export class System {
   /** Destroy every address space and device; later calls on them are EINVAL / EDEVLOST. Idempotent. */
   destroy(): void {
     this.destroyed = true;
-    for (const mm of this.spaces) mm.destroy();
+    for (const mm of [...this.spaces]) mm.destroy();
     for (const d of this.devices) d.destroy();
   }
 }

@@ -18,6 +18,7 @@ import { DeviceMemory } from './deviceMemory.ts';
 import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
 import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
+import type { DeviceHold } from '../mm/deviceHolds.ts';
 import { shaderSource } from './shaders.ts';
 
 export interface LaunchStatus {
@@ -28,6 +29,9 @@ export interface LaunchStatus {
   faults?: Uint32Array;
 }
 
+/** dev.release(): passes over the device's frames, for pages that operations in flight bring meanwhile. */
+const RELEASE_ROUNDS = 4;
+
 export class HmmDevice implements DevicePagemap, MigrationDevice {
   readonly memory: DeviceMemory;
   readonly copy: CopyEngine;
@@ -35,6 +39,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Tiny buffers bound where the pool has fewer than four memory buffers (one each: writable bindings may not alias). */
   readonly dummyBuffers: GPUBuffer[];
   private readonly mirrors = new Map<AddressSpace, Mirror>();
+  /** The next operation's age (see evict and olderEnded): lower is older. */
+  private nextTicket = 1;
   // Reverse map: which page each device frame holds, and whether it is a copy of a RAM page.
   private readonly rmapMm: (AddressSpace | undefined)[];
   private readonly rmapPage: Int32Array;
@@ -98,8 +104,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     if (mm.stats !== this.stats) throw new HmmError('EINVAL', `${this.name}: mirror: address space ${mm.id} belongs to another System`);
     let m = this.mirrors.get(mm);
     if (!m) {
-      m = new Mirror(this, mm);
-      this.mirrors.set(mm, m);
+      const made = new Mirror(this, mm);
+      this.mirrors.set(mm, made);
+      // The address space's end is its mirrors' end: their page tables and control buffers go
+      // (after the operations still in flight on them, Mirror.close).
+      mm.onDestroy(() => {
+        if (this.mirrors.get(mm) === made) this.mirrors.delete(mm);
+        made.close();
+      });
+      m = made;
     }
     return m;
   }
@@ -110,27 +123,49 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return compileKernel(this.device, this.layouts, this.memory, opts);
   }
 
-  /** HMM_DMIRROR_RELEASE: every page of every address space on this device goes back to RAM. */
+  /**
+   * HMM_DMIRROR_RELEASE: every page of every address space on this device goes back to RAM:
+   * private pages migrate, held copies are written back, read-only copies go. Operations in
+   * flight may bring pages here meanwhile; what they bring is looked at again (a few rounds),
+   * and a held copy is always written back, never dropped: it may be the page's only current
+   * data. A device lost on the way fails the call with EDEVLOST.
+   */
   async release(): Promise<{ pages: number }> {
     this.checkAlive('release');
     let pages = 0;
-    const byMm = new Map<AddressSpace, { priv: number[]; held: number[] }>();
-    for (let f = 0; f < this.memory.frameCount; f++) {
-      const mm = this.rmapMm[f];
-      if (!mm) continue;
-      let s = byMm.get(mm);
-      if (!s) byMm.set(mm, (s = { priv: [], held: [] }));
-      const p = this.rmapPage[f]!;
-      if (!this.rmapCopy[f]) s.priv.push(p);
-      else if (pte.isHeld(mm.pageTable.get(p))) s.held.push(p);
+    try {
+      for (let round = 0; round < RELEASE_ROUNDS; round++) {
+        const byMm = new Map<AddressSpace, { priv: number[]; held: number[]; dup: number[] }>();
+        for (let f = 0; f < this.memory.frameCount; f++) {
+          const mm = this.rmapMm[f];
+          if (!mm) continue;
+          let s = byMm.get(mm);
+          if (!s) byMm.set(mm, (s = { priv: [], held: [], dup: [] }));
+          const p = this.rmapPage[f]!;
+          const e = mm.pageTable.get(p);
+          if (!this.rmapCopy[f]) s.priv.push(p);
+          else if (pte.isHeld(e) && pte.heldBy(e) === this.id) s.held.push(p);
+          else s.dup.push(p);
+        }
+        if (byMm.size === 0) break;
+        for (const [mm, s] of byMm) {
+          if (s.held.length > 0) await this.revoke(mm, s.held);
+          if (s.priv.length > 0) pages += (await migrateToSystem(mm, this, s.priv)).moved;
+          // Read-only copies simply go; a copy held since the scan (an await ago) stays for the
+          // next round, which writes it back.
+          const mirror = this.mirrors.get(mm);
+          const readOnly = s.dup.filter((p) => {
+            const e = mm.pageTable.get(p);
+            return !(pte.isHeld(e) && pte.heldBy(e) === this.id);
+          });
+          if (mirror && readOnly.length > 0) mirror.dropRuns(runs(readOnly));
+        }
+      }
+    } catch (e) {
+      if (this.lostReason !== undefined) throw new HmmError('EDEVLOST', `${this.name}: release failed: device lost (${this.lostReason})`);
+      throw e;
     }
-    for (const [mm, s] of byMm) {
-      if (s.held.length > 0) await this.revoke(mm, s.held);
-      const res = await migrateToSystem(mm, this, s.priv);
-      pages += res.moved;
-      // read-only copies simply go
-      this.mirrors.get(mm)?.dropMappings(0, 1 << 20);
-    }
+    this.checkAlive('release');
     return { pages };
   }
 
@@ -142,7 +177,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * Device-private pages are written back to RAM; copies are dropped (held ones written back).
    * Returns the frames freed (0 when nothing may go).
    */
-  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean): Promise<number> {
+  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity): Promise<number> {
     const t0 = performance.now();
     const unit = this.evictionPages;
     const n = this.memory.frameCount;
@@ -154,8 +189,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       if (!mm) continue;
       const p = this.rmapPage[f]!;
       // what the current batch needs, and pages already moving, stay; the rest of their unit may go
-      // (and pages one of this device's fault services holds for its relaunch)
-      if (keep(mm, p) || pte.kind(mm.pageTable.get(p)) === Kind.Migrating || mm.holds.isHeldBy(p, this.id)) continue;
+      // (and pages an operation on this device as old as the caller or older holds for its
+      // launch: wound-wait, see ticket())
+      if (keep(mm, p) || pte.kind(mm.pageTable.get(p)) === Kind.Migrating || mm.holds.isHeldBy(p, this.id, ticket)) continue;
       const key = `${mm.id}:${Math.floor(p / unit)}`;
       let u = units.get(key);
       if (!u) units.set(key, (u = { mm, pages: [], lastFrame: f }));
@@ -233,6 +269,29 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.stats.add('evictions', pagesOut);
     this.stats.trace.record({ kind: 'evict', ts: t0, dur: performance.now() - t0, pages: pagesOut, bytes: pagesOut * PAGE_SIZE, device: this.id, detail: `${victims.length} units of ${unit} pages` });
     return freed;
+  }
+
+  /**
+   * An operation's age. Dispatches hold the pages they need until their launch (device holds,
+   * src/mm/deviceHolds.ts), and when device memory runs out, age decides who gives way
+   * (wound-wait): an operation's evictions spare the pages held by operations as old as it or
+   * older, and may take a younger one's (it faults them again); an operation out of memory
+   * waits only for older ones. The oldest never waits, so every operation finishes in turn
+   * and none waits in a cycle.
+   */
+  ticket(): number {
+    return this.nextTicket++;
+  }
+
+  /**
+   * When an operation of age `ticket` finds the device full of pages it may not evict: a
+   * promise that resolves when one of the older operations holding or claiming pages here ends
+   * (its own hold, `except`, aside); null when there is none, and waiting would not help.
+   */
+  olderEnded(ticket: number, except?: DeviceHold): Promise<void> | null {
+    const waits: Promise<void>[] = [];
+    for (const mm of this.mirrors.keys()) for (const h of mm.holds.olderHolds(this.id, ticket, except)) waits.push(h.ended);
+    return waits.length > 0 ? Promise.race(waits) : null;
   }
 
   /** Frames owned by some page (private pages and copies); with the free ones, every frame. */

@@ -73,6 +73,18 @@ export interface DispatchResult {
   faultedPages: number;
 }
 
+/** How a fault-in may treat the device's other pages, and who is asking. */
+export interface FaultInOptions {
+  /** Pages eviction must not take to make room (default: the pages being faulted in). */
+  keep?: ReadonlySet<number>;
+  /** Replayable service: return as soon as one of these pages is mapped (the rest is prefetched company). */
+  progress?: ReadonlySet<number>;
+  /** Replayable service: its hold on the faulted pages, let go while it waits for others. */
+  hold?: DeviceHold;
+  /** The asking operation's age (HmmDevice.claims.ticket()): older operations' pages are spared, younger ones' may be evicted. */
+  ticket?: number;
+}
+
 const MAX_ROUNDS = 32;
 /** How long a device copy waits for CPU threads already inside the pages to leave them. */
 const THREAD_DRAIN_MS = 100;
@@ -87,6 +99,9 @@ export class Mirror {
   /** Control buffers (status, fault queue, pending and done bitmaps): one per launch or replayable dispatch. */
   readonly controls: ControlBuffers;
   private closed = false;
+  /** Public operations in flight, and whether close() waits for them to end. */
+  private active = 0;
+  private closing = false;
   /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
   readonly exclusive = new Set<number>();
   /** Held copies of frames other address spaces also map: written back when the operation ends. */
@@ -136,24 +151,24 @@ export class Mirror {
    * Pages that can migrate move here; others get a device copy (read-only, or held
    * exclusively for writes). Errors as rangeFault gives them, naming the address.
    */
-  async faultIn(start: number, end: number, write: boolean, keep?: ReadonlySet<number>): Promise<void> {
-    return this.faultInPages(pageList(start, end - start), write, keep);
+  async faultIn(start: number, end: number, write: boolean, opts: FaultInOptions = {}): Promise<void> {
+    return this.faultInPages(pageList(start, end - start), write, opts);
   }
 
   /**
    * faultIn for any set of pages (sorted): one migration batch serves all of them. When the
-   * device is full, pages are evicted to make room, never one in `keep` (default: `pages`).
-   * `progress` (replayable service) returns as soon as one of those pages is mapped; the
-   * others are prefetched company, whose mapping alone lets no stuck invocation go on.
+   * device is full, pages are evicted to make room (see FaultInOptions for which may not go).
    */
-  async faultInPages(pages: readonly number[], write: boolean, keep?: ReadonlySet<number>, progress?: ReadonlySet<number>, hold?: DeviceHold): Promise<void> {
+  async faultInPages(pages: readonly number[], write: boolean, opts: FaultInOptions = {}): Promise<void> {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
-    const protect = keep ?? new Set(pages);
+    const { progress, hold } = opts;
+    const protect = opts.keep ?? new Set(pages);
     const start = pages[0]!;
     const end = pages[pages.length - 1]! + 1;
     const busyOnCpu = new Set<number>();
     for (let round = 0; round < MAX_ROUNDS; round++) {
+      this.alive('fault'); // the device lost, or the address space destroyed, meanwhile
       const seq = this.sub.readBegin();
       let missing: number[] = [];
       for (const p of pages) {
@@ -210,8 +225,9 @@ export class Mirror {
         const short = res.pages.indexOf('nomem');
         if (short >= 0) {
           const need = res.pages.filter((r) => r === 'nomem').length;
-          const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p));
-          if (freed === 0 && res.moved === 0) {
+          const room = await this.makeRoom(need, protect, opts);
+          if (room === 'waited') round--; // another operation's turn: not a round that failed to settle
+          if (room === 'none' && res.moved === 0) {
             const at = movable[short]! * PAGE_SIZE;
             throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}; everything resident is needed by this access`, at);
           }
@@ -220,13 +236,30 @@ export class Mirror {
       }
       // The rest: hmm_range_fault brings other devices' pages home and reports ours.
       try {
-        for (const [s, e] of runs(missing)) await this.mapByRangeFault(s, e, write, seq, busyOnCpu, protect);
+        for (const [s, e] of runs(missing)) await this.mapByRangeFault(s, e, write, seq, busyOnCpu, protect, opts);
       } catch (err) {
         if (err instanceof HmmError && err.code === 'EBUSY') continue; // invalidated: start over
         throw err;
       }
     }
     throw new HmmError('EBUSY', `${this.dev.name}: fault-in of ${hex(start * PAGE_SIZE)}..${hex(end * PAGE_SIZE)} did not settle after ${MAX_ROUNDS} rounds`, start * PAGE_SIZE);
+  }
+
+  /**
+   * Evict to free `need` frames, sparing `protect` and whatever older operations need. When
+   * nothing may go, wait until an older operation on this device ends ('waited'; a fault
+   * service lets go of its own pages meanwhile), or report 'none': nothing to wait for.
+   */
+  private async makeRoom(need: number, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<'freed' | 'waited' | 'none'> {
+    const ticket = opts.ticket ?? Infinity;
+    const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p), ticket);
+    if (freed > 0) return 'freed';
+    const older = this.dev.olderEnded(ticket, opts.hold);
+    if (!older) return 'none';
+    if (opts.hold) await opts.hold.yieldTo(older);
+    else await older;
+    this.dev.checkAlive('fault');
+    return 'waited';
   }
 
   /**
@@ -278,7 +311,7 @@ export class Mirror {
     }
   }
 
-  private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>): Promise<void> {
+  private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<void> {
     const leave = (p: number): boolean => this.mm.holds.isHeld(p, this.dev.id); // another device's turn
     const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave });
     if (this.sub.readRetry(seq)) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
@@ -301,7 +334,7 @@ export class Mirror {
     // No retry check after the copies: mapCopies isolates its pages while it waits and maps
     // only those whose entries did not change, and an invalidation that comes after the mapping
     // drops it through the notifier like any other.
-    if (copies.length > 0) await this.mapCopies(copies, write, protect);
+    if (copies.length > 0) await this.mapCopies(copies, write, protect, opts);
     this.dev.stats.add('pageTableWrites', this.table.flush());
   }
 
@@ -312,7 +345,7 @@ export class Mirror {
    * different contents on two sides that both hold it valid. Returns the pages it could not
    * copy this time (a CPU thread stayed inside them); they fault again.
    */
-  private async mapCopies(pages: readonly number[], write: boolean, protect: ReadonlySet<number> = new Set(pages)): Promise<number[]> {
+  private async mapCopies(pages: readonly number[], write: boolean, protect: ReadonlySet<number> = new Set(pages), opts: FaultInOptions = {}): Promise<number[]> {
     const mm = this.mm;
     // The zero page cannot carry the copy flags: give such pages a real frame first. A held
     // (writable) copy of a frame shared copy-on-write with a fork relative needs a private
@@ -321,15 +354,21 @@ export class Mirror {
     // Then device frames, evicting if the device is full (never a page this access needs), so
     // that nothing waits on eviction while the pages are isolated below.
     const frames = this.dev.allocFrames(pages.length);
-    // (a clock sweep may only clear accessed bits, giving second chances: sweep again)
+    // (a clock sweep may only clear accessed bits, giving second chances: sweep again; waiting
+    // for an older operation to finish does not count as a sweep)
     for (let sweep = 0; sweep < 3 && frames.length < pages.length; sweep++) {
-      await this.dev.evict(pages.length - frames.length, (owner, p) => owner === mm && protect.has(p));
+      const room = await this.makeRoom(pages.length - frames.length, protect, opts);
+      if (room === 'waited') sweep--;
+      if (room === 'none') break;
       frames.push(...this.dev.allocFrames(pages.length - frames.length));
     }
     if (frames.length < pages.length) {
       this.dev.freeFrames(frames);
       throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}; everything resident is needed by this access`, pages[0]! * PAGE_SIZE);
     }
+    // A main-thread read or write in flight on a page would find it isolated and start over,
+    // as often as we tried: let it finish first (it never waits for us).
+    await Promise.all([...mm.family].map((s) => s.mainUnpinned(pages)));
     // Isolate the pages while the copy is taken, in every address space that maps the frame:
     // CPU threads that find them Migrating wait in the mailbox, and threads already inside an
     // access (they pinned before we marked) are let finish, or the copy could miss a write.
@@ -418,22 +457,24 @@ export class Mirror {
 
   /** HMM_DMIRROR_READ: the device reads npages through its page table. */
   async read(va: number, npages: number): Promise<{ data: Uint8Array; cpages: number; faults: number }> {
-    this.alive('mirror.read');
-    const { start, npages: n } = checkPages('mirror.read', va, npages);
-    let faults = 0;
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      const { misses, data } = await this.dev.runMirrorKernel(this, 'read', start * PAGE_SIZE, n * WORDS_PER_PAGE);
-      if (misses === 0) return { data: data!, cpages: n, faults };
-      faults++;
-      this.dev.stats.add('gpuFaults');
-      await this.faultIn(start, start + n, false);
-    }
-    throw new HmmError('EBUSY', `mirror.read ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+    return this.op(async () => {
+      this.alive('mirror.read');
+      const { start, npages: n } = checkPages('mirror.read', va, npages);
+      let faults = 0;
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        const { misses, data } = await this.dev.runMirrorKernel(this, 'read', start * PAGE_SIZE, n * WORDS_PER_PAGE);
+        if (misses === 0) return { data: data!, cpages: n, faults };
+        faults++;
+        this.dev.stats.add('gpuFaults');
+        await this.faultIn(start, start + n, false);
+      }
+      throw new HmmError('EBUSY', `mirror.read ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+    });
   }
 
   /** HMM_DMIRROR_WRITE: the device writes data (a multiple of 4 bytes) through its page table. */
   async write(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
-    return this.thenWriteBackShared(() => this.writeOnce(va, data));
+    return this.op(() => this.thenWriteBackShared(() => this.writeOnce(va, data)));
   }
 
   private async writeOnce(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
@@ -461,62 +502,66 @@ export class Mirror {
    * ENOENT if any page is not on this device afterwards (shared, pinned, another device's).
    */
   async migrateToDevice(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
-    const { start, npages: n } = checkPages('mirror.migrateToDevice', va, npages);
-    this.alive('migrateToDevice');
-    for (let p = start; p < start + n; p++) {
-      const vma = this.mm.vmas.find(p);
-      if (!vma || !canRead(vma.prot))
-        throw new HmmError('EINVAL', `migrateToDevice: address ${hex(p * PAGE_SIZE)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, p * PAGE_SIZE);
-    }
-    const pages = pageList(start, n);
-    // whole blocks of huge mappings move as 2 MiB units first (SELECT_COMPOUND)
-    const inRange = new Set(pages);
-    for (const block of this.hugeBlocks(pages)) {
-      const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
-      if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
-    }
-    const res = await migrateToDevice(this.mm, this.dev, pages);
-    const result: string[] = [...res.pages];
-    let cpages = 0;
-    const bad: number[] = [];
-    pages.forEach((p, i) => {
-      if (result[i] !== 'moved' && result[i] !== 'already') return void bad.push(i);
-      // 'already' was decided when the batch was collected, before it waited for its copy; a
-      // CPU fault (a thread's, through the mailbox) may have brought the page home since, and
-      // then its entry names a RAM frame. Mapping that number as a device frame was the load
-      // test's lost update: the kernel's writes went to another page's frame (or past the
-      // pool) while CPU threads kept writing RAM. So look at the entry now, as it is.
-      const e = this.mm.pageTable.get(p);
-      if (pte.kind(e) !== Kind.Device || pte.device(e) !== this.dev.id) {
-        result[i] = 'busy'; // taken back by a CPU fault meanwhile: not on this device
-        return void bad.push(i);
-      }
-      cpages++;
-      // dmirror maps what it migrated; an 'already' page may have lost its mapping
-      if (!this.table.lookup(p)) {
+    return this.op(async () => {
+      const { start, npages: n } = checkPages('mirror.migrateToDevice', va, npages);
+      this.alive('migrateToDevice');
+      for (let p = start; p < start + n; p++) {
         const vma = this.mm.vmas.find(p);
-        this.table.map(p, pte.frame(e), !!vma && canWrite(vma.prot));
+        if (!vma || !canRead(vma.prot))
+          throw new HmmError('EINVAL', `migrateToDevice: address ${hex(p * PAGE_SIZE)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, p * PAGE_SIZE);
       }
+      const pages = pageList(start, n);
+      // whole blocks of huge mappings move as 2 MiB units first (SELECT_COMPOUND)
+      const inRange = new Set(pages);
+      for (const block of this.hugeBlocks(pages)) {
+        const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
+        if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
+      }
+      const res = await migrateToDevice(this.mm, this.dev, pages);
+      const result: string[] = [...res.pages];
+      let cpages = 0;
+      const bad: number[] = [];
+      pages.forEach((p, i) => {
+        if (result[i] !== 'moved' && result[i] !== 'already') return void bad.push(i);
+        // 'already' was decided when the batch was collected, before it waited for its copy; a
+        // CPU fault (a thread's, through the mailbox) may have brought the page home since, and
+        // then its entry names a RAM frame. Mapping that number as a device frame was the load
+        // test's lost update: the kernel's writes went to another page's frame (or past the
+        // pool) while CPU threads kept writing RAM. So look at the entry now, as it is.
+        const e = this.mm.pageTable.get(p);
+        if (pte.kind(e) !== Kind.Device || pte.device(e) !== this.dev.id) {
+          result[i] = 'busy'; // taken back by a CPU fault meanwhile: not on this device
+          return void bad.push(i);
+        }
+        cpages++;
+        // dmirror maps what it migrated; an 'already' page may have lost its mapping
+        if (!this.table.lookup(p)) {
+          const vma = this.mm.vmas.find(p);
+          this.table.map(p, pte.frame(e), !!vma && canWrite(vma.prot));
+        }
+      });
+      this.dev.stats.add('pageTableWrites', this.table.flush());
+      if (bad.length > 0) {
+        const i = bad[0]!;
+        throw new HmmError('ENOENT', `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${result[i]})`, (start + i) * PAGE_SIZE);
+      }
+      return { cpages, pages: result };
     });
-    this.dev.stats.add('pageTableWrites', this.table.flush());
-    if (bad.length > 0) {
-      const i = bad[0]!;
-      throw new HmmError('ENOENT', `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${result[i]})`, (start + i) * PAGE_SIZE);
-    }
-    return { cpages, pages: result };
   }
 
   /** HMM_DMIRROR_MIGRATE_TO_SYS: this device's private pages in the range go back to RAM. */
   async migrateToSystem(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
-    const { start, npages: n } = checkPages('mirror.migrateToSystem', va, npages);
-    this.alive('migrateToSystem');
-    for (let p = start; p < start + n; p++) {
-      if (!this.mm.vmas.find(p))
-        throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
-    }
-    const pages = pageList(start, n);
-    const res = await migrateToSystem(this.mm, this.dev, pages);
-    return { cpages: res.moved, pages: res.pages };
+    return this.op(async () => {
+      const { start, npages: n } = checkPages('mirror.migrateToSystem', va, npages);
+      this.alive('migrateToSystem');
+      for (let p = start; p < start + n; p++) {
+        if (!this.mm.vmas.find(p))
+          throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
+      }
+      const pages = pageList(start, n);
+      const res = await migrateToSystem(this.mm, this.dev, pages);
+      return { cpages: res.moved, pages: res.pages };
+    });
   }
 
   /**
@@ -526,34 +571,39 @@ export class Mirror {
    * private mapping, as the kernel's does.
    */
   async makeExclusive(va: number, npages: number): Promise<{ cpages: number }> {
-    const { start, npages: n } = checkPages('mirror.makeExclusive', va, npages);
-    this.alive('makeExclusive');
-    const pages = pageList(start, n);
-    this.checkPermissions(pages, true);
-    for (const p of pages) {
-      if (this.mm.vmas.find(p)!.shared)
-        throw new HmmError('EINVAL', `makeExclusive: ${hex(p * PAGE_SIZE)} is a shared mapping; exclusive access needs private memory`, p * PAGE_SIZE);
-    }
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      // Every page into RAM, writable, with no device copies anywhere.
-      await this.mm.faultPages(pages, true);
-      // The mapping may have gone while we waited (munmap, or the address space destroyed):
-      // populating it now would give frames to pages nothing maps, never to be freed.
+    return this.op(async () => {
+      const { start, npages: n } = checkPages('mirror.makeExclusive', va, npages);
       this.alive('makeExclusive');
+      const pages = pageList(start, n);
       this.checkPermissions(pages, true);
-      if (pages.some((p) => pte.kind(this.mm.pageTable.get(p)) === Kind.Migrating)) continue;
-      this.mm.populate(pages, true);
-      for (const [s, e] of runs(pages)) {
-        this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
-        this.dropMappings(s, e);
+      for (const p of pages) {
+        if (this.mm.vmas.find(p)!.shared)
+          throw new HmmError('EINVAL', `makeExclusive: ${hex(p * PAGE_SIZE)} is a shared mapping; exclusive access needs private memory`, p * PAGE_SIZE);
       }
-      const skipped = await this.mapCopies(pages, true);
-      this.dev.stats.add('pageTableWrites', this.table.flush());
-      if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
-      for (const p of pages) this.exclusive.add(p);
-      return { cpages: n };
-    }
-    throw new HmmError('EBUSY', `makeExclusive ${hex(va)}: pages kept migrating`, va);
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        // Every page into RAM, writable, with no device copies anywhere.
+        await this.mm.faultPages(pages, true);
+        // The mapping may have gone while we waited (munmap, or the address space destroyed):
+        // populating it now would give frames to pages nothing maps, never to be freed.
+        this.alive('makeExclusive');
+        this.checkPermissions(pages, true);
+        // Every page must still be one the CPU could write now, in this same turn as the
+        // invalidation below: a device that took a copy of one meanwhile would lose it to that
+        // invalidation without a write-back. Such a page is faulted again.
+        if (!pages.every((p) => this.mm.cpuAccessible(p, true))) continue;
+        this.mm.populate(pages, true);
+        for (const [s, e] of runs(pages)) {
+          this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
+          this.dropMappings(s, e);
+        }
+        const skipped = await this.mapCopies(pages, true);
+        this.dev.stats.add('pageTableWrites', this.table.flush());
+        if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
+        for (const p of pages) this.exclusive.add(p);
+        return { cpages: n };
+      }
+      throw new HmmError('EBUSY', `makeExclusive ${hex(va)}: pages kept migrating`, va);
+    });
   }
 
   /** HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM if the device still holds any page exclusively. */
@@ -572,29 +622,31 @@ export class Mirror {
    * to system RAM. Rounded out to whole pages; a hole or prot 'none' in the range is EFAULT.
    */
   async prefetch(va: number, bytes: number, location: 'device' | 'system'): Promise<{ pages: number }> {
-    checkAddress('mirror.prefetch', va);
-    checkCount('mirror.prefetch', 'bytes', bytes);
-    checkRange('mirror.prefetch', va, bytes);
-    if (location !== 'device' && location !== 'system')
-      throw new HmmError('EINVAL', `mirror.prefetch ${hex(va)}: location ${String(location)} is not 'device' or 'system'`, va);
-    this.alive('prefetch');
-    const start = Math.floor(va / PAGE_SIZE);
-    const end = Math.ceil((va + bytes) / PAGE_SIZE);
-    const pages = pageList(start, end - start);
-    this.checkPermissions(pages, false);
-    if (location === 'device') {
-      const before = pages.filter((p) => this.table.lookup(p) === null).length;
-      await this.faultInPages(pages, false);
-      this.dev.stats.add('prefetchedPages', before);
-      return { pages: before };
-    }
-    // to system RAM: from whichever device holds them
-    const away = pages.filter((p) => {
-      const k = pte.kind(this.mm.pageTable.get(p));
-      return k === Kind.Device || pte.isHeld(this.mm.pageTable.get(p));
+    return this.op(async () => {
+      checkAddress('mirror.prefetch', va);
+      checkCount('mirror.prefetch', 'bytes', bytes);
+      checkRange('mirror.prefetch', va, bytes);
+      if (location !== 'device' && location !== 'system')
+        throw new HmmError('EINVAL', `mirror.prefetch ${hex(va)}: location ${String(location)} is not 'device' or 'system'`, va);
+      this.alive('prefetch');
+      const start = Math.floor(va / PAGE_SIZE);
+      const end = Math.ceil((va + bytes) / PAGE_SIZE);
+      const pages = pageList(start, end - start);
+      this.checkPermissions(pages, false);
+      if (location === 'device') {
+        const before = pages.filter((p) => this.table.lookup(p) === null).length;
+        await this.faultInPages(pages, false);
+        this.dev.stats.add('prefetchedPages', before);
+        return { pages: before };
+      }
+      // to system RAM: from whichever device holds them
+      const away = pages.filter((p) => {
+        const k = pte.kind(this.mm.pageTable.get(p));
+        return k === Kind.Device || pte.isHeld(this.mm.pageTable.get(p));
+      });
+      await this.mm.faultPages(away, false);
+      return { pages: away.length };
     });
-    await this.mm.faultPages(away, false);
-    return { pages: away.length };
   }
 
   /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */
@@ -633,7 +685,7 @@ export class Mirror {
    * slip between the check and the submit. A miss in the kernel is an error, never a zero.
    */
   async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
-    return this.thenWriteBackShared(() => this.dispatchOnce(kernel, opts));
+    return this.op(() => this.thenWriteBackShared(() => this.dispatchOnce(kernel, opts)));
   }
 
   /**
@@ -696,17 +748,29 @@ export class Mirror {
     if (declared.size > this.dev.memory.frameCount)
       throw new HmmError('ENOMEM', `dispatch '${kernel.label}': declared ranges span ${declared.size} pages, more than ${this.dev.name}'s ${this.dev.memory.frameCount} frames; use replayable mode to stream them`);
     let faults = 0;
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      const seq = this.sub.readBegin();
-      for (const r of ranges) await this.faultIn(r.start, r.end, r.write, declared);
-      if (this.sub.readRetry(seq)) {
-        faults++;
-        continue; // something was invalidated while we mapped: map again
+    // The declared pages are held until the kernel has run: CPU accesses and other devices wait
+    // for it, and this device's other operations evict them only if they are older.
+    const ticket = this.dev.ticket();
+    const hold = this.mm.holdForDevice(this.dev.id, [...declared].sort((a, b) => a - b), ticket);
+    try {
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        const seq = this.sub.readBegin();
+        for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket });
+        // Launch only if every declared page is still mapped as declared, checked in the same
+        // turn as the submit: the notifier's sequence does not move for this device's own
+        // evictions and migrations, and a younger operation's eviction or another's fault may
+        // have taken a page of a range faulted in earlier. Such a page is faulted in again.
+        if (this.sub.readRetry(seq) || !ranges.every((r) => this.mapped(r.start, r.end, r.write))) {
+          faults++;
+          continue;
+        }
+        const status = await this.launchOnce(kernel, workgroups, opts.uniforms);
+        if (status.misses > 0) throw this.missError(kernel.label, status);
+        this.dev.stats.add('dispatches');
+        return { faults, rounds: 1, faultedPages: 0 };
       }
-      const status = await this.launchOnce(kernel, workgroups, opts.uniforms);
-      if (status.misses > 0) throw this.missError(kernel.label, status);
-      this.dev.stats.add('dispatches');
-      return { faults, rounds: 1, faultedPages: 0 };
+    } finally {
+      hold.release();
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': declared ranges kept being invalidated`);
   }
@@ -733,7 +797,8 @@ export class Mirror {
     const batch = opts.faultBatchPages ?? this.dev.faultBatchPages;
     if (!Number.isInteger(batch) || batch < 1 || batch > FAULT_QUEUE_CAP)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
-    for (const r of ranges) await this.faultIn(r.start, r.end, r.write);
+    const ticket = this.dev.ticket(); // this dispatch's age, for all its rounds
+    for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { ticket });
     let faults = 0;
     let faultedPages = 0;
     let stalled = 0;
@@ -766,7 +831,7 @@ export class Mirror {
         }
         faultedPages += keys.length;
         const t0 = performance.now();
-        hold = this.mm.holdForDevice(this.dev.id, keys.map((k) => k >>> 1));
+        hold = this.mm.holdForDevice(this.dev.id, keys.map((k) => k >>> 1), ticket);
         await this.serviceFaults(kernel.label, keys, prefetch, batch, hold);
         this.dev.stats.trace.record({
           kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
@@ -811,8 +876,8 @@ export class Mirror {
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
       const isFault = new Set(faulted);
-      await this.faultInPages([...writes].sort((a, b) => a - b), true, keep, isFault, hold);
-      await this.faultInPages(reads, false, keep, isFault, hold);
+      await this.faultInPages([...writes].sort((a, b) => a - b), true, { keep, progress: isFault, hold, ticket: hold.ticket });
+      await this.faultInPages(reads, false, { keep, progress: isFault, hold, ticket: hold.ticket });
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)
@@ -831,6 +896,15 @@ export class Mirror {
     if (s.minWriteMiss === at && !canWrite(vma.prot))
       return new HmmError('EPERM', `kernel '${label}' wrote read-only address ${hex(at)} (${s.misses} faulting accesses)`, at);
     return new HmmError('EFAULT', `kernel '${label}' touched ${hex(at)}, outside its declared ranges (${s.misses} faulting accesses); declare it in ranges`, at);
+  }
+
+  /** Is every page of [start, end) mapped in this device's table (writable, for `write`)? */
+  private mapped(start: number, end: number, write: boolean): boolean {
+    for (let p = start; p < end; p++) {
+      const m = this.table.lookup(p);
+      if (!m || (write && !m.write)) return false;
+    }
+    return true;
   }
 
   /** A validated launch, with a control buffer of its own. */
@@ -868,10 +942,28 @@ export class Mirror {
     this.mm.checkAlive(`${this.dev.name}: ${what}`);
   }
 
+  /**
+   * Run one public operation. The mirror's GPU buffers outlive the operations in flight on it:
+   * close() while any is running (its address space destroyed under it) waits for the last.
+   */
+  private async op<T>(f: () => Promise<T>): Promise<T> {
+    this.active++;
+    try {
+      return await f();
+    } finally {
+      if (--this.active === 0 && this.closing) this.close();
+    }
+  }
+
+  /** Give back the page table's and control buffers' GPU memory (when the last operation ends). */
   close(): void {
     if (this.closed) return;
+    this.sub.remove(); // no more invalidations: the address space is gone, or the device
+    if (this.active > 0) {
+      this.closing = true;
+      return;
+    }
     this.closed = true;
-    this.sub.remove();
     this.table.destroy();
     this.controls.close();
   }

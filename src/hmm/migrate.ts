@@ -247,10 +247,16 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     try {
       data = await dev.download(devFrames);
     } catch (e) {
+      // Nothing came back: every page stays on the device, but one unmapped meanwhile has no
+      // entry left to own its device frame, which is ours to give back (it leaked once).
+      const orphaned: number[] = [];
       for (let k = 0; k < selected.length; k++) {
         if (mm.pageTable.get(selected[k]!) === marks[k]) mm.pageTable.set(selected[k]!, pte.onDevice(dev.id, devFrames[k]!));
+        else orphaned.push(devFrames[k]!);
         mm.ram.free(ramFrames[k]!);
       }
+      dev.disown(orphaned);
+      dev.freeFrames(orphaned);
       throw e;
     }
     // ---- commit: the bytes are in hand, so a loss from here on loses nothing

@@ -29,6 +29,11 @@ export interface MmapOptions {
 
 /** How many times a CPU access re-checks pages that other work keeps changing. */
 const CPU_FAULT_RETRIES = 64;
+/**
+ * The holder fork() takes device holds as (no device has this id). They keep devices off the
+ * pages; CPU accesses do not wait for them (fork itself waits for CPU threads inside them).
+ */
+const FORK_HOLDER = -1;
 /** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
 const FORK_DRAIN_MS = 10_000;
 
@@ -57,6 +62,7 @@ export class AddressSpace {
    * another thread, so they live here; CPU threads pin in the shared table instead.
    */
   private readonly mainPins = new Map<number, number>();
+  private readonly unpinWaiters: (() => void)[] = [];
   private destroyed = false;
 
   constructor(
@@ -288,7 +294,7 @@ export class AddressSpace {
    */
   async faultPages(pages: readonly number[], write: boolean, yieldToDevices = false): Promise<boolean> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
-      if (yieldToDevices && this.holds.ended(pages) !== null) return false;
+      if (yieldToDevices && this.holds.ended(pages, FORK_HOLDER) !== null) return false;
       if (await this.faultPagesOnce(pages, write)) return true;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;
@@ -562,6 +568,9 @@ export class AddressSpace {
     let finish!: () => void;
     this.forking = new Promise<void>((r) => (finish = r));
     Atomics.store(this.pageTable.ctl, CTL_FORKING, 1);
+    // Devices keep off the pages while fork brings them home and copies the table (a device
+    // hold, as a fault service takes): a kernel faulting them back each time would starve it.
+    const hold = this.holds.hold(FORK_HOLDER, [...this.vmas.all()].flatMap((v) => pageList(v.start, v.end - v.start)), 0);
     try {
       for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
         await this.drainThreads();
@@ -586,6 +595,7 @@ export class AddressSpace {
       }
       throw new HmmError('EBUSY', `fork: pages of address space ${this.id} kept moving to devices`);
     } finally {
+      hold.release();
       Atomics.store(this.pageTable.ctl, CTL_FORKING, 0);
       this.forking = null;
       finish();
@@ -602,7 +612,11 @@ export class AddressSpace {
         const e = this.pageTable.get(p);
         if (pte.kind(e) === Kind.Ram) {
           this.ram.share(pte.frame(e));
-          child.pageTable.set(p, pte.ram(pte.frame(e))); // no device holds the child's copy
+          // No device has a copy made for the child. But a shared frame's read-only device
+          // copies are flagged in every address space that maps it, so that a write from any
+          // side invalidates them (collectPending): the child's entry carries the flag too.
+          const shared = v.shared && pte.isDup(e);
+          child.pageTable.set(p, shared ? pte.withDup(pte.ram(pte.frame(e))) : pte.ram(pte.frame(e)));
         } else child.pageTable.set(p, pte.kind(e) === Kind.Zero ? pte.zero : pte.none);
       }
       child.syncAccess(v.start, v.end);
@@ -644,6 +658,16 @@ export class AddressSpace {
       if (n > 0) this.mainPins.set(p, n);
       else this.mainPins.delete(p);
     }
+    if (this.unpinWaiters.length > 0) for (const wake of this.unpinWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Resolves when no main-thread read or write has any of `pages` pinned (at once when none
+   * has). Such an access waits only for migrations and write-backs, never for a device's
+   * operation (it lets go of its pins to wait for a device hold), so a device may wait here.
+   */
+  async mainUnpinned(pages: readonly number[]): Promise<void> {
+    while (pages.some((p) => this.mainPins.has(p))) await new Promise<void>((r) => this.unpinWaiters.push(r));
   }
 
   /**
@@ -695,8 +719,8 @@ export class AddressSpace {
    * always progresses: the pages it faulted in cannot be taken back between the fault service
    * and the relaunch (src/mm/deviceHolds.ts).
    */
-  holdForDevice(device: number, pages: readonly number[]): DeviceHold {
-    return this.holds.hold(device, pages);
+  holdForDevice(device: number, pages: readonly number[], ticket = Infinity): DeviceHold {
+    return this.holds.hold(device, pages, ticket);
   }
 
   /**
@@ -709,7 +733,7 @@ export class AddressSpace {
    * until the fault service gave up with EBUSY.
    */
   private waitForDeviceHolds(what: string, va: number, length: number, write: boolean, pages: readonly number[]): Promise<void> | null {
-    const held = this.holds.ended(pages);
+    const held = this.holds.ended(pages, FORK_HOLDER);
     if (!held) return null;
     return held.then(() => {
       this.checkAlive(what);

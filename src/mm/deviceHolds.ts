@@ -18,6 +18,8 @@ export class DeviceHold {
     private readonly registry: DeviceHolds,
     readonly device: number,
     readonly pages: readonly number[],
+    /** The age of the operation holding (HmmDevice tickets): its own device's evictions spare it for older operations only. */
+    readonly ticket: number,
   ) {
     this.acquire();
   }
@@ -56,8 +58,8 @@ export class DeviceHolds {
   private readonly byPage = new Map<number, Set<DeviceHold>>();
 
   /** Hold `pages` for `device`'s next launch; release() the result after it. */
-  hold(device: number, pages: readonly number[]): DeviceHold {
-    return new DeviceHold(this, device, pages);
+  hold(device: number, pages: readonly number[], ticket: number): DeviceHold {
+    return new DeviceHold(this, device, pages, ticket);
   }
 
   add(h: DeviceHold): void {
@@ -86,11 +88,21 @@ export class DeviceHolds {
     return false;
   }
 
-  /** Is page p held by a fault service of `device`? (Its evictions leave such a page alone.) */
-  isHeldBy(p: number, device: number): boolean {
+  /**
+   * Is page p held by a fault service of `device` whose ticket is at most `ticket` (an operation
+   * as old as the one asking)? Its evictions leave such a page alone; a younger one's page may go.
+   */
+  isHeldBy(p: number, device: number, ticket = Infinity): boolean {
     const set = this.byPage.get(p);
-    if (set) for (const h of set) if (h.device === device) return true;
+    if (set) for (const h of set) if (h.device === device && h.ticket <= ticket) return true;
     return false;
+  }
+
+  /** The holds of `device` older than `ticket`, but `except`: what an operation out of device memory may wait for. */
+  olderHolds(device: number, ticket: number, except?: DeviceHold): DeviceHold[] {
+    const out = new Set<DeviceHold>();
+    for (const set of this.byPage.values()) for (const h of set) if (h.device === device && h.ticket < ticket && h !== except) out.add(h);
+    return [...out];
   }
 
   /**

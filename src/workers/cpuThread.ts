@@ -25,6 +25,8 @@ export interface ThreadHandle {
   readonly frameRefs: SharedArrayBuffer;
   readonly pageTable: SharedArrayBuffer;
   readonly mailbox: SharedArrayBuffer;
+  /** How long a fault may wait for the main thread before EBUSY (default THREAD_FAULT_TIMEOUT_MS, 30 s). */
+  readonly faultTimeoutMs?: number;
 }
 
 /** Slow-path trips one access may take before EBUSY (each one may be raced by the GPU again). */
@@ -128,7 +130,7 @@ export class CpuThread {
       }
       for (let p = first; p <= last; p++) this.table.unpin(p);
       this.slowPaths++;
-      requestFault(this.mailbox, write, va, length); // throws the main thread's error
+      requestFault(this.mailbox, write, va, length, this.handle.faultTimeoutMs); // throws the main thread's error
     }
     throw new HmmError('EBUSY', `${what} at ${hex(va)}: pages kept moving away between the fault and the access`, va);
   }

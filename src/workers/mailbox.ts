@@ -38,6 +38,8 @@ const CLAIMED = 1;
 const REQUEST = 2;
 const SERVING = 3;
 const DONE = 4;
+/** The thread gave up waiting while the main thread served it: the server frees the slot when done. */
+const ABANDONED = 5;
 
 const CODES: readonly HmmErrorCode[] = ['EFAULT', 'EPERM', 'EINVAL', 'ENOENT', 'ENOMEM', 'EBUSY', 'EDEVLOST', 'EPOISON', 'ESEGV'];
 const UNKNOWN_ERROR = 0xff;
@@ -52,8 +54,8 @@ const slotBase = (slot: number): number => HEADER_WORDS + slot * SLOT_WORDS;
 // ------------------------------------------------------------------ thread side
 
 /** Ask the main thread to make [va, va+length) accessible; throws its HmmError. Blocks. */
-export function requestFault(words: Int32Array, write: boolean, va: number, length: number): void {
-  const slot = claimSlot(words);
+export function requestFault(words: Int32Array, write: boolean, va: number, length: number, timeoutMs = THREAD_FAULT_TIMEOUT_MS): void {
+  const slot = claimSlot(words, timeoutMs);
   const b = slotBase(slot);
   words[b + OP] = write ? 1 : 0;
   words[b + VA] = va | 0; // u32 in an i32 word; read back with >>> 0
@@ -61,18 +63,19 @@ export function requestFault(words: Int32Array, write: boolean, va: number, leng
   Atomics.store(words, b + STATE, REQUEST);
   Atomics.add(words, DOORBELL, 1);
   Atomics.notify(words, DOORBELL);
-  const deadline = Date.now() + THREAD_FAULT_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = Atomics.load(words, b + STATE);
     if (s === DONE) break;
-    if (Atomics.load(words, STOP) !== 0 && s === REQUEST) {
-      Atomics.store(words, b + STATE, FREE);
+    if (Atomics.load(words, STOP) !== 0 && s === REQUEST && Atomics.compareExchange(words, b + STATE, REQUEST, FREE) === REQUEST)
       throw new HmmError('EINVAL', `CPU thread access at 0x${(va >>> 0).toString(16)}: the address space was destroyed`, va >>> 0);
-    }
     const left = deadline - Date.now();
-    if (left <= 0)
-      throw new HmmError('EBUSY', `CPU thread access at 0x${(va >>> 0).toString(16)}: the main thread did not serve the fault within ${THREAD_FAULT_TIMEOUT_MS} ms (is it blocked?)`, va >>> 0);
-    Atomics.wait(words, b + STATE, s, Math.min(left, 100));
+    // Give up, and give the slot back: at once if no server took the request, or through the
+    // server when it finishes serving it (ABANDONED). A slot kept forever would leave every
+    // thread with EBUSY once all of them were gone.
+    if (left <= 0 && abandon(words, b))
+      throw new HmmError('EBUSY', `CPU thread access at 0x${(va >>> 0).toString(16)}: the main thread did not serve the fault within ${timeoutMs} ms (is it blocked?)`, va >>> 0);
+    Atomics.wait(words, b + STATE, s, Math.max(1, Math.min(left, 100)));
   }
   const result = words[b + RESULT]!;
   const error = result === 0 ? null : decodeError(words, b, result);
@@ -80,11 +83,17 @@ export function requestFault(words: Int32Array, write: boolean, va: number, leng
   if (error) throw error;
 }
 
-function claimSlot(words: Int32Array): number {
-  const deadline = Date.now() + THREAD_FAULT_TIMEOUT_MS;
+/** The thread stops waiting for slot `b`: true when it is given up (false: the answer is there, DONE). */
+function abandon(words: Int32Array, b: number): boolean {
+  if (Atomics.compareExchange(words, b + STATE, REQUEST, FREE) === REQUEST) return true;
+  return Atomics.compareExchange(words, b + STATE, SERVING, ABANDONED) === SERVING;
+}
+
+function claimSlot(words: Int32Array, timeoutMs: number): number {
+  const deadline = Date.now() + timeoutMs;
   for (let spin = 0; ; spin++) {
     for (let i = 0; i < SLOTS; i++) if (Atomics.compareExchange(words, slotBase(i) + STATE, FREE, CLAIMED) === FREE) return i;
-    if (Date.now() > deadline) throw new HmmError('EBUSY', `CPU thread: all ${SLOTS} fault mailbox slots stayed busy for ${THREAD_FAULT_TIMEOUT_MS} ms`);
+    if (Date.now() > deadline) throw new HmmError('EBUSY', `CPU thread: all ${SLOTS} fault mailbox slots stayed busy for ${timeoutMs} ms`);
     Atomics.wait(words, slotBase(spin % SLOTS) + STATE, Atomics.load(words, slotBase(spin % SLOTS) + STATE), 1);
   }
 }
@@ -102,6 +111,14 @@ function decodeError(words: Int32Array, b: number, result: number): Error {
 }
 
 // ------------------------------------------------------------------ main-thread side
+
+/** How many of the mailbox's slots are free (a leak check: all of them, when no access is in flight). */
+export function freeSlots(buffer: SharedArrayBuffer): number {
+  const words = new Int32Array(buffer);
+  let n = 0;
+  for (let i = 0; i < SLOTS; i++) if (Atomics.load(words, slotBase(i) + STATE) === FREE) n++;
+  return n;
+}
 
 /** Serves one address space's mailbox on the main thread until stopped. */
 export class MailboxServer {
@@ -157,7 +174,8 @@ export class MailboxServer {
     }
     this.served++;
     this.words[b + RESULT] = result;
-    Atomics.store(this.words, b + STATE, DONE);
+    // The thread gave up meanwhile (ABANDONED): nobody reads the answer, the slot is free again.
+    if (Atomics.compareExchange(this.words, b + STATE, SERVING, DONE) !== SERVING) Atomics.store(this.words, b + STATE, FREE);
     Atomics.notify(this.words, b + STATE);
   }
 

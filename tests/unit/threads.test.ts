@@ -11,6 +11,7 @@ import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
 import { SystemRam } from '../../src/mm/systemRam.ts';
 import { Stats } from '../../src/trace/stats.ts';
 import { mailboxStats, spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
+import { freeSlots, SLOTS } from '../../src/workers/mailbox.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
 import { hx, pattern, throwsAsync } from './helpers.ts';
 
@@ -361,6 +362,35 @@ describe('copy-on-write and destroy through the mailbox', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(mailboxStats(mm).served).toBe(0);
   });
+});
+
+describe('a fault that times out', () => {
+  it('gives its mailbox slot back, whether the main thread had taken the request or not', async () => {
+    const { mm } = makeEnv();
+    const va = mm.mmap((SLOTS + 4) * P); // never touched: each first load must ask the main thread
+    // Long enough that the main thread has surely taken the request when the thread gives up.
+    const h = { ...threadHandle(mm), faultTimeoutMs: 1000 };
+    await w(1).attach(h);
+    // A device holds the page for its relaunch: the main thread takes the request and waits.
+    const hold = mm.holdForDevice(0, [va / P]);
+    const e = await failure('EBUSY', w(1).loadU32(va));
+    expect(e.message).toContain('did not serve the fault within 1000 ms');
+    expect(freeSlots(h.mailbox)).toBe(SLOTS - 1); // still being served: the server frees it
+    hold.release();
+    const deadline = Date.now() + 10_000;
+    while (freeSlots(h.mailbox) < SLOTS && Date.now() < deadline) await sleep(1);
+    expect(freeSlots(h.mailbox)).toBe(SLOTS);
+    // More timeouts than there are slots leave every slot free, and the next access works.
+    await w(1).attach({ ...h, faultTimeoutMs: 10 });
+    for (let i = 1; i <= SLOTS + 2; i++) {
+      const held = mm.holdForDevice(0, [va / P + i]);
+      await failure('EBUSY', w(1).loadU32(va + i * P));
+      held.release();
+    }
+    while (freeSlots(h.mailbox) < SLOTS && Date.now() < deadline) await sleep(1);
+    expect(freeSlots(h.mailbox)).toBe(SLOTS);
+    expect(await w(1).loadU32(va + (SLOTS + 3) * P)).toBe(0);
+  }, 30_000);
 });
 
 describe('concurrent workers', () => {
