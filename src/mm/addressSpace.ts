@@ -122,11 +122,22 @@ export class AddressSpace {
     const { start, end } = this.pageRange('mprotect', va, length);
     if (prot !== 'none' && prot !== 'r' && prot !== 'rw')
       throw new HmmError('EINVAL', `mprotect: prot ${String(prot)} is not 'none', 'r' or 'rw'`);
-    const hole = this.vmas.firstHole(start, end);
-    if (hole >= 0)
-      throw new HmmError('ENOMEM', `mprotect: page at ${hex(hole * PAGE_SIZE)} is not mapped`, hole * PAGE_SIZE);
-    // A device holding pages writable must give them back before it may lose write access.
-    await this.settle(start, end, 'held');
+    const checkHoles = (): void => {
+      const hole = this.vmas.firstHole(start, end);
+      if (hole >= 0) throw new HmmError('ENOMEM', `mprotect: page at ${hex(hole * PAGE_SIZE)} is not mapped`, hole * PAGE_SIZE);
+    };
+    checkHoles();
+    // A device holding pages writable must give them back before it may lose write access, and
+    // the change is made in the same turn as the check that none holds any: the invalidation
+    // below drops a device's mappings, and a copy held since the last look would be dropped
+    // without its write-back.
+    for (let attempt = 0; ; attempt++) {
+      await this.settle(start, end, 'held');
+      this.checkAlive('mprotect');
+      checkHoles(); // unmapped meanwhile: as if after that munmap
+      if (!this.anyHeldOrMoving(start, end)) break;
+      if (attempt >= CPU_FAULT_RETRIES) throw new HmmError('EBUSY', `mprotect ${hex(va)}: devices kept taking the pages`, va);
+    }
     this.vmas.protect(start, end, prot);
     this.syncAccess(start, end);
     this.notifier.invalidate({ start, end, event: 'protection', owner: null });
@@ -439,6 +450,15 @@ export class AddressSpace {
     if (cow.length > 0) this.stats.add('cowBreaks', cow.length);
   }
 
+  /** Is any page of [start, end) migrating, or held by a live device? */
+  private anyHeldOrMoving(start: number, end: number): boolean {
+    for (let p = start; p < end; p++) {
+      const e = this.pageTable.get(p);
+      if (pte.kind(e) === Kind.Migrating || (pte.isHeld(e) && !this.poisoned(p))) return true;
+    }
+    return false;
+  }
+
   /** Wait until no page in [start, end) is migrating or (for 'held') held by a device. */
   private async settle(start: number, end: number, what: 'held'): Promise<void> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
@@ -504,6 +524,7 @@ export class AddressSpace {
   // ------------------------------------------------------------------ internals
 
   private unmapPages(start: number, end: number): void {
+    if (this.family.size > 1) this.startSharedWriteBacks(start, end);
     // Devices drop their mappings of the range before any frame is freed.
     this.notifier.invalidate({ start, end, event: 'unmap', owner: null });
     this.stats.add('invalidations');
@@ -538,6 +559,26 @@ export class AddressSpace {
     this.syncAccess(start, end);
     this.thrash.forget(start, end);
     this.ram.reap(); // frames whose unmapping waited for a CPU thread to leave them
+  }
+
+  /**
+   * A device's held copy of a frame a fork relative also maps (a shared mapping) carries that
+   * relative's data too. Unmapping the page here (munmap, MAP_FIXED, destroy) cannot wait for
+   * a device, so the copy's write-back starts now: it takes the copy off the device at once
+   * (entries Migrating, the download queued after any kernel already submitted), the unmapping
+   * hands this side's frame reference to it, it writes the bytes into the frame the relatives
+   * still map, and their accesses wait for it (revokeHeld). If it fails on a live device, a
+   * relative takes the copy over (HmmDevice.revoke); on a lost device their flags make the
+   * page EPOISON. Either way its rejection is nobody's to report here.
+   */
+  private startSharedWriteBacks(start: number, end: number): void {
+    const heldBy = new Map<number, number[]>();
+    for (const v of this.vmas.overlapping(start, end))
+      for (let p = Math.max(start, v.start); p < Math.min(end, v.end); p++) {
+        const e = this.pageTable.get(p);
+        if (pte.isHeld(e) && this.ram.refCount(pte.frame(e)) > 1 && !this.poisoned(p)) push(heldBy, pte.heldBy(e), p);
+      }
+    for (const [dev, pages] of heldBy) void this.revokeHeld(dev, pages).catch(() => undefined);
   }
 
   /** Keep the access bytes CPU threads read equal to the VMAs over [start, end). */
@@ -691,21 +732,7 @@ export class AddressSpace {
   /** Unmap everything and refuse further use (process exit). */
   destroy(): void {
     if (this.destroyed) return;
-    // A device's held copy of a frame a fork relative also maps (a shared mapping) carries that
-    // relative's data too: munmap writes such copies back first, but destroy() cannot wait for
-    // a device. So it starts the write-back here: it takes the copy off the device now (the
-    // entries it marks Migrating, the download queued after any kernel already submitted), the
-    // unmapping below hands this side's frame reference to it, it writes the bytes into the
-    // frame the relatives still map, and their accesses wait for it (revokeHeld).
-    if (this.family.size > 1) {
-      const heldBy = new Map<number, number[]>();
-      for (const v of this.vmas.all())
-        for (let p = v.start; p < v.end; p++) {
-          const e = this.pageTable.get(p);
-          if (pte.isHeld(e) && this.ram.refCount(pte.frame(e)) > 1 && !this.poisoned(p)) push(heldBy, pte.heldBy(e), p);
-        }
-      for (const [dev, pages] of heldBy) void this.revokeHeld(dev, pages).catch(() => undefined); // a failure leaves the relatives' copies poisoned or held (HmmDevice.revoke)
-    }
+    // (held copies of frames relatives still map are written back: startSharedWriteBacks)
     for (const v of [...this.vmas.all()]) this.unmapPages(v.start, v.end);
     this.notifier.invalidate({ start: 0, end: VA_PAGES, event: 'release', owner: null });
     this.family.delete(this);

@@ -181,6 +181,39 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     }
   });
 
+  it("release() beside a kernel that takes a held copy meanwhile: the copy is written back, not dropped, and the kernel's adds are kept", async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P }] });
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const va = mm.mmap(2 * P);
+    await mm.write(va, new Uint8Array(2 * P).fill(1));
+    await m.migrateToDevice(va, 1); // page 0: device-private, release migrates it home
+    await mm.advise(va + P, P, { preferred: 'system' }); // page 1: the device works on it through held copies
+    const k = await dev.createKernel({ code: FILL.replace('u.value + hmm_load_u32(va) * 0u', 'hmm_load_u32(va) + u.value'), workgroupSize: 64 });
+    // release's first download waits until the kernel has taken and written its held copy
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const download = dev.download.bind(dev);
+    dev.download = async (frames) => {
+      const data = await download(frames);
+      await gate;
+      return data;
+    };
+    try {
+      const releasing = dev.release();
+      await m.dispatch(k, { mode: 'validated', workgroups: P / 4 / 64, uniforms: new Uint32Array([va + P, P / 4, 5, 0]), ranges: [{ va: va + P, bytes: P, access: 'rw' }] });
+      open();
+      await releasing;
+    } finally {
+      dev.download = download;
+      open();
+    }
+    const words = new Uint32Array((await mm.read(va + P, P)).buffer);
+    expect(words.every((x) => x === 0x01010101 + 5)).toBe(true);
+    expect(dev.ownedFrames).toBe(0);
+  });
+
   it('a frame freed under an in-flight kernel is handed out again only zeroed, after the kernel', async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 16 * P }] }); // few frames: reuse is certain
     const dev = sys.devices[0]!;

@@ -84,6 +84,31 @@ describe('held copies of shared pages in a fork family', () => {
     });
   }
 
+  it("MAP_FIXED over the shared pages while a kernel writes them through held copies: the relative sees the kernel's writes", async () => {
+    const { sys, dev, parent, child, va, k } = await family();
+    const m = dev.mirror(parent);
+    let fired = false;
+    dev.faultInjection = {
+      at(point) {
+        if (point !== 'launchSubmitted' || fired) return;
+        fired = true;
+        parent.mmap(2 * P, { addr: va }); // replaces the mapping: must not wait, must not lose the copies
+      },
+    };
+    const r = await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 2, 7, 0]), ranges: [{ va, bytes: 2 * P, access: 'rw' }] }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    dev.faultInjection = undefined;
+    expect(fired).toBe(true);
+    expect(r).toBeNull();
+    expect(u32(await child.read(va, 4))).toBe(107);
+    expect(u32(await child.read(va + P, 4))).toBe(207);
+    expect(u32(await parent.read(va, 4))).toBe(0); // the parent's new mapping is demand-zero
+    expect(dev.ownedFrames).toBe(0);
+    expect(sys.ram.freeFrames + 2).toBe(sys.ram.frameCount); // the child's two frames, nothing else
+  });
+
   it("destroy() whose write-back fails (mapAsync rejected): a relative takes the copy over and still gets the kernel's writes", async () => {
     const { sys, dev, parent, child, va, k } = await family();
     const m = dev.mirror(parent);
