@@ -63,6 +63,26 @@ describe('dispatches in flight at once', () => {
     expect(await counters((x, n) => mm.read(x, n), va, pages)).toEqual(new Array(pages).fill(3));
   });
 
+  it('validated dispatches that together need more than the device: each runs in turn, none misses a declared page', async () => {
+    // 16 frames; A declares 16 pages in two ranges, B and C 8 each: whoever faults in later
+    // evicts what an earlier one mapped, unless that one is older (it then waits its turn).
+    const sys = await makeSystem({ devices: [{ memoryBytes: 16 * P, evictionBytes: 4096 }] });
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const k = await dev.createKernel({ code: COUNT, label: 'count' });
+    const a = mm.mmap(16 * P);
+    const b = mm.mmap(8 * P);
+    const c = mm.mmap(8 * P);
+    const two = (va: number) => [{ va, bytes: 8 * P, access: 'rw' as const }, { va: va + 8 * P, bytes: 8 * P, access: 'rw' as const }];
+    const run = (va: number, pages: number, ranges = [{ va, bytes: pages * P, access: 'rw' as const }]) =>
+      m.dispatch(k, { mode: 'validated', workgroups: 1, uniforms: new Uint32Array([va, pages, 0, 0]), ranges });
+    for (let i = 0; i < 3; i++) await Promise.all([run(a, 16, two(a)), run(b, 8), run(c, 8), run(a, 16, two(a))]);
+    expect(await counters((x, n) => mm.read(x, n), a, 16)).toEqual(new Array(16).fill(6));
+    expect(await counters((x, n) => mm.read(x, n), b, 8)).toEqual(new Array(8).fill(3));
+    expect(await counters((x, n) => mm.read(x, n), c, 8)).toEqual(new Array(8).fill(3));
+  });
+
   it('replayable kernels of two devices on the same pages while the main thread reads and writes them: every add counted', async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 1 << 20 }, { memoryBytes: 1 << 20 }] });
     const [d0, d1] = sys.devices as [typeof sys.devices[0], typeof sys.devices[0]];

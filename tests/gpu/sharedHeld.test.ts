@@ -109,6 +109,27 @@ describe('held copies of shared pages in a fork family', () => {
     expect(sys.ram.freeFrames + 2).toBe(sys.ram.frameCount); // the child's two frames, nothing else
   });
 
+  it("a device copy of a shared page waits for a relative's CPU thread inside a store to it: the thread's store is not lost", async () => {
+    const { dev, parent, child, va } = await family();
+    const page = va / P;
+    const frame = pte.frame(child.pageTable.get(page));
+    Atomics.add(child.pageTable.pins, page, 1); // a CPU thread of the child is inside a store to the page
+    let pinned = true;
+    try {
+      const writing = dev.mirror(parent).write(va, word(9)); // the device writes word 0 through a held copy
+      // the device has started taking its copy (the page is isolated, or already held)
+      while (pte.kind(parent.pageTable.get(page)) === Kind.Ram && !pte.isHeld(parent.pageTable.get(page))) await new Promise((r) => setImmediate(r));
+      parent.ram.frame(frame).set(word(5), 4); // the thread's store lands: word 1
+      Atomics.sub(child.pageTable.pins, page, 1);
+      pinned = false;
+      await writing;
+    } finally {
+      if (pinned) Atomics.sub(child.pageTable.pins, page, 1);
+    }
+    const got = await child.read(va, 8);
+    expect([u32(got), u32(got.subarray(4))]).toEqual([9, 5]);
+  });
+
   it("destroy() whose write-back fails (mapAsync rejected): a relative takes the copy over and still gets the kernel's writes", async () => {
     const { sys, dev, parent, child, va, k } = await family();
     const m = dev.mirror(parent);
