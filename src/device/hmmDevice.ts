@@ -359,12 +359,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
           if (frames[i]! >= 0) mirror?.table.map(p, frames[i]!, true);
           if (wasExclusive[i]) mirror?.exclusive.add(p);
         } else {
-          // unmapped meanwhile (or mm destroyed): a relative still holding the frame's copy
-          // flag takes the copy over, the only current data; otherwise it goes (on a lost
-          // device the relatives' flags make the page poisoned, as any dirty held copy)
-          if (frames[i]! < 0 || this.lostReason !== undefined || !this.passCopy(mm, p, ramFrames[i]!, frames[i]!)) {
-            if (frames[i]! >= 0) gone.push(frames[i]!);
-          }
+          // Unmapped meanwhile (or mm destroyed): the relatives that still map the frame take
+          // the copy over, the only current data, and a later touch writes it back (a retry);
+          // on a lost device their copy flags make the page EPOISON, as any dirty held copy.
+          // When nobody maps the frame any more, nobody can read what the copy held: it goes.
+          if (frames[i]! >= 0 && !this.passCopy(mm, p, ramFrames[i]!, frames[i]!)) gone.push(frames[i]!);
           mm.ram.free(ramFrames[i]!);
         }
         mm.inflight.delete(p);
@@ -402,18 +401,22 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
 
   /**
    * A held copy whose write-back failed after `from` let go of the page (it was destroyed, or
-   * unmapped the page, meanwhile): a fork relative that maps the same RAM frame and still carries
-   * this device's copy flag takes the copy over, so a later write-back through it still has the
-   * device's writes. False when there is none.
+   * unmapped the page, meanwhile): the fork relatives that map the same RAM frame are flagged
+   * as holding it (they normally are already) and one of them takes the copy over, so a later
+   * write-back through it still has the device's writes. On a lost device nothing is taken
+   * over: the flags alone make the page EPOISON for them. False (the frame may go) when no
+   * relative maps the frame, or the device is lost.
    */
   private passCopy(from: AddressSpace, p: number, ramFrame: number, frame: number): boolean {
     if (from.ram.refCount(ramFrame) < 2) return false;
     const heirs = [...from.family].filter((s) => {
       const x = s.pageTable.get(p);
-      return s !== from && !s.isDestroyed && pte.isHeld(x) && pte.heldBy(x) === this.id && pte.frame(x) === ramFrame;
+      return s !== from && !s.isDestroyed && pte.kind(x) === Kind.Ram && pte.frame(x) === ramFrame;
     });
     const heir = heirs[0];
     if (!heir) return false;
+    for (const s of heirs) s.pageTable.set(p, pte.withHeld(pte.plainRam(s.pageTable.get(p)), this.id));
+    if (this.lostReason !== undefined) return false;
     const mirror = this.mirror(heir);
     if (mirror.table.lookup(p)) mirror.dropMappings(p, p + 1);
     mirror.table.map(p, frame, true);

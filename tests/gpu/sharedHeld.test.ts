@@ -156,6 +156,32 @@ describe('held copies of shared pages in a fork family', () => {
     expect(sys.ram.freeFrames + 2).toBe(sys.ram.frameCount); // the child's two frames, nothing else
   });
 
+  it("destroy() whose write-back fails when no relative carries the copy flag any more: one that maps the frame takes the copy over, nothing is lost", async () => {
+    const { dev, parent, child, va, k } = await family();
+    const m = dev.mirror(parent);
+    let destroyed = false;
+    let aborted = false;
+    dev.faultInjection = {
+      at(point, ctx) {
+        if (point === 'launchSubmitted' && !destroyed) {
+          destroyed = true;
+          parent.destroy();
+        } else if (point === 'mapPending' && ctx.what === 'download' && destroyed && !aborted) {
+          aborted = true;
+          // the state the contract must survive: the child maps the frame without the flag
+          for (const p of [va / P, va / P + 1]) child.pageTable.set(p, pte.plainRam(child.pageTable.get(p)));
+          abortMap(ctx);
+        }
+      },
+    };
+    await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 2, 7, 0]), ranges: [{ va, bytes: 2 * P, access: 'rw' }] }).catch(() => undefined);
+    dev.faultInjection = undefined;
+    expect(aborted).toBe(true);
+    expect(u32(await child.read(va, 4))).toBe(107);
+    expect(u32(await child.read(va + P, 4))).toBe(207);
+    expect(dev.ownedFrames).toBe(0);
+  });
+
   it('a relative writing the page while the copy is being written back through its owner waits for it: its write is not overwritten', async () => {
     const { dev, parent, child, va, k } = await family();
     const m = dev.mirror(parent);
