@@ -262,9 +262,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       }
       if (held.length > 0) await this.revoke(mm, held);
       if (priv.length > 0) pagesOut += (await migrateToSystem(mm, this, priv)).moved;
+      // read-only copies go; one that became a held copy during the awaits above stays (it
+      // may be the page's only current data: it is written back when it is evicted or touched)
       const mirror = this.mirrors.get(mm);
-      for (const [a, b] of runs(dup)) mirror?.dropMappings(a, b);
-      pagesOut += held.length + dup.length;
+      const readOnly = dup.filter((p) => {
+        const e = mm.pageTable.get(p);
+        return !(pte.isHeld(e) && pte.heldBy(e) === this.id);
+      });
+      if (mirror && readOnly.length > 0) mirror.dropRuns(runs(readOnly));
+      pagesOut += held.length + readOnly.length;
     }
     this.stats.add('evictions', pagesOut);
     this.stats.trace.record({ kind: 'evict', ts: t0, dur: performance.now() - t0, pages: pagesOut, bytes: pagesOut * PAGE_SIZE, device: this.id, detail: `${victims.length} units of ${unit} pages` });
@@ -289,9 +295,16 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * (its own hold, `except`, aside); null when there is none, and waiting would not help.
    */
   olderEnded(ticket: number, except?: DeviceHold): Promise<void> | null {
-    const waits: Promise<void>[] = [];
+    const waits: Promise<unknown>[] = [];
     for (const mm of this.mirrors.keys()) for (const h of mm.holds.olderHolds(this.id, ticket, except)) waits.push(h.ended);
-    return waits.length > 0 ? Promise.race(waits) : null;
+    // and pages on their way off the device (a release, another operation's eviction): their
+    // frames come free when they arrive
+    for (let f = 0; f < this.memory.frameCount; f++) {
+      const mm = this.rmapMm[f];
+      const moving = mm?.inflight.get(this.rmapPage[f]!);
+      if (moving) waits.push(moving);
+    }
+    return waits.length > 0 ? Promise.race(waits).then(() => undefined) : null;
   }
 
   /** Frames owned by some page (private pages and copies); with the free ones, every frame. */

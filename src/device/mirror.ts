@@ -189,6 +189,8 @@ export class Mirror {
         const required = pages.filter((p) => progress.has(p));
         if (required.length === 0 || required.some((p) => !stillMissing.has(p))) return;
       }
+      // (Errors first, for every page still missing, so the first bad address is the one named.)
+      this.checkPermissions(missing, write);
       // Pages another device holds for its relaunch are not taken from it (that would make its
       // kernel fault again: two devices on the same pages would never progress). Map the rest;
       // when none of the rest would let this caller progress, wait for those relaunches, and a
@@ -197,7 +199,7 @@ export class Mirror {
       if (contended.length > 0) {
         const free = missing.filter((p) => !this.mm.holds.isHeld(p, this.dev.id));
         if (!(progress ? free.some((p) => progress.has(p)) : free.length > 0)) {
-          const others = this.mm.holds.ended(contended, this.dev.id)!;
+          const others = this.mm.holds.ended(contended, (h) => h.device !== this.dev.id)!;
           if (hold) await hold.yieldTo(others);
           else await others;
           this.dev.checkAlive('fault');
@@ -206,7 +208,6 @@ export class Mirror {
         }
         missing = free;
       }
-      this.checkPermissions(missing, write);
       // Pages that can move come here by migration (never-touched ones as zeroed device pages);
       // a page a CPU thread was inside of when we tried is served through a copy instead.
       let movable = missing.filter((p) => !busyOnCpu.has(p) && this.migratable(p, write));
@@ -252,8 +253,10 @@ export class Mirror {
    */
   private async makeRoom(need: number, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<'freed' | 'waited' | 'none'> {
     const ticket = opts.ticket ?? Infinity;
+    // (frames another operation gave back since the caller looked count as room too)
+    if (this.dev.memory.freeFrames > 0) return 'freed';
     const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p), ticket);
-    if (freed > 0) return 'freed';
+    if (freed > 0 || this.dev.memory.freeFrames > 0) return 'freed';
     const older = this.dev.olderEnded(ticket, opts.hold);
     if (!older) return 'none';
     if (opts.hold) await opts.hold.yieldTo(older);
@@ -314,7 +317,7 @@ export class Mirror {
   private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<void> {
     const leave = (p: number): boolean => this.mm.holds.isHeld(p, this.dev.id); // another device's turn
     const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave });
-    if (this.sub.readRetry(seq)) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
+    if (this.sub.readRetry(seq, [start, end])) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
     const copies: number[] = [];
     for (let i = 0; i < end - start; i++) {
       const p = start + i;
@@ -460,15 +463,17 @@ export class Mirror {
     return this.op(async () => {
       this.alive('mirror.read');
       const { start, npages: n } = checkPages('mirror.read', va, npages);
-      let faults = 0;
-      for (let round = 0; round < MAX_ROUNDS; round++) {
-        const { misses, data } = await this.dev.runMirrorKernel(this, 'read', start * PAGE_SIZE, n * WORDS_PER_PAGE);
-        if (misses === 0) return { data: data!, cpages: n, faults };
-        faults++;
-        this.dev.stats.add('gpuFaults');
-        await this.faultIn(start, start + n, false);
-      }
-      throw new HmmError('EBUSY', `mirror.read ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+      return this.holding(pageList(start, n), async (opts) => {
+        let faults = 0;
+        for (let round = 0; round < MAX_ROUNDS; round++) {
+          const { misses, data } = await this.dev.runMirrorKernel(this, 'read', start * PAGE_SIZE, n * WORDS_PER_PAGE);
+          if (misses === 0) return { data: data!, cpages: n, faults };
+          faults++;
+          this.dev.stats.add('gpuFaults');
+          await this.faultIn(start, start + n, false, opts);
+        }
+        throw new HmmError('EBUSY', `mirror.read ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+      });
     });
   }
 
@@ -486,15 +491,33 @@ export class Mirror {
     checkRange('mirror.write', va, data.length);
     const start = va / PAGE_SIZE;
     const n = Math.ceil(data.length / PAGE_SIZE);
-    let faults = 0;
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      const { misses } = await this.dev.runMirrorKernel(this, 'write', va, data.length / 4, data);
-      if (misses === 0) return { cpages: n, faults };
-      faults++;
-      this.dev.stats.add('gpuFaults');
-      await this.faultIn(start, start + n, true);
+    return this.holding(pageList(start, n), async (opts) => {
+      let faults = 0;
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        const { misses } = await this.dev.runMirrorKernel(this, 'write', va, data.length / 4, data);
+        if (misses === 0) return { cpages: n, faults };
+        faults++;
+        this.dev.stats.add('gpuFaults');
+        await this.faultIn(start, start + n, true, opts);
+      }
+      throw new HmmError('EBUSY', `mirror.write ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
+    });
+  }
+
+  /**
+   * Run a device access to `pages` (the dmirror read and write) holding them until it is over,
+   * as a dispatch does: CPU threads and other devices that want them wait for it instead of
+   * taking them back between its fault-in and its kernel, which under CPU load they could do
+   * round after round (EBUSY).
+   */
+  private async holding<T>(pages: readonly number[], f: (opts: FaultInOptions) => Promise<T>): Promise<T> {
+    const ticket = this.dev.ticket();
+    const hold = this.mm.holdForDevice(this.dev.id, pages, ticket);
+    try {
+      return await f({ hold, ticket });
+    } finally {
+      hold.release();
     }
-    throw new HmmError('EBUSY', `mirror.write ${hex(va)}: still faulting after ${MAX_ROUNDS} rounds`, va);
   }
 
   /**
@@ -580,27 +603,42 @@ export class Mirror {
         if (this.mm.vmas.find(p)!.shared)
           throw new HmmError('EINVAL', `makeExclusive: ${hex(p * PAGE_SIZE)} is a shared mapping; exclusive access needs private memory`, p * PAGE_SIZE);
       }
+      const ticket = this.dev.ticket();
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        // Every page into RAM, writable, with no device copies anywhere.
-        await this.mm.faultPages(pages, true);
-        // The mapping may have gone while we waited (munmap, or the address space destroyed):
-        // populating it now would give frames to pages nothing maps, never to be freed.
-        this.alive('makeExclusive');
-        this.checkPermissions(pages, true);
-        // Every page must still be one the CPU could write now, in this same turn as the
-        // invalidation below: a device that took a copy of one meanwhile would lose it to that
-        // invalidation without a write-back. Such a page is faulted again.
-        if (!pages.every((p) => this.mm.cpuAccessible(p, true))) continue;
-        this.mm.populate(pages, true);
-        for (const [s, e] of runs(pages)) {
-          this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
-          this.dropMappings(s, e);
+        // Another device's operation holding some of the pages goes first (never wait holding).
+        const others = this.mm.holds.ended(pages, (h) => h.device !== this.dev.id);
+        if (others) {
+          await others;
+          round--;
+          continue;
         }
-        const skipped = await this.mapCopies(pages, true);
-        this.dev.stats.add('pageTableWrites', this.table.flush());
-        if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
-        for (const p of pages) this.exclusive.add(p);
-        return { cpages: n };
+        // Then hold them while taking them, as a fault service does: other devices and CPU
+        // accesses wait instead of taking them back between the fault and the copy.
+        const hold = this.mm.holdForDevice(this.dev.id, pages, ticket);
+        try {
+          // Every page into RAM, writable, with no device copies anywhere.
+          await this.mm.faultPages(pages, true);
+          // The mapping may have gone while we waited (munmap, or the address space destroyed):
+          // populating it now would give frames to pages nothing maps, never to be freed.
+          this.alive('makeExclusive');
+          this.checkPermissions(pages, true);
+          // Every page must still be one the CPU could write now, in this same turn as the
+          // invalidation below: a device that took a copy of one meanwhile would lose it to that
+          // invalidation without a write-back. Such a page is faulted again.
+          if (!pages.every((p) => this.mm.cpuAccessible(p, true))) continue;
+          this.mm.populate(pages, true);
+          for (const [s, e] of runs(pages)) {
+            this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
+            this.dropMappings(s, e);
+          }
+          const skipped = await this.mapCopies(pages, true, new Set(pages), { hold, ticket });
+          this.dev.stats.add('pageTableWrites', this.table.flush());
+          if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
+          for (const p of pages) this.exclusive.add(p);
+          return { cpages: n };
+        } finally {
+          hold.release();
+        }
       }
       throw new HmmError('EBUSY', `makeExclusive ${hex(va)}: pages kept migrating`, va);
     });
@@ -754,13 +792,13 @@ export class Mirror {
     const hold = this.mm.holdForDevice(this.dev.id, [...declared].sort((a, b) => a - b), ticket);
     try {
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        const seq = this.sub.readBegin();
         for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket });
         // Launch only if every declared page is still mapped as declared, checked in the same
-        // turn as the submit: the notifier's sequence does not move for this device's own
-        // evictions and migrations, and a younger operation's eviction or another's fault may
-        // have taken a page of a range faulted in earlier. Such a page is faulted in again.
-        if (this.sub.readRetry(seq) || !ranges.every((r) => this.mapped(r.start, r.end, r.write))) {
+        // turn as the submit. The table is the truth (every invalidation drops its mappings
+        // before it returns); the notifier's sequence is not: it does not move for this
+        // device's own evictions and migrations, and it moves for work anywhere else in the
+        // address space. A page taken since it was faulted in is faulted in again.
+        if (!ranges.every((r) => this.mapped(r.start, r.end, r.write))) {
           faults++;
           continue;
         }

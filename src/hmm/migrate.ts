@@ -109,7 +109,8 @@ export async function migrateToDevice(
     if (!vma || !canRead(vma.prot)) r = 'hole';
     else if (pte.kind(e) === Kind.Device) r = pte.device(e) === dev.id ? 'already' : 'remote';
     else if (vma.shared) r = 'shared';
-    else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e)) r = 'busy';
+    // held: moving, a device's copy, or a fault in progress elsewhere (src/mm/deviceHolds.ts)
+    else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e) || mm.holds.isHeld(p, dev.id)) r = 'busy';
     if (r) {
       result[i] = r;
       return;

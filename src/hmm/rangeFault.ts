@@ -50,7 +50,7 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
   const flags = new Uint8Array(n);
   const entries = new Uint32Array(n);
   for (let walk = 0; walk < MAX_WALKS; walk++) {
-    if (req.notifier.readRetry(req.seq))
+    if (req.notifier.readRetry(req.seq, [req.start, req.end]))
       throw new HmmError('EBUSY', `rangeFault ${hex(req.start * PAGE_SIZE)}: range invalidated, restart from readBegin`, req.start * PAGE_SIZE);
     const needFault: number[] = [];
     for (let i = 0; i < n; i++) {

@@ -30,10 +30,16 @@ export interface MmapOptions {
 /** How many times a CPU access re-checks pages that other work keeps changing. */
 const CPU_FAULT_RETRIES = 64;
 /**
- * The holder fork() takes device holds as (no device has this id). They keep devices off the
- * pages; CPU accesses do not wait for them (fork itself waits for CPU threads inside them).
+ * Holders of device holds that are not devices (src/mm/deviceHolds.ts). fork() holds devices
+ * off the pages it brings home and copies; a CPU access (main thread, or a CPU thread's fault)
+ * holds them off the pages it faults in until it has made its access (the kernel's page lock
+ * during a fault: migration skips such a page). CPU accesses wait only for devices' holds:
+ * fork waits for the CPU threads inside its pages itself, and one CPU access never needs to
+ * keep another off (their pins keep the pages from moving).
  */
 const FORK_HOLDER = -1;
+const CPU_HOLDER = -2;
+const byDevice = (h: DeviceHold): boolean => h.device >= 0;
 /** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
 const FORK_DRAIN_MS = 10_000;
 
@@ -235,6 +241,7 @@ export class AddressSpace {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
       const held = this.waitForDeviceHolds(what, va, length, write, pages);
       if (held) await held;
+      const hold = this.holds.hold(CPU_HOLDER, pages, 0);
       this.pinRange(first, last);
       try {
         if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first: wait for it unpinned
@@ -245,6 +252,7 @@ export class AddressSpace {
         return;
       } finally {
         this.unpinRange(first, last);
+        hold.release();
       }
     }
     throw new HmmError('EBUSY', `${what} of ${length} bytes at ${hex(va)}: the pages kept moving away between the fault and the access`, va);
@@ -272,7 +280,7 @@ export class AddressSpace {
    * pages home, maps the zero page for a read, frames and copy-on-write breaks for a write.
    * The thread then re-checks the table and accesses the memory itself.
    */
-  async threadFault(va: number, length: number, write: boolean): Promise<void> {
+  async threadFault(va: number, length: number, write: boolean, pinForThread = false): Promise<void> {
     const what = write ? 'store' : 'load';
     this.checkAlive(what);
     checkAddress(what, va);
@@ -286,11 +294,22 @@ export class AddressSpace {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
       const held = this.waitForDeviceHolds(what, va, length, write, pages);
       if (held) await held;
-      if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first
-      this.checkAlive(what);
-      this.checkAccess(what, va, length, write);
-      this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
-      return;
+      const hold = this.holds.hold(CPU_HOLDER, pages, 0);
+      try {
+        if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first
+        this.checkAlive(what);
+        this.checkAccess(what, va, length, write);
+        if (!pages.every((p) => this.cpuAccessible(p, write))) continue; // moved again meanwhile
+        this.populate(pages, write, `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread`);
+        // The thread's turn: its pins, taken here in the same turn as the check, keep migrations
+        // and device copies off the pages until it has made its access (it unpins then). Without
+        // them a device could take the pages back before the thread woke, as often as it
+        // faulted, and the thread would give up after its last trip.
+        if (pinForThread) for (const p of pages) this.pageTable.pin(p);
+        return;
+      } finally {
+        hold.release();
+      }
     }
     throw new HmmError('EBUSY', `a ${what} of ${length} bytes at ${hex(va)} from a CPU thread: devices kept taking the pages first`, va);
   }
@@ -305,7 +324,7 @@ export class AddressSpace {
    */
   async faultPages(pages: readonly number[], write: boolean, yieldToDevices = false): Promise<boolean> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
-      if (yieldToDevices && this.holds.ended(pages, FORK_HOLDER) !== null) return false;
+      if (yieldToDevices && this.holds.ended(pages, byDevice) !== null) return false;
       if (await this.faultPagesOnce(pages, write)) return true;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;
@@ -760,7 +779,7 @@ export class AddressSpace {
    * until the fault service gave up with EBUSY.
    */
   private waitForDeviceHolds(what: string, va: number, length: number, write: boolean, pages: readonly number[]): Promise<void> | null {
-    const held = this.holds.ended(pages, FORK_HOLDER);
+    const held = this.holds.ended(pages, byDevice);
     if (!held) return null;
     return held.then(() => {
       this.checkAlive(what);

@@ -79,7 +79,7 @@ export class DeviceHolds {
     }
   }
 
-  /** Is page p held by a device other than `device` (any device when undefined)? */
+  /** Is page p held by anyone but `device` (anyone at all when undefined)? */
   isHeld(p: number, device?: number): boolean {
     const set = this.byPage.get(p);
     if (!set) return false;
@@ -106,15 +106,14 @@ export class DeviceHolds {
   }
 
   /**
-   * A promise that resolves when every hold on `pages` by a device other than `device` (by
-   * any device when undefined) has ended; null when there is none, so a caller with nothing
-   * to wait for goes on in the same turn.
+   * A promise that resolves when every hold on `pages` that `which` selects has ended; null
+   * when there is none, so a caller with nothing to wait for goes on in the same turn.
    */
-  ended(pages: readonly number[], device?: number): Promise<void> | null {
+  ended(pages: readonly number[], which: (h: DeviceHold) => boolean): Promise<void> | null {
     const waits = new Set<Promise<void>>();
     for (const p of pages) {
       const set = this.byPage.get(p);
-      if (set) for (const h of set) if (device === undefined || h.device !== device) waits.add(h.ended);
+      if (set) for (const h of set) if (which(h)) waits.add(h.ended);
     }
     if (waits.size === 0) return null;
     return Promise.all(waits).then(() => undefined);

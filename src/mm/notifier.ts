@@ -21,14 +21,25 @@ export interface NotifierSubscription {
   readonly start: number;
   readonly end: number;
   readBegin(): number;
-  readRetry(seq: number): boolean;
+  /**
+   * Was the subscription invalidated since `readBegin` returned `seq`? With `range` ([start,
+   * end) pages), only invalidations overlapping that range count: one subscription covers a
+   * whole address space, and work elsewhere in it must not make every fault-in start over.
+   */
+  readRetry(seq: number, range?: readonly [number, number]): boolean;
   remove(): void;
 }
+
+/** Invalidations a subscription remembers for range-aware readRetry; older ones make it answer true. */
+const LOG_SIZE = 256;
 
 type Callback = (range: InvalidateRange) => void;
 
 class Subscription implements NotifierSubscription {
   seq = 0;
+  /** Recent invalidations (sequence, range), oldest first, and the newest sequence forgotten. */
+  private readonly log: { seq: number; start: number; end: number }[] = [];
+  private forgotten = 0;
   constructor(
     readonly owner: IntervalNotifier,
     readonly start: number,
@@ -40,8 +51,17 @@ class Subscription implements NotifierSubscription {
   readBegin(): number {
     return this.seq;
   }
-  readRetry(seq: number): boolean {
-    return this.seq !== seq;
+  readRetry(seq: number, range?: readonly [number, number]): boolean {
+    if (this.seq === seq) return false;
+    if (!range || seq < this.forgotten) return true;
+    for (const e of this.log) if (e.seq > seq && e.start < range[1] && e.end > range[0]) return true;
+    return false;
+  }
+  /** An invalidation of [start, end) at sequence `seq` (mmu_interval_set_seq). */
+  hit(seq: number, start: number, end: number): void {
+    this.seq = seq;
+    this.log.push({ seq, start, end });
+    if (this.log.length > LOG_SIZE) this.forgotten = this.log.shift()!.seq;
   }
   remove(): void {
     this.owner.remove(this);
@@ -75,7 +95,7 @@ export class IntervalNotifier {
         if (s.end <= range.start || s.start >= range.end) continue;
         // A device's own migrations and exclusive grabs: it updates its own table (no livelock).
         if ((range.event === 'migrate' || range.event === 'exclusive') && s.self !== undefined && range.owner === s.self) continue;
-        s.seq = cur; // mmu_interval_set_seq, unconditionally, before the callback
+        s.hit(cur, range.start, range.end); // mmu_interval_set_seq, unconditionally, before the callback
         s.invalidate(range);
       }
     } finally {
@@ -99,7 +119,7 @@ export class IntervalNotifier {
         if ((event === 'migrate' || event === 'exclusive') && s.self !== undefined && owner === s.self) continue;
         for (const [start, end] of live) {
           if (s.end <= start || s.start >= end) continue;
-          s.seq = cur;
+          s.hit(cur, start, end);
           s.invalidate({ start, end, event, owner });
         }
       }

@@ -114,8 +114,10 @@ export class CpuThread {
     if (word && va % 4 !== 0) throw new HmmError('EINVAL', `${what}: address ${hex(va)} is not 4-byte aligned`, va);
     const first = Math.floor(va / PAGE_SIZE);
     const last = Math.floor((va + length - 1) / PAGE_SIZE);
+    let pinnedForUs = false; // the main thread answers a fault with the pages pinned for us
     for (let trip = 0; trip < MAX_TRIPS; trip++) {
-      for (let p = first; p <= last; p++) this.table.pin(p);
+      if (!pinnedForUs) for (let p = first; p <= last; p++) this.table.pin(p);
+      pinnedForUs = false;
       let ok = Atomics.load(this.table.ctl, CTL_FORKING) === 0;
       this.frames.length = 0;
       for (let p = first; ok && p <= last; p++) ok = this.present(p, write);
@@ -131,7 +133,9 @@ export class CpuThread {
       for (let p = first; p <= last; p++) this.table.unpin(p);
       this.slowPaths++;
       requestFault(this.mailbox, write, va, length, this.handle.faultTimeoutMs); // throws the main thread's error
+      pinnedForUs = true;
     }
+    if (pinnedForUs) for (let p = first; p <= last; p++) this.table.unpin(p);
     throw new HmmError('EBUSY', `${what} at ${hex(va)}: pages kept moving away between the fault and the access`, va);
   }
 

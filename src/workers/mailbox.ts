@@ -11,6 +11,7 @@
 //
 // This module owns the layout and both ends of the protocol; it knows nothing of pages.
 
+import { PAGE_SIZE, pageList } from '../constants.ts';
 import { HmmError, type HmmErrorCode } from '../errors.ts';
 import type { AddressSpace } from '../mm/addressSpace.ts';
 
@@ -53,7 +54,10 @@ const slotBase = (slot: number): number => HEADER_WORDS + slot * SLOT_WORDS;
 
 // ------------------------------------------------------------------ thread side
 
-/** Ask the main thread to make [va, va+length) accessible; throws its HmmError. Blocks. */
+/**
+ * Ask the main thread to make [va, va+length) accessible; throws its HmmError. Blocks. On
+ * success the pages are pinned for the caller (one pin each): it makes its access, then unpins.
+ */
 export function requestFault(words: Int32Array, write: boolean, va: number, length: number, timeoutMs = THREAD_FAULT_TIMEOUT_MS): void {
   const slot = claimSlot(words, timeoutMs);
   const b = slotBase(slot);
@@ -112,6 +116,12 @@ function decodeError(words: Int32Array, b: number, result: number): Error {
 
 // ------------------------------------------------------------------ main-thread side
 
+/** The pages of [va, va+length). */
+function pagesOf(va: number, length: number): number[] {
+  const first = Math.floor(va / PAGE_SIZE);
+  return pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
+}
+
 /** How many of the mailbox's slots are free (a leak check: all of them, when no access is in flight). */
 export function freeSlots(buffer: SharedArrayBuffer): number {
   const words = new Int32Array(buffer);
@@ -165,17 +175,24 @@ export class MailboxServer {
     const va = this.words[b + VA]! >>> 0;
     const length = this.words[b + LENGTH]! >>> 0;
     let result = 0;
+    let pinned = false;
     try {
       this.mm.stats.add('threadFaults');
-      await this.mm.threadFault(va, length, write);
+      // On success the pages come back pinned for the thread: it makes its access and unpins.
+      await this.mm.threadFault(va, length, write, true);
+      pinned = true;
     } catch (e) {
       result = this.encodeError(b, e);
       this.failed++;
     }
     this.served++;
     this.words[b + RESULT] = result;
-    // The thread gave up meanwhile (ABANDONED): nobody reads the answer, the slot is free again.
-    if (Atomics.compareExchange(this.words, b + STATE, SERVING, DONE) !== SERVING) Atomics.store(this.words, b + STATE, FREE);
+    // The thread gave up meanwhile (ABANDONED): nobody reads the answer or takes the pins, and
+    // the slot is free again.
+    if (Atomics.compareExchange(this.words, b + STATE, SERVING, DONE) !== SERVING) {
+      if (pinned) for (const p of pagesOf(va, length)) this.mm.pageTable.unpin(p);
+      Atomics.store(this.words, b + STATE, FREE);
+    }
     Atomics.notify(this.words, b + STATE);
   }
 

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSystem, HmmError, type AddressSpace, type HmmDevice, type HmmKernel, type Mirror } from '../../src/index.ts';
 import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
 import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
-import type { SystemRam } from '../../src/mm/systemRam.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
+import { ADD_KERNEL, bytesOf, checkAccounting, diffAt, isLost, outcome } from './harness.ts';
 import { BASE_PAGE, BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, type ModelError, type Prot } from './model.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 6);
@@ -63,20 +63,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 // ------------------------------------------------------------------ the system under test
 
-const ADD_KERNEL = /* wgsl */ `
-struct U { base: u32, words: u32, add: u32, pad: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-fn kernel(gid: vec3u) {
-  if (gid.x >= u.words) { return; }
-  hmm_atomic_add_u32(u.base + gid.x * 4u, u.add);
-}`;
-
-function bytesOf(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = 0; i < len; i++) out[i] = (i * 31 + seed * 7 + (i >> 12)) & 0xff;
-  return out;
-}
-
 interface Run {
   spaces: AddressSpace[];
   models: ModelSpace[];
@@ -102,16 +88,6 @@ afterAll(async () => {
   console.log(`[fuzz] ${totalOps} operations checked against the model; ${losses} devices lost, ${poisonedPages} pages poisoned with them`);
 });
 
-/** Run `f`; its error, or null. Anything that is not an HmmError fails the test. */
-async function outcome<T>(f: () => Promise<T> | T): Promise<{ value?: T; error: HmmError | null }> {
-  try {
-    return { value: await f(), error: null };
-  } catch (e) {
-    if (!(e instanceof HmmError)) throw e;
-    return { error: e };
-  }
-}
-
 function sameError(what: string, got: HmmError | null, want: ModelError | null, codeOnly = false): void {
   const g = got ? { code: got.code, address: codeOnly ? undefined : got.address } : null;
   const w = want ? { code: want.code, address: codeOnly ? undefined : want.address } : null;
@@ -119,17 +95,10 @@ function sameError(what: string, got: HmmError | null, want: ModelError | null, 
   expect(g, `${what}: ${got?.message ?? 'no error'}`).toEqual(w);
 }
 
-function diffAt(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : a.length;
-}
-
 function sameBytes(what: string, got: Uint8Array, want: Uint8Array): void {
   const at = diffAt(got, want);
   expect(at, `${what}: first differing byte at +${at} (got ${got[at]}, want ${want[at]})`).toBe(-1);
 }
-
-const isLost = (d: HmmDevice): boolean => d.lostReason !== undefined;
 
 /**
  * Lose device d for real. The CPU page tables before the loss say what the model must do: a
@@ -333,21 +302,6 @@ function firstHole(model: ModelSpace, first: number, n: number): ModelError {
   throw new Error('no hole');
 }
 
-/** Every RAM frame's reference count equals the page-table entries that point at it. */
-function checkFrameRefs(run: Run, ram: SystemRam, o: Op): void {
-  const refs = new Map<number, number>();
-  for (const mm of run.spaces) {
-    if (mm.isDestroyed) continue;
-    for (let p = BASE_PAGE; p < BASE_PAGE + WINDOW_PAGES; p++) {
-      const e = mm.pageTable.get(p);
-      expect(pte.kind(e), `page ${p} still migrating after ${JSON.stringify(o)}`).not.toBe(Kind.Migrating);
-      if (pte.kind(e) === Kind.Ram) refs.set(pte.frame(e), (refs.get(pte.frame(e)) ?? 0) + 1);
-    }
-  }
-  for (const [f, n] of refs) expect(ram.refCount(f), `frame ${f} references after ${JSON.stringify(o)}`).toBe(n);
-  expect(ram.freeFrames + refs.size, `RAM frames leaked after ${JSON.stringify(o)}`).toBe(ram.frameCount);
-}
-
 /** After a sequence: every readable page of every space holds exactly the model's bytes. */
 async function sweep(run: Run): Promise<void> {
   for (let s = 0; s < run.spaces.length; s++) {
@@ -372,10 +326,7 @@ describe('differential fuzzing against the model', () => {
           for (const d of sys.devices) run.kernels.push(await d.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'fuzz add' }));
           for (const o of ops) {
             await step(run, o);
-            // no device frame leaks: every frame is free or owned by a page (a lost device's frames are gone with it)
-            for (const d of run.devices.filter((x) => !isLost(x)))
-              expect(d.memory.freeFrames + d.ownedFrames, `${d.name} frames after ${JSON.stringify(o)}`).toBe(d.memory.frameCount);
-            checkFrameRefs(run, sys.ram, o);
+            checkAccounting(run.spaces, sys.ram, run.devices, JSON.stringify(o));
           }
           await sweep(run);
           totalOps += run.ops;

@@ -2,6 +2,9 @@
 // which error it must raise, with no pages, frames, devices or policy at all. Address spaces
 // are arrays over a small window of pages; a page is its VMA's prot and shared flag plus a
 // data object (shared mappings share the object across fork, private pages own theirs).
+// A data object's bytes are never changed in place: a write gives it a new array. So copies
+// of a whole model (the concurrent fuzzer keeps many, tests/fuzz/linearize.ts) share every
+// page's bytes and cost a few small objects each.
 
 export const PAGE = 4096;
 /** The window every fuzz operation works in: pages [BASE_PAGE, BASE_PAGE + WINDOW_PAGES). */
@@ -16,10 +19,11 @@ export interface ModelError {
   address?: number;
 }
 
-interface Data {
+export interface Data {
+  /** Treated as immutable: writes replace the array (see the header). */
   bytes: Uint8Array;
 }
-interface Page {
+export interface Page {
   prot: Prot;
   shared: boolean;
   data: Data;
@@ -88,7 +92,11 @@ export class ModelSpace {
   }
 
   write(va: number, data: Uint8Array): void {
-    this.each(va, data.length, (bytes, off, at, n) => bytes.set(data.subarray(at, at + n), off));
+    this.each(va, data.length, (_, off, at, n, page) => {
+      const next = page.data.bytes.slice();
+      next.set(data.subarray(at, at + n), off);
+      page.data.bytes = next;
+    });
   }
 
   /** Add `value` to each u32 word of [va, va + 4*words) (the fuzz kernel). */
@@ -101,9 +109,28 @@ export class ModelSpace {
 
   /** A child: private pages copied, shared pages' data shared. */
   fork(): ModelSpace {
-    const child = new ModelSpace(this.pages.map((p) => (p ? { ...p, data: p.shared ? p.data : { bytes: p.data.bytes.slice() } } : null)));
+    const child = new ModelSpace(this.pages.map((p) => (p ? { ...p, data: p.shared ? p.data : { bytes: p.data.bytes } } : null)));
     for (const i of this.poisoned) child.poisoned.add(i);
     return child;
+  }
+
+  /**
+   * Independent copies of several related spaces (a fork family): data objects shared between
+   * them stay shared between the copies, and none is shared with the originals. Bytes are
+   * shared (they are never changed in place).
+   */
+  static cloneAll(spaces: readonly ModelSpace[]): ModelSpace[] {
+    const copies = new Map<Data, Data>();
+    const dataOf = (d: Data): Data => {
+      let c = copies.get(d);
+      if (!c) copies.set(d, (c = { bytes: d.bytes }));
+      return c;
+    };
+    return spaces.map((m) => {
+      const copy = new ModelSpace(m.pages.map((p) => (p ? { prot: p.prot, shared: p.shared, data: dataOf(p.data) } : null)));
+      for (const i of m.poisoned) copy.poisoned.add(i);
+      return copy;
+    });
   }
 
   /** Window indices of [va, va+len) that are mapped with all of `prots`. */
@@ -112,13 +139,14 @@ export class ModelSpace {
     return true;
   }
 
-  private each(va: number, len: number, f: (bytes: Uint8Array, off: number, at: number, n: number) => void): void {
+  private each(va: number, len: number, f: (bytes: Uint8Array, off: number, at: number, n: number, page: Page) => void): void {
     let at = 0;
     while (at < len) {
       const i = ModelSpace.index(va + at);
       const off = (va + at) % PAGE;
       const n = Math.min(PAGE - off, len - at);
-      f(this.pages[i]!.data.bytes, off, at, n);
+      const page = this.pages[i]!;
+      f(page.data.bytes, off, at, n, page);
       at += n;
     }
   }
