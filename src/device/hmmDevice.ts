@@ -402,7 +402,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       for (let i = 0; i < mine.length; i++) {
         const p = mine[i]!;
         if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) mm.pageTable.set(p, pte.ram(ramFrames[i]!));
-        else mm.ram.free(ramFrames[i]!); // unmapped meanwhile
+        // The copy is home: the relatives that map the frame lose its flag in this same turn.
+        // (Later, as a separate step, it could already be a newer copy's flag, and clearing it
+        // would leave that copy mapped with no flag to revoke it: a stale device mapping.)
+        this.clearRelativesFlags(mm, p, ramFrames[i]!);
+        if (pte.kind(mm.pageTable.get(p)) !== Kind.Ram) mm.ram.free(ramFrames[i]!); // unmapped meanwhile
+        else mm.copyOwner.delete(p);
         mm.inflight.delete(p);
       }
       const used = frames.filter((f) => f >= 0);
@@ -443,6 +448,16 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return true;
   }
 
+  /** The fork relatives of `mm` that map `ramFrame` at page p: this device's copy flag goes. */
+  private clearRelativesFlags(mm: AddressSpace, p: number, ramFrame: number): void {
+    for (const s of mm.family) {
+      const x = s.pageTable.get(p);
+      if (s === mm || pte.kind(x) !== Kind.Ram || pte.frame(x) !== ramFrame) continue;
+      if (pte.isHeld(x) && pte.heldBy(x) === this.id) s.pageTable.set(p, pte.plainRam(x));
+      s.copyOwner.delete(p);
+    }
+  }
+
   /**
    * Revoke on a lost device: nothing can be written back. A held copy no kernel launch
    * followed is clean (RAM is current) and simply lets go; the others stay held by the lost
@@ -466,6 +481,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private letGoIfClean(mm: AddressSpace, p: number, frame: number): boolean {
     if (frame < 0 || this.copyEpoch[frame] !== this.launches) return false;
     mm.pageTable.set(p, pte.plainRam(mm.pageTable.get(p)));
+    this.clearRelativesFlags(mm, p, pte.frame(mm.pageTable.get(p)));
     const mirror = this.mirrors.get(mm);
     mirror?.table.unmap(p);
     mirror?.exclusive.delete(p);

@@ -398,24 +398,19 @@ export class AddressSpace {
     // flag before it does would let this side read the frame without the device's writes.
     const underWay = pages.map((p) => this.copyOwner.get(p)?.inflight.get(p)).filter((w) => w !== undefined);
     if (underWay.length > 0) await Promise.all(underWay);
+    // The owner writes the copy back, and clears every sharer's flag in the same turn as it
+    // lands (HmmDevice.revoke). A flag whose owner no longer holds the page (it let go of it)
+    // is revoked through this address space: there is no copy left, only the flag to clear.
     const byOwner = new Map<AddressSpace, number[]>();
     for (const p of pages) {
       const owner = this.copyOwner.get(p);
-      const mm = owner && owner.family === this.family && !owner.destroyed ? owner : this;
+      const x = owner?.pageTable.get(p) ?? 0;
+      const mm = owner && owner.family === this.family && !owner.destroyed && pte.isHeld(x) && pte.heldBy(x) === dev ? owner : this;
       const list = byOwner.get(mm);
       if (list) list.push(p);
       else byOwner.set(mm, [p]);
     }
     await allSettled([...byOwner].map(([mm, ps]) => this.pagemap(dev, ps[0]!).revoke(mm, ps)));
-    for (const p of pages) {
-      const e = this.pageTable.get(p);
-      if (pte.kind(e) !== Kind.Ram) continue;
-      for (const mm of this.sharers(p, pte.frame(e))) {
-        const x = mm.pageTable.get(p);
-        if (pte.isHeld(x) && pte.heldBy(x) === dev) mm.pageTable.set(p, pte.plainRam(x));
-        mm.copyOwner.delete(p);
-      }
-    }
   }
 
   /**
