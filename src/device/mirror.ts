@@ -163,6 +163,7 @@ export class Mirror {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
     const { progress, hold } = opts;
+    const ticket = opts.ticket ?? Infinity;
     const protect = opts.keep ?? new Set(pages);
     const start = pages[0]!;
     const end = pages[pages.length - 1]! + 1;
@@ -191,15 +192,15 @@ export class Mirror {
       }
       // (Errors first, for every page still missing, so the first bad address is the one named.)
       this.checkPermissions(missing, write);
-      // Pages another device holds for its relaunch are not taken from it (that would make its
+      // Pages another operation holds for its launch are not taken from it (that would make its
       // kernel fault again: two devices on the same pages would never progress). Map the rest;
-      // when none of the rest would let this caller progress, wait for those relaunches, and a
+      // when none of the rest would let this caller progress, wait for those launches, and a
       // fault service lets go of its own pages meanwhile: nobody waits while holding.
-      const contended = missing.filter((p) => this.mm.holds.isHeld(p, this.dev.id));
+      const contended = missing.filter((p) => this.othersTurn(p, ticket));
       if (contended.length > 0) {
-        const free = missing.filter((p) => !this.mm.holds.isHeld(p, this.dev.id));
+        const free = missing.filter((p) => !this.othersTurn(p, ticket));
         if (!(progress ? free.some((p) => progress.has(p)) : free.length > 0)) {
-          const others = this.mm.holds.ended(contended, (h) => h.device !== this.dev.id)!;
+          const others = this.othersTurnEnded(contended, ticket);
           if (hold) await hold.yieldTo(others);
           else await others;
           this.dev.checkAlive('fault');
@@ -219,7 +220,7 @@ export class Mirror {
         movable = movable.filter((p) => p >>> 9 !== block);
       }
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
-      movable = movable.filter((p) => !this.mm.holds.isHeld(p, this.dev.id)); // held by another device meanwhile
+      movable = movable.filter((p) => !this.othersTurn(p, ticket)); // held by another operation meanwhile
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable);
         res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
@@ -244,6 +245,32 @@ export class Mirror {
       }
     }
     throw new HmmError('EBUSY', `${this.dev.name}: fault-in of ${hex(start * PAGE_SIZE)}..${hex(end * PAGE_SIZE)} did not settle after ${MAX_ROUNDS} rounds`, start * PAGE_SIZE);
+  }
+
+  /**
+   * Is it another operation's turn with page p? Yes while another device (or fork, or a CPU
+   * access faulting it in) holds it in this address space. And yes while an older operation
+   * of this device holds it for a fork relative whose held copy of the same shared frame this
+   * device has: a device keeps one held copy of a frame, so two relatives' operations on it
+   * take turns, the older first (each taking the copy from the other would never end).
+   */
+  private othersTurn(p: number, ticket: number): boolean {
+    if (this.mm.holds.isHeld(p, this.dev.id)) return true;
+    const owner = this.mm.copyOwner.get(p);
+    return owner !== undefined && owner !== this.mm && owner.holds.isHeldBy(p, this.dev.id, ticket - 1);
+  }
+
+  /** When the turns othersTurn found for `pages` have ended. */
+  private othersTurnEnded(pages: readonly number[], ticket: number): Promise<unknown> {
+    const waits: Promise<unknown>[] = [];
+    const here = this.mm.holds.ended(pages, (h) => h.device !== this.dev.id);
+    if (here) waits.push(here);
+    for (const p of pages) {
+      const owner = this.mm.copyOwner.get(p);
+      const there = owner?.holds.ended([p], (h) => h.device === this.dev.id && h.ticket < ticket);
+      if (there) waits.push(there);
+    }
+    return Promise.all(waits);
   }
 
   /**
@@ -315,7 +342,7 @@ export class Mirror {
   }
 
   private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<void> {
-    const leave = (p: number): boolean => this.mm.holds.isHeld(p, this.dev.id); // another device's turn
+    const leave = (p: number): boolean => this.othersTurn(p, opts.ticket ?? Infinity);
     const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave });
     if (this.sub.readRetry(seq, [start, end])) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
     const copies: number[] = [];

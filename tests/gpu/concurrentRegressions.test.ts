@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE } from '../../src/index.ts';
 import { ADD_KERNEL, COPY_KERNEL } from '../fuzz/harness.ts';
 import { makeSystem } from './helpers.ts';
+import { pte } from '../../src/mm/cpuPageTable.ts';
 
 const P = PAGE_SIZE;
 const u32 = (b: Uint8Array, i = 0): number => new Uint32Array(b.slice().buffer)[i]!;
@@ -217,5 +218,40 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     expect(await release).toMatchObject({ ok: true });
     expect(await kernel).toMatchObject({ ok: true });
     expect(u32(await mm.read(va + 2 * P, 4))).toBe(0x03030303 + 1);
+  });
+
+  // Fuzzer: seed 1760440678, path 8, step 25 (validated add kernels on gpu0 for two fork
+  // relatives that share page 0, beside other work). Observed: afterwards gpu0 mapped mm0's
+  // page 0 writable while the CPU entry was plain RAM (the checker's stale-mapping check), so
+  // a later write through it would have been lost. Cause: AddressSpace.revokeHeld cleared
+  // every sharer's copy flag after awaiting the write-back, when the flag could already belong
+  // to a newer held copy the other relative's kernel had taken meanwhile (that window is a few
+  // microtasks wide; this test runs the scenario, the fuzzer found the window). Running it also
+  // showed the two relatives' validated kernels taking the one held copy of the frame from each
+  // other until EBUSY ("declared ranges kept being invalidated"): they now take turns, the
+  // older first (Mirror.othersTurn). Expected: no device mapping without its flag, every add
+  // counted.
+  it("two relatives' kernels on one shared page, again and again: no device mapping outlives its copy flag, no add is lost", async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P }] });
+    const dev = sys.devices[0]!;
+    const parent = sys.createAddressSpace();
+    const va = parent.mmap(P, { shared: true });
+    await parent.write(va, new Uint8Array(P));
+    const child = await parent.fork();
+    const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
+    const add = (mm: typeof parent, n: number) =>
+      dev.mirror(mm).dispatch(k, { mode: 'validated', workgroups: 1, uniforms: new Uint32Array([va, 1, n, 0]), ranges: [{ va, bytes: P, access: 'rw' }] });
+    let want = 0;
+    for (let i = 0; i < 12; i++) {
+      await Promise.all([add(parent, 1), add(child, 100), i % 3 === 0 ? child.read(va, 4) : Promise.resolve()]);
+      want += 101;
+      for (const mm of [parent, child]) {
+        const d = dev.mirror(mm).table.lookup(va / P);
+        const e = mm.pageTable.get(va / P);
+        if (d) expect(pte.isHeld(e) && pte.heldBy(e) === dev.id, `round ${i}: mm${mm.id} maps the page, entry ${e.toString(16)}`).toBe(true);
+      }
+    }
+    expect(u32(await parent.read(va, 4))).toBe(want);
+    expect(u32(await child.read(va, 4))).toBe(want);
   });
 });
