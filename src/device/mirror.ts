@@ -249,28 +249,23 @@ export class Mirror {
 
   /**
    * Is it another operation's turn with page p? Yes while another device (or fork, or a CPU
-   * access faulting it in) holds it in this address space. And yes while an older operation
-   * of this device holds it for a fork relative whose held copy of the same shared frame this
-   * device has: a device keeps one held copy of a frame, so two relatives' operations on it
+   * access faulting it in) holds it, in this address space or, for a shared frame, in a fork
+   * relative that maps it. And yes while an older operation of this device holds it for such
+   * a relative: a device keeps one held copy of a frame, so two relatives' operations on it
    * take turns, the older first (each taking the copy from the other would never end).
    */
   private othersTurn(p: number, ticket: number): boolean {
-    if (this.mm.holds.isHeld(p, this.dev.id)) return true;
-    const owner = this.mm.copyOwner.get(p);
-    return owner !== undefined && owner !== this.mm && owner.holds.isHeldBy(p, this.dev.id, ticket - 1);
+    return this.mm.heldBy(p, this.othersHold(ticket));
   }
 
   /** When the turns othersTurn found for `pages` have ended. */
   private othersTurnEnded(pages: readonly number[], ticket: number): Promise<unknown> {
-    const waits: Promise<unknown>[] = [];
-    const here = this.mm.holds.ended(pages, (h) => h.device !== this.dev.id);
-    if (here) waits.push(here);
-    for (const p of pages) {
-      const owner = this.mm.copyOwner.get(p);
-      const there = owner?.holds.ended([p], (h) => h.device === this.dev.id && h.ticket < ticket);
-      if (there) waits.push(there);
-    }
-    return Promise.all(waits);
+    return this.mm.holdsEnded(pages, this.othersHold(ticket)) ?? Promise.resolve();
+  }
+
+  /** The holds that make it another operation's turn for an operation of age `ticket` here. */
+  private othersHold(ticket: number): (h: DeviceHold) => boolean {
+    return (h) => h.device !== this.dev.id || (h.space !== this.mm.id && h.ticket < ticket);
   }
 
   /**
@@ -411,7 +406,7 @@ export class Mirror {
       // orphan that device's newer copy) or have a read-only copy of it (a writable copy beside
       // it would let the two differ). A page that changed faults again.
       // (Nor a page another device holds for its relaunch: it is that device's turn.)
-      if (!mm.cpuAccessible(p, write) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || mm.holds.isHeld(p, this.dev.id)) continue;
+      if (!mm.cpuAccessible(p, write) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts.ticket ?? Infinity)) continue;
       const e = mm.pageTable.get(p);
       const sharers = mm.sharers(p, pte.frame(e));
       const before = sharers.map((s) => s.pageTable.get(p));
@@ -633,7 +628,7 @@ export class Mirror {
       const ticket = this.dev.ticket();
       for (let round = 0; round < MAX_ROUNDS; round++) {
         // Another device's operation holding some of the pages goes first (never wait holding).
-        const others = this.mm.holds.ended(pages, (h) => h.device !== this.dev.id);
+        const others = this.mm.holdsEnded(pages, this.othersHold(ticket));
         if (others) {
           await others;
           round--;

@@ -62,7 +62,7 @@ export class AddressSpace {
   private forking: Promise<unknown> | null = null;
   private readonly destroyHooks: (() => void)[] = [];
   /** Pages a device is servicing a fault on, until its kernel has run: CPU accesses and other devices wait. */
-  readonly holds = new DeviceHolds();
+  readonly holds: DeviceHolds;
   /**
    * Pins of main-thread reads and writes. They are taken across awaits but never observed by
    * another thread, so they live here; CPU threads pin in the shared table instead.
@@ -78,7 +78,9 @@ export class AddressSpace {
     readonly stats: Stats,
     /** Makes the child address space for fork() (the system registers it). */
     private readonly spawn?: () => AddressSpace,
-  ) {}
+  ) {
+    this.holds = new DeviceHolds(id);
+  }
 
   // ------------------------------------------------------------------ mappings
 
@@ -324,7 +326,7 @@ export class AddressSpace {
    */
   async faultPages(pages: readonly number[], write: boolean, yieldToDevices = false): Promise<boolean> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
-      if (yieldToDevices && this.holds.ended(pages, byDevice) !== null) return false;
+      if (yieldToDevices && this.holdsEnded(pages, byDevice) !== null) return false;
       if (await this.faultPagesOnce(pages, write)) return true;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;
@@ -755,6 +757,41 @@ export class AddressSpace {
   }
 
   /**
+   * The hold registries that govern page p: this address space's, and for a page of a shared
+   * mapping, those of the fork relatives that map the same frame too. One frame has one set of
+   * turns: two relatives' devices taking a shared page from each other would never end.
+   */
+  private holdRegistries(p: number): DeviceHolds[] {
+    if (this.family.size === 1 || !this.vmas.find(p)?.shared) return [this.holds];
+    const e = this.pageTable.get(p);
+    const k = pte.kind(e);
+    if (k !== Kind.Ram && k !== Kind.Migrating) return [this.holds];
+    const out = [this.holds];
+    for (const s of this.family) {
+      if (s === this) continue;
+      const x = s.pageTable.get(p);
+      const kx = pte.kind(x);
+      if ((kx === Kind.Ram || kx === Kind.Migrating) && pte.frame(x) === pte.frame(e) && s.vmas.find(p)?.shared) out.push(s.holds);
+    }
+    return out;
+  }
+
+  /** Is page p held (this address space's holds, or a relative's on the same shared frame) by a hold `which` selects? */
+  heldBy(p: number, which: (h: DeviceHold) => boolean): boolean {
+    return this.holdRegistries(p).some((r) => r.some(p, which));
+  }
+
+  /** When every hold `which` selects on `pages` (and on the shared frames behind them) has ended; null when none. */
+  holdsEnded(pages: readonly number[], which: (h: DeviceHold) => boolean): Promise<void> | null {
+    const waits: Promise<void>[] = [];
+    for (const p of pages) for (const r of this.holdRegistries(p)) {
+      const w = r.ended([p], which);
+      if (w) waits.push(w);
+    }
+    return waits.length > 0 ? Promise.all(waits).then(() => undefined) : null;
+  }
+
+  /**
    * A device servicing faults on `pages` holds CPU accesses and other devices off them until
    * its kernel has run once more (release() the result then), so a kernel under contention
    * always progresses: the pages it faulted in cannot be taken back between the fault service
@@ -774,7 +811,7 @@ export class AddressSpace {
    * until the fault service gave up with EBUSY.
    */
   private waitForDeviceHolds(what: string, va: number, length: number, write: boolean, pages: readonly number[]): Promise<void> | null {
-    const held = this.holds.ended(pages, byDevice);
+    const held = this.holdsEnded(pages, byDevice);
     if (!held) return null;
     return held.then(() => {
       this.checkAlive(what);

@@ -10,6 +10,8 @@
 // own (DeviceHold.yieldTo), waits, and takes them again.
 
 export class DeviceHold {
+  /** The address space whose pages are held. */
+  readonly space: number;
   private promise!: Promise<void>;
   private resolve!: () => void;
   private held = false;
@@ -21,6 +23,7 @@ export class DeviceHold {
     /** The age of the operation holding (HmmDevice tickets): its own device's evictions spare it for older operations only. */
     readonly ticket: number,
   ) {
+    this.space = registry.space;
     this.acquire();
   }
 
@@ -57,6 +60,9 @@ export class DeviceHold {
 export class DeviceHolds {
   private readonly byPage = new Map<number, Set<DeviceHold>>();
 
+  /** `space`: the id of the address space whose pages these are. */
+  constructor(readonly space: number) {}
+
   /** Hold `pages` for `device`'s next launch; release() the result after it. */
   hold(device: number, pages: readonly number[], ticket: number): DeviceHold {
     return new DeviceHold(this, device, pages, ticket);
@@ -81,10 +87,13 @@ export class DeviceHolds {
 
   /** Is page p held by anyone but `device` (anyone at all when undefined)? */
   isHeld(p: number, device?: number): boolean {
+    return this.some(p, (h) => device === undefined || h.device !== device);
+  }
+
+  /** Does a hold on page p satisfy `which`? */
+  some(p: number, which: (h: DeviceHold) => boolean): boolean {
     const set = this.byPage.get(p);
-    if (!set) return false;
-    if (device === undefined) return true;
-    for (const h of set) if (h.device !== device) return true;
+    if (set) for (const h of set) if (which(h)) return true;
     return false;
   }
 

@@ -254,4 +254,32 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     expect(u32(await parent.read(va, 4))).toBe(want);
     expect(u32(await child.read(va, 4))).toBe(want);
   });
+
+  // Fuzzer: seed 2075526894, path 48, step 15 (a validated add kernel on gpu0 for mm1 beside
+  // one on gpu1 for mm0, both over a page of a mapping the two fork relatives share). Observed:
+  // EBUSY "declared ranges kept being invalidated". Cause: device holds were kept per address
+  // space, so each device's fault-in took the shared frame's held copy from the other (through
+  // the relative's flag) while the other held it for its launch. Expected: both kernels run,
+  // in turn; the holds of all the relatives that map a shared frame now govern it
+  // (AddressSpace.holdRegistries).
+  it("two devices' validated kernels for two fork relatives on one shared page take turns: both run, every add counted", async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P }, { memoryBytes: 64 * P }] });
+    const [d0, d1] = [sys.devices[0]!, sys.devices[1]!];
+    const parent = sys.createAddressSpace();
+    const va = parent.mmap(3 * P, { shared: true });
+    await parent.write(va, new Uint8Array(3 * P));
+    const child = await parent.fork();
+    const k0 = await d0.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
+    const k1 = await d1.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
+    const add = (dev: typeof d0, k: typeof k0, mm: typeof parent, at: number, pages: number, n: number) =>
+      dev.mirror(mm).dispatch(k, { mode: 'validated', workgroups: 1, uniforms: new Uint32Array([at, 1, n, 0]), ranges: [{ va: at, bytes: pages * P, access: 'rw' }] });
+    let want = 0;
+    for (let i = 0; i < 10; i++) {
+      const results = await Promise.all([settle(add(d0, k0, child, va + 2 * P, 1, 1)), settle(add(d1, k1, parent, va + 2 * P, 1, 100)), settle(add(d0, k0, child, va, 3, 0))]);
+      expect(results.map((r) => (r.ok ? 'ok' : r.code))).toEqual(['ok', 'ok', 'ok']);
+      want += 101;
+    }
+    expect(u32(await parent.read(va + 2 * P, 4))).toBe(want);
+    expect(u32(await child.read(va + 2 * P, 4))).toBe(want);
+  });
 });
