@@ -39,7 +39,7 @@ const CPU_FAULT_RETRIES = 64;
  */
 const FORK_HOLDER = -1;
 const CPU_HOLDER = -2;
-const byDevice = (h: DeviceHold): boolean => h.device >= 0;
+const isDeviceHold = (h: DeviceHold): boolean => h.device >= 0;
 /** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
 const FORK_DRAIN_MS = 10_000;
 
@@ -246,7 +246,7 @@ export class AddressSpace {
       const hold = this.holds.hold(CPU_HOLDER, pages, 0);
       this.pinRange(first, last);
       try {
-        if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first: wait for it unpinned
+        await this.faultPages(pages, write);
         this.checkAlive(what);
         this.checkAccess(what, va, length, write); // the mapping may have changed while we waited
         if (!pages.every((p) => this.cpuAccessible(p, write))) continue;
@@ -298,7 +298,7 @@ export class AddressSpace {
       if (held) await held;
       const hold = this.holds.hold(CPU_HOLDER, pages, 0);
       try {
-        if (!(await this.faultPages(pages, write, true))) continue; // a device's turn came first
+        await this.faultPages(pages, write);
         this.checkAlive(what);
         this.checkAccess(what, va, length, write);
         if (!pages.every((p) => this.cpuAccessible(p, write))) continue; // moved again meanwhile
@@ -317,17 +317,14 @@ export class AddressSpace {
   }
 
   /**
-   * handle_mm_fault for a set of pages (CPU accesses and rangeFault both come here): after it,
-   * every page is CPU-accessible (None, Zero or plain RAM; with `write`, no device copies).
-   * With `yieldToDevices` (CPU accesses), it stops and returns false instead when a device's
-   * fault service holds some of the pages for its relaunch (deviceHolds.ts): the caller lets go
-   * of its pins, waits for that relaunch and comes back. Taking the pages back under the
-   * service would make the kernel fault on them again, and again, never to progress.
+   * handle_mm_fault for a set of pages (CPU accesses and makeExclusive come here): after it,
+   * every page is CPU-accessible (None, Zero or plain RAM; with `write`, no device copies), as
+   * of its last check. A CPU access waits for device holds before it starts, and holds the
+   * devices off the pages while it runs (CPU_HOLDER), so the devices wait for it in turn.
    */
-  async faultPages(pages: readonly number[], write: boolean, yieldToDevices = false): Promise<boolean> {
+  async faultPages(pages: readonly number[], write: boolean): Promise<void> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
-      if (yieldToDevices && this.holdsEnded(pages, byDevice) !== null) return false;
-      if (await this.faultPagesOnce(pages, write)) return true;
+      if (await this.faultPagesOnce(pages, write)) return;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;
     throw new HmmError('EBUSY', `CPU access to ${pages.length} pages from ${hex(at)} kept being raced by migrations`, at);
@@ -811,7 +808,7 @@ export class AddressSpace {
    * until the fault service gave up with EBUSY.
    */
   private waitForDeviceHolds(what: string, va: number, length: number, write: boolean, pages: readonly number[]): Promise<void> | null {
-    const held = this.holdsEnded(pages, byDevice);
+    const held = this.holdsEnded(pages, isDeviceHold);
     if (!held) return null;
     return held.then(() => {
       this.checkAlive(what);

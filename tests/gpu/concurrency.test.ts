@@ -158,13 +158,15 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     const va = mm.mmap(2 * P);
     await mm.write(va, new Uint8Array(2 * P).fill(0x5a));
     // Right after the read's fault pass resolves, the device starts taking a copy of page 1,
-    // and a CPU thread is inside that page (its pin), so the copy waits with the entry
-    // Migrating: that is what the read finds when it resumes (it used to copy zeros then).
+    // with a CPU thread inside that page (its pin). Before, the copy isolated the page and
+    // waited for the thread with the entry Migrating, and the read, resuming, copied zeros.
+    // Now the copy waits for the read's turn, and the read re-checks every page after its last
+    // await anyway: either way it returns the bytes.
     const page = va / P + 1;
     const faultPages = mm.faultPages.bind(mm);
     let struck = false;
-    mm.faultPages = async (pages, write, yieldToDevices) => {
-      const done = await faultPages(pages, write, yieldToDevices);
+    mm.faultPages = async (pages, write) => {
+      const done = await faultPages(pages, write);
       if (!struck) {
         struck = true;
         Atomics.add(mm.pageTable.pins, page, 1);
