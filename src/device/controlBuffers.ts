@@ -21,8 +21,6 @@ const KEEP_FREE = 4;
 export class ControlBuffers {
   private readonly free: Control[] = [];
   private closed = false;
-  /** Control buffers that exist now (in use or free): what a leak check counts. */
-  live = 0;
 
   constructor(
     private readonly device: GPUDevice,
@@ -41,7 +39,6 @@ export class ControlBuffers {
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
     });
-    this.live++;
     return { buffer, bindGroup: this.bind(buffer) };
   }
 
@@ -53,16 +50,12 @@ export class ControlBuffers {
   give(c: Control): void {
     if (this.closed || this.free.length >= KEEP_FREE) {
       c.buffer.destroy();
-      this.live--;
     } else this.free.push(c);
   }
 
   /** Destroy the free buffers; those in use are destroyed when given back. */
   close(): void {
     this.closed = true;
-    for (const c of this.free.splice(0)) {
-      c.buffer.destroy();
-      this.live--;
-    }
+    for (const c of this.free.splice(0)) c.buffer.destroy();
   }
 }

@@ -613,6 +613,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       }
     }
     const ctl = control.buffer;
+    // The GPU's page table must be what the host's says when the kernel starts: a launch is
+    // checked against the host table (validated dispatch), so any change not uploaded yet goes
+    // now, ahead of the kernel in queue order (nothing when nothing changed).
+    this.stats.add('pageTableWrites', mirror.table.flush());
     d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
     const readBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
     const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));

@@ -81,7 +81,7 @@ export interface FaultInOptions {
   progress?: ReadonlySet<number>;
   /** Replayable service: its hold on the faulted pages, let go while it waits for others. */
   hold?: DeviceHold;
-  /** The asking operation's age (HmmDevice.claims.ticket()): older operations' pages are spared, younger ones' may be evicted. */
+  /** The asking operation's age (HmmDevice.ticket()): older operations' pages are spared, younger ones' may be evicted. */
   ticket?: number;
 }
 
@@ -163,7 +163,6 @@ export class Mirror {
     this.dev.checkAlive('fault');
     if (pages.length === 0) return;
     const { progress, hold } = opts;
-    const ticket = opts.ticket ?? Infinity;
     const protect = opts.keep ?? new Set(pages);
     const start = pages[0]!;
     const end = pages[pages.length - 1]! + 1;
@@ -176,10 +175,7 @@ export class Mirror {
         const m = this.table.lookup(p);
         if (!m || (write && !m.write)) missing.push(p);
       }
-      if (missing.length === 0) {
-        if (!this.sub.readRetry(seq)) return;
-        continue;
-      }
+      if (missing.length === 0) return; // every page mapped now: the table is the truth
       // A replayed kernel needs only progress: once some faulted pages are mapped it runs
       // again, and the rest fault again. Waiting for all of them at once could starve it while
       // CPU threads keep taking pages back. Prefetched pages mapped do not count: when the
@@ -196,11 +192,11 @@ export class Mirror {
       // kernel fault again: two devices on the same pages would never progress). Map the rest;
       // when none of the rest would let this caller progress, wait for those launches, and a
       // fault service lets go of its own pages meanwhile: nobody waits while holding.
-      const contended = missing.filter((p) => this.othersTurn(p, ticket));
+      const contended = missing.filter((p) => this.othersTurn(p, opts));
       if (contended.length > 0) {
-        const free = missing.filter((p) => !this.othersTurn(p, ticket));
+        const free = missing.filter((p) => !this.othersTurn(p, opts));
         if (!(progress ? free.some((p) => progress.has(p)) : free.length > 0)) {
-          const others = this.othersTurnEnded(contended, ticket);
+          const others = this.othersTurnEnded(contended, opts);
           if (hold) await hold.yieldTo(others);
           else await others;
           this.dev.checkAlive('fault');
@@ -220,7 +216,7 @@ export class Mirror {
         movable = movable.filter((p) => p >>> 9 !== block);
       }
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
-      movable = movable.filter((p) => !this.othersTurn(p, ticket)); // held by another operation meanwhile
+      movable = movable.filter((p) => !this.othersTurn(p, opts)); // held by another operation meanwhile
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable);
         res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
@@ -254,18 +250,24 @@ export class Mirror {
    * a relative: a device keeps one held copy of a frame, so two relatives' operations on it
    * take turns, the older first (each taking the copy from the other would never end).
    */
-  private othersTurn(p: number, ticket: number): boolean {
-    return this.mm.heldBy(p, this.othersHold(ticket));
+  private othersTurn(p: number, opts: FaultInOptions): boolean {
+    return this.mm.heldBy(p, this.othersHold(opts));
   }
 
   /** When the turns othersTurn found for `pages` have ended. */
-  private othersTurnEnded(pages: readonly number[], ticket: number): Promise<unknown> {
-    return this.mm.holdsEnded(pages, this.othersHold(ticket)) ?? Promise.resolve();
+  private othersTurnEnded(pages: readonly number[], opts: FaultInOptions): Promise<unknown> {
+    return this.mm.holdsEnded(pages, this.othersHold(opts)) ?? Promise.resolve();
   }
 
-  /** The holds that make it another operation's turn for an operation of age `ticket` here. */
-  private othersHold(ticket: number): (h: DeviceHold) => boolean {
-    return (h) => h.device !== this.dev.id || (h.space !== this.mm.id && h.ticket < ticket);
+  /**
+   * The holds that make it another operation's turn for the asking one (its own hold aside):
+   * any other device's; an exclusive one (makeExclusive wants the pages in RAM, held, and no
+   * other operation of its own device may move them meanwhile); and an older one of this
+   * device for a fork relative.
+   */
+  private othersHold(opts: FaultInOptions): (h: DeviceHold) => boolean {
+    const ticket = opts.ticket ?? Infinity;
+    return (h) => h !== opts.hold && (h.device !== this.dev.id || h.exclusive || (h.space !== this.mm.id && h.ticket < ticket));
   }
 
   /**
@@ -337,7 +339,7 @@ export class Mirror {
   }
 
   private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<void> {
-    const leave = (p: number): boolean => this.othersTurn(p, opts.ticket ?? Infinity);
+    const leave = (p: number): boolean => this.othersTurn(p, opts);
     const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave });
     if (this.sub.readRetry(seq, [start, end])) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
     const copies: number[] = [];
@@ -359,6 +361,9 @@ export class Mirror {
     // No retry check after the copies: mapCopies isolates its pages while it waits and maps
     // only those whose entries did not change, and an invalidation that comes after the mapping
     // drops it through the notifier like any other.
+    // Upload what is mapped so far before any await: a launch checks the host table, and the
+    // GPU's copy must not lag behind it (launch flushes too; this keeps the window closed).
+    this.dev.stats.add('pageTableWrites', this.table.flush());
     if (copies.length > 0) await this.mapCopies(copies, write, protect, opts);
     this.dev.stats.add('pageTableWrites', this.table.flush());
   }
@@ -379,9 +384,10 @@ export class Mirror {
     // Then device frames, evicting if the device is full (never a page this access needs), so
     // that nothing waits on eviction while the pages are isolated below.
     const frames = this.dev.allocFrames(pages.length);
-    // (a clock sweep may only clear accessed bits, giving second chances: sweep again; waiting
-    // for an older operation to finish does not count as a sweep)
-    for (let sweep = 0; sweep < 3 && frames.length < pages.length; sweep++) {
+    // (a clock sweep may only clear accessed bits, giving second chances; and frames freed
+    // may go to another operation allocating at the same time: sweep again, as long as
+    // something was freed or an older operation ended; waiting does not count as a sweep)
+    for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < pages.length; sweep++) {
       const room = await this.makeRoom(pages.length - frames.length, protect, opts);
       if (room === 'waited') sweep--;
       if (room === 'none') break;
@@ -406,7 +412,7 @@ export class Mirror {
       // orphan that device's newer copy) or have a read-only copy of it (a writable copy beside
       // it would let the two differ). A page that changed faults again.
       // (Nor a page another device holds for its relaunch: it is that device's turn.)
-      if (!mm.cpuAccessible(p, write) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts.ticket ?? Infinity)) continue;
+      if (!mm.cpuAccessible(p, write) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts)) continue;
       const e = mm.pageTable.get(p);
       const sharers = mm.sharers(p, pte.frame(e));
       const before = sharers.map((s) => s.pageTable.get(p));
@@ -628,7 +634,8 @@ export class Mirror {
       const ticket = this.dev.ticket();
       for (let round = 0; round < MAX_ROUNDS; round++) {
         // Another device's operation holding some of the pages goes first (never wait holding).
-        const others = this.mm.holdsEnded(pages, this.othersHold(ticket));
+        // (and, of this device's, the older ones: the oldest operation never waits)
+        const others = this.mm.holdsEnded(pages, (h) => h.device !== this.dev.id || h.exclusive || h.ticket < ticket);
         if (others) {
           await others;
           round--;
@@ -636,7 +643,7 @@ export class Mirror {
         }
         // Then hold them while taking them, as a fault service does: other devices and CPU
         // accesses wait instead of taking them back between the fault and the copy.
-        const hold = this.mm.holdForDevice(this.dev.id, pages, ticket);
+        const hold = this.mm.holdForDevice(this.dev.id, pages, ticket, true);
         try {
           // Every page into RAM, writable, with no device copies anywhere.
           await this.mm.faultPages(pages, true);

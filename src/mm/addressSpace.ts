@@ -794,8 +794,8 @@ export class AddressSpace {
    * always progresses: the pages it faulted in cannot be taken back between the fault service
    * and the relaunch (src/mm/deviceHolds.ts).
    */
-  holdForDevice(device: number, pages: readonly number[], ticket = Infinity): DeviceHold {
-    return this.holds.hold(device, pages, ticket);
+  holdForDevice(device: number, pages: readonly number[], ticket = Infinity, exclusive = false): DeviceHold {
+    return this.holds.hold(device, pages, ticket, exclusive);
   }
 
   /**

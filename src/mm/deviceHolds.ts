@@ -22,6 +22,8 @@ export class DeviceHold {
     readonly pages: readonly number[],
     /** The age of the operation holding (HmmDevice tickets): its own device's evictions spare it for older operations only. */
     readonly ticket: number,
+    /** Exclusive (makeExclusive): even the holding device's other operations keep off the pages. */
+    readonly exclusive: boolean,
   ) {
     this.space = registry.space;
     this.acquire();
@@ -64,8 +66,8 @@ export class DeviceHolds {
   constructor(readonly space: number) {}
 
   /** Hold `pages` for `device`'s next launch; release() the result after it. */
-  hold(device: number, pages: readonly number[], ticket: number): DeviceHold {
-    return new DeviceHold(this, device, pages, ticket);
+  hold(device: number, pages: readonly number[], ticket: number, exclusive = false): DeviceHold {
+    return new DeviceHold(this, device, pages, ticket, exclusive);
   }
 
   add(h: DeviceHold): void {

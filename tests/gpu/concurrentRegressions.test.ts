@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE } from '../../src/index.ts';
 import { ADD_KERNEL, COPY_KERNEL } from '../fuzz/harness.ts';
-import { makeSystem } from './helpers.ts';
+import { makeSystem, trackBuffers } from './helpers.ts';
 import { pte } from '../../src/mm/cpuPageTable.ts';
 
 const P = PAGE_SIZE;
@@ -76,18 +76,7 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
   it("destroying an address space destroys its mirrors' GPU buffers", async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P }] });
     const dev = sys.devices[0]!;
-    const live = new Set<GPUBuffer>();
-    const create = dev.device.createBuffer.bind(dev.device);
-    dev.device.createBuffer = (desc: GPUBufferDescriptor): GPUBuffer => {
-      const b = create(desc);
-      const destroy = b.destroy.bind(b);
-      live.add(b);
-      b.destroy = () => {
-        live.delete(b);
-        return destroy();
-      };
-      return b;
-    };
+    const live = trackBuffers(dev);
     const parent = sys.createAddressSpace();
     const va = parent.mmap(P);
     const ids: number[] = [];
@@ -281,5 +270,65 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     }
     expect(u32(await parent.read(va + 2 * P, 4))).toBe(want);
     expect(u32(await child.read(va + 2 * P, 4))).toBe(want);
+  });
+
+  // Fuzzer: seed 31097516, path 59, step 106 (two validated copy kernels on gpu1, page 35 ->
+  // 33 and page 33 -> 36, at once). Observed: the second failed with EFAULT, "touched page 33,
+  // outside its declared ranges". Cause: a fault-in mapped pages in the host's copy of the page
+  // table and then awaited (device copies of other pages) before uploading it; the other
+  // dispatch, checking the host table, launched meanwhile on a GPU table without the page.
+  // Expected: both run. Launch now uploads any pending change before the kernel. (The test
+  // holds the first fault-in in that window with a CPU thread's pin on the page it copies.)
+  it('a validated kernel that finds its page mapped by another fault-in still under way runs on a GPU table that has it', async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P }] });
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const va = mm.mmap(2 * P);
+    const [a, b] = [va / P, va / P + 1];
+    await m.migrateToDevice(va, 1); // page a: device-private ...
+    await mm.mprotect(va, P, 'rw'); // ... and unmapped from the device table (it stays on the device)
+    await mm.advise(va + P, P, { preferred: 'system' }); // page b: served through a device copy
+    const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
+    const add = (at: number, pages: number) =>
+      settle(m.dispatch(k, { mode: 'validated', workgroups: (pages * 1024) / 64, uniforms: new Uint32Array([at, pages * 1024, 1, 0]), ranges: [{ va: at, bytes: pages * P, access: 'rw' }] }));
+    // X faults in a and b: a is mapped (host table), then X waits to copy b, whose page a CPU
+    // thread is inside. Y, which needs only a, starts right then: it finds a mapped and launches.
+    Atomics.add(mm.pageTable.pins, b, 1);
+    let y: ReturnType<typeof add> | undefined;
+    const mainUnpinned = mm.mainUnpinned.bind(mm);
+    mm.mainUnpinned = (pages) => {
+      if (!y && m.table.lookup(a)) y = add(va, 1);
+      return mainUnpinned(pages);
+    };
+    const x = add(va, 2);
+    while (!y) await new Promise((r) => setImmediate(r));
+    const yr = await y;
+    Atomics.sub(mm.pageTable.pins, b, 1);
+    const xr = await x;
+    expect([yr.ok ? 'ok' : yr.code, xr.ok ? 'ok' : xr.code]).toEqual(['ok', 'ok']);
+    expect(u32(await mm.read(va, 4))).toBe(2);
+    expect(u32(await mm.read(va + P, 4))).toBe(1);
+  });
+
+  // Fuzzer: seed 31097516, paths 26, 28 and 45 (makeExclusive beside a validated kernel of the
+  // same device on the same pages). Observed: EBUSY from one of them ("CPU access ... kept being
+  // raced by migrations", "declared ranges kept being invalidated"): the kernel's fault-in
+  // migrated the pages to the device while makeExclusive brought them home, over and over,
+  // because one device's operations did not take turns with each other. Expected: both succeed;
+  // makeExclusive's hold is exclusive, and it waits for the older holds of its own device.
+  it('makeExclusive beside a validated kernel of the same device on the same pages: both succeed', async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 12 * P, evictionBytes: 4096 }] });
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const va = mm.mmap(6 * P);
+    const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
+    const add = () => settle(m.dispatch(k, { mode: 'validated', workgroups: 48, uniforms: new Uint32Array([va + 2 * P, 3072, 1, 0]), ranges: [{ va: va + 2 * P, bytes: 3 * P, access: 'rw' }] }));
+    for (let i = 0; i < 6; i++) {
+      const r = await Promise.all([settle(m.makeExclusive(va, 4)), add(), i % 2 ? settle(m.makeExclusive(va + 3 * P, 3)) : add()]);
+      expect(r.map((x) => (x.ok ? 'ok' : x.code))).toEqual(['ok', 'ok', 'ok']);
+    }
+    expect(u32(await mm.read(va + 4 * P, 4))).toBe(9);
   });
 });

@@ -1,7 +1,7 @@
 // Shared helpers for GPU tests: a small system on the real adapter, byte patterns.
 import { afterEach } from 'vitest';
 import { expect } from 'vitest';
-import { HmmError, createSystem, type System, type SystemConfig } from '../../src/index.ts';
+import { HmmError, createSystem, type HmmDevice, type System, type SystemConfig } from '../../src/index.ts';
 
 const live: System[] = [];
 
@@ -53,3 +53,20 @@ fn kernel(gid: vec3u) {
   let a = u.va + gid.x * 4u;
   hmm_store_u32(a, hmm_load_u32(a) * 2u);
 }`;
+
+/** The GPU buffers a device creates from now on that are not destroyed yet (a leak check). */
+export function trackBuffers(dev: HmmDevice): Set<GPUBuffer> {
+  const live = new Set<GPUBuffer>();
+  const create = dev.device.createBuffer.bind(dev.device);
+  dev.device.createBuffer = (desc: GPUBufferDescriptor): GPUBuffer => {
+    const b = create(desc);
+    const destroy = b.destroy.bind(b);
+    live.add(b);
+    b.destroy = () => {
+      live.delete(b);
+      return destroy();
+    };
+    return b;
+  };
+  return live;
+}

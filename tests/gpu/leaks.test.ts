@@ -4,27 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { HmmError, PAGE_SIZE } from '../../src/index.ts';
 import { abortMap, failAt } from '../../src/device/faultInjection.ts';
-import { makeSystem } from './helpers.ts';
-import type { HmmDevice } from '../../src/index.ts';
+import { makeSystem, trackBuffers } from './helpers.ts';
 
 const P = PAGE_SIZE;
-
-/** Count the live GPU buffers a device creates from now on, by label. */
-function trackBuffers(dev: HmmDevice): Set<GPUBuffer> {
-  const live = new Set<GPUBuffer>();
-  const create = dev.device.createBuffer.bind(dev.device);
-  dev.device.createBuffer = (desc: GPUBufferDescriptor): GPUBuffer => {
-    const b = create(desc);
-    const destroy = b.destroy.bind(b);
-    live.add(b);
-    b.destroy = () => {
-      live.delete(b);
-      return destroy();
-    };
-    return b;
-  };
-  return live;
-}
 
 const FILL = /* wgsl */ `
 struct U { va: u32, words: u32, pad0: u32, pad1: u32 }
