@@ -18,7 +18,7 @@ import { DeviceMemory } from './deviceMemory.ts';
 import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
 import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
-import type { DeviceHold } from '../mm/deviceHolds.ts';
+import { nextTicket, type DeviceHold } from '../mm/deviceHolds.ts';
 import { shaderSource } from './shaders.ts';
 
 export interface LaunchStatus {
@@ -39,8 +39,6 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Tiny buffers bound where the pool has fewer than four memory buffers (one each: writable bindings may not alias). */
   readonly dummyBuffers: GPUBuffer[];
   private readonly mirrors = new Map<AddressSpace, Mirror>();
-  /** The next operation's age (see evict and olderEnded): lower is older. */
-  private nextTicket = 1;
   // Reverse map: which page each device frame holds, and whether it is a copy of a RAM page.
   private readonly rmapMm: (AddressSpace | undefined)[];
   private readonly rmapPage: Int32Array;
@@ -278,15 +276,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   }
 
   /**
-   * An operation's age. Dispatches hold the pages they need until their launch (device holds,
-   * src/mm/deviceHolds.ts), and when device memory runs out, age decides who gives way
-   * (wound-wait): an operation's evictions spare the pages held by operations as old as it or
-   * older, and may take a younger one's (it faults them again); an operation out of memory
-   * waits only for older ones. The oldest never waits, so every operation finishes in turn
-   * and none waits in a cycle.
+   * A new operation's age (one clock for every device: ages are compared across devices).
+   * Operations hold the pages they need until their launch (src/mm/deviceHolds.ts), and age
+   * decides who gives way (wound-wait): an operation waits only for older ones' holds and may
+   * take a younger one's pages (it faults them again); its evictions spare the pages of
+   * operations as old as it or older. The oldest never waits for a device, so every
+   * operation finishes in turn and none waits in a cycle.
    */
   ticket(): number {
-    return this.nextTicket++;
+    return nextTicket();
   }
 
   /**

@@ -6,7 +6,7 @@
 import { PAGE_SIZE, PAGES_PER_HUGE, VA_PAGES, WORDS_PER_PAGE, hex, pageList } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 import { migrateToDevice, migrateToSystem, runs } from '../hmm/migrate.ts';
-import { PFN_DEVICE_PRIVATE, PFN_VALID, rangeFault } from '../hmm/rangeFault.ts';
+import { PFN_DEVICE_PRIVATE, PFN_ERROR, PFN_VALID, PFN_WRITE, pageFlags, ramHugeBlocks, rangeFault } from '../hmm/rangeFault.ts';
 import type { AddressSpace } from '../mm/addressSpace.ts';
 import type { DeviceHold } from '../mm/deviceHolds.ts';
 import { checkAddress, checkCount, checkPageAligned, checkPages, checkRange } from '../mm/args.ts';
@@ -212,13 +212,13 @@ export class Mirror {
       const blocks = this.hugeBlocks(movable);
       for (const block of blocks) {
         const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
-        await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
+        await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, opts) });
         movable = movable.filter((p) => p >>> 9 !== block);
       }
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
       movable = movable.filter((p) => !this.othersTurn(p, opts)); // held by another operation meanwhile
       if (movable.length > 0) {
-        const res = await migrateToDevice(this.mm, this.dev, movable);
+        const res = await migrateToDevice(this.mm, this.dev, movable, { othersTurn: (p) => this.othersTurn(p, opts) });
         res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
         const short = res.pages.indexOf('nomem');
         if (short >= 0) {
@@ -260,14 +260,16 @@ export class Mirror {
   }
 
   /**
-   * The holds that make it another operation's turn for the asking one (its own hold aside):
-   * any other device's; an exclusive one (makeExclusive wants the pages in RAM, held, and no
-   * other operation of its own device may move them meanwhile); and an older one of this
-   * device for a fork relative.
+   * The holds that make it another operation's turn for the asking one: older ones (age
+   * decides, src/mm/deviceHolds.ts; fork and CPU accesses are the oldest), whose operations
+   * want the pages elsewhere: on another device, in RAM for exclusive access (makeExclusive:
+   * even its own device's other operations keep off), or in a fork relative's mirror (one
+   * device keeps one held copy of a shared frame). Operations of one device on one address
+   * space share its mappings and need no turns.
    */
   private othersHold(opts: FaultInOptions): (h: DeviceHold) => boolean {
     const ticket = opts.ticket ?? Infinity;
-    return (h) => h !== opts.hold && (h.device !== this.dev.id || h.exclusive || (h.space !== this.mm.id && h.ticket < ticket));
+    return (h) => h !== opts.hold && h.ticket < ticket && (h.device !== this.dev.id || h.exclusive || h.space !== this.mm.id);
   }
 
   /**
@@ -566,9 +568,9 @@ export class Mirror {
       const inRange = new Set(pages);
       for (const block of this.hugeBlocks(pages)) {
         const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
-        if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true });
+        if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, {}) });
       }
-      const res = await migrateToDevice(this.mm, this.dev, pages);
+      const res = await migrateToDevice(this.mm, this.dev, pages, { othersTurn: (p) => this.othersTurn(p, {}) });
       const result: string[] = [...res.pages];
       let cpages = 0;
       const bad: number[] = [];
@@ -634,8 +636,8 @@ export class Mirror {
       const ticket = this.dev.ticket();
       for (let round = 0; round < MAX_ROUNDS; round++) {
         // Another device's operation holding some of the pages goes first (never wait holding).
-        // (and, of this device's, the older ones: the oldest operation never waits)
-        const others = this.mm.holdsEnded(pages, (h) => h.device !== this.dev.id || h.exclusive || h.ticket < ticket);
+        // (the older ones: the oldest operation never waits)
+        const others = this.mm.holdsEnded(pages, (h) => h.ticket < ticket);
         if (others) {
           await others;
           round--;
@@ -643,7 +645,7 @@ export class Mirror {
         }
         // Then hold them while taking them, as a fault service does: other devices and CPU
         // accesses wait instead of taking them back between the fault and the copy.
-        const hold = this.mm.holdForDevice(this.dev.id, pages, ticket, true);
+        const hold = this.mm.holdForDevice(this.dev.id, pages, ticket, { exclusive: true });
         try {
           // Every page into RAM, writable, with no device copies anywhere.
           await this.mm.faultPages(pages, true);
@@ -721,21 +723,25 @@ export class Mirror {
     this.mm.checkAlive(`${this.dev.name}: snapshot`); // host-side state: fine on a lost device
     const { start, npages: n } = checkPages('mirror.snapshot', va, npages);
     const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.snapshotPage(start + i);
+    const hugeBlock = ramHugeBlocks(this.mm);
+    for (let i = 0; i < n; i++) out[i] = this.snapshotPage(start + i, hugeBlock);
     return out;
   }
 
-  private snapshotPage(p: number): number {
-    const vma = this.mm.vmas.find(p);
-    if (!vma || !canRead(vma.prot)) return PROT.ERROR;
+  /** One page's HMM_DMIRROR_PROT_* byte: rangeFault's flags for this device (pageFlags), as bytes. */
+  private snapshotPage(p: number, hugeBlock: (b: number) => boolean): number {
     if (this.mm.poisoned(p)) return PROT.ERROR; // its data went with a lost device
-    const rw = canWrite(vma.prot) ? PROT.WRITE : PROT.READ;
+    const f = pageFlags(this.mm, p, this.dev.id);
+    if (f & PFN_ERROR) return PROT.ERROR;
     const e = this.mm.pageTable.get(p);
+    const rw = f & PFN_WRITE ? PROT.WRITE : PROT.READ;
     switch (pte.kind(e)) {
       case Kind.Zero:
         return PROT.ZERO | PROT.READ;
       case Kind.Ram:
-        return pte.isHeld(e) && pte.heldBy(e) !== this.dev.id ? PROT.NONE : rw;
+        // read-only when a device has a read-only copy or a fork relative shares it
+        // copy-on-write (the kernel's PTE is read-only then too); PMD for a huge page in RAM
+        return f & PFN_VALID ? rw | (hugeBlock(p >>> 9) ? PROT.PMD : 0) : PROT.NONE;
       case Kind.Device:
         if (pte.device(e) !== this.dev.id) return PROT.DEV_PRIVATE_REMOTE;
         return PROT.DEV_PRIVATE_LOCAL | rw | (this.table.isHuge(p) ? PROT.PMD : 0);
@@ -874,6 +880,9 @@ export class Mirror {
     // This dispatch's own control buffer for all its rounds: its done bitmap (cleared by the
     // first launch) is what makes a relaunch skip the invocations that already finished.
     const ctl = this.controls.take(Math.ceil(invocations / 32) * 4);
+    // Its interest in every page it faults on, until it ends: younger device operations wait
+    // for it instead of taking those pages between its rounds (src/mm/deviceHolds.ts).
+    const interest = this.mm.holdForDevice(this.dev.id, [], ticket, { interest: true });
     try {
       for (let round = 1; round <= maxRounds; round++) {
         this.alive('dispatch');
@@ -898,7 +907,9 @@ export class Mirror {
         }
         faultedPages += keys.length;
         const t0 = performance.now();
-        hold = this.mm.holdForDevice(this.dev.id, keys.map((k) => k >>> 1), ticket);
+        const roundPages = keys.map((k) => k >>> 1);
+        interest.extend(roundPages);
+        hold = this.mm.holdForDevice(this.dev.id, roundPages, ticket);
         await this.serviceFaults(kernel.label, keys, prefetch, batch, hold);
         this.dev.stats.trace.record({
           kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
@@ -907,6 +918,7 @@ export class Mirror {
       }
     } finally {
       hold?.release();
+      interest.release();
       this.controls.give(ctl);
     }
     throw new HmmError('EBUSY', `dispatch '${kernel.label}': no rounds allowed`);

@@ -93,8 +93,12 @@ export async function migrateToDevice(
   mm: AddressSpace,
   dev: MigrationDevice,
   pages: readonly number[],
-  /** One aligned 2 MiB block of a huge mapping: move it as one unit if a 2 MiB frame is free. */
-  opts: { huge?: boolean } = {},
+  opts: {
+    /** One aligned 2 MiB block of a huge mapping: move it as one unit if a 2 MiB frame is free. */
+    huge?: boolean;
+    /** Pages another operation has the turn for (src/mm/deviceHolds.ts): reported 'busy', left alone. */
+    othersTurn?: (page: number) => boolean;
+  } = {},
 ): Promise<MigrateResult> {
   const t0 = performance.now();
   const result: PageResult[] = new Array(pages.length);
@@ -109,8 +113,8 @@ export async function migrateToDevice(
     if (!vma || !canRead(vma.prot)) r = 'hole';
     else if (pte.kind(e) === Kind.Device) r = pte.device(e) === dev.id ? 'already' : 'remote';
     else if (vma.shared) r = 'shared';
-    // held: moving, a device's copy, or a fault in progress elsewhere (src/mm/deviceHolds.ts)
-    else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e) || mm.holds.isHeld(p, dev.id)) r = 'busy';
+    // busy: moving, a device's copy, or another operation's turn (src/mm/deviceHolds.ts)
+    else if (pte.kind(e) === Kind.Migrating || pte.isHeld(e) || opts.othersTurn?.(p)) r = 'busy';
     if (r) {
       result[i] = r;
       return;

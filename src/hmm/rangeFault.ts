@@ -41,6 +41,50 @@ export interface RangeFaultResult {
   flags: Uint8Array;
   /** The CPU page-table entry each flag was computed from. */
   entries: Uint32Array;
+  /**
+   * The order of the mapping each page is part of (hmm_pfn_to_map_order): 9 for a page of a
+   * 2 MiB huge page in system RAM, 0 otherwise.
+   */
+  orders: Uint8Array;
+}
+
+/** mm.isRamHuge, remembered per block for one walk over many pages (it looks at 512 entries). */
+export function ramHugeBlocks(mm: AddressSpace): (block: number) => boolean {
+  const known = new Map<number, boolean>();
+  return (b) => {
+    let h = known.get(b);
+    if (h === undefined) known.set(b, (h = mm.isRamHuge(b)));
+    return h;
+  };
+}
+
+/**
+ * What the CPU page table says `owner` may do with page p now, as result flags (no fault):
+ * PFN_ERROR for a hole or prot 'none'; the zero page is valid, never writable; a RAM page is
+ * valid unless another device holds it (or `owner` holds it for a fork relative, whose copy
+ * has writes of its own), and writable only if its VMA allows it, no device has a read-only
+ * copy (a write must invalidate those first) and no fork relative shares it copy-on-write (a
+ * write must copy it first); `owner`'s device-private pages are valid; nothing else is.
+ * Mirror.snapshot reports the same facts as HMM_DMIRROR_PROT_* bytes.
+ */
+export function pageFlags(mm: AddressSpace, p: number, owner: number | null): number {
+  const vma = mm.vmas.find(p);
+  if (!vma || !canRead(vma.prot)) return PFN_ERROR;
+  const e = mm.pageTable.get(p);
+  const w = canWrite(vma.prot) ? PFN_WRITE : 0;
+  switch (pte.kind(e)) {
+    case Kind.Zero:
+      return PFN_VALID | PFN_ZERO;
+    case Kind.Ram: {
+      if (pte.isHeld(e) && (pte.heldBy(e) !== owner || mm.copyOwner.has(p))) return 0;
+      const cowShared = !vma.shared && mm.ram.refCount(pte.frame(e)) > 1;
+      return PFN_VALID | (pte.isDup(e) || cowShared ? 0 : w);
+    }
+    case Kind.Device:
+      return pte.device(e) === owner ? PFN_VALID | PFN_DEVICE_PRIVATE | w : 0;
+    default:
+      return 0; // None, Migrating: faultable
+  }
 }
 
 const MAX_WALKS = 64;
@@ -49,7 +93,9 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
   const n = req.end - req.start;
   const flags = new Uint8Array(n);
   const entries = new Uint32Array(n);
+  const orders = new Uint8Array(n);
   for (let walk = 0; walk < MAX_WALKS; walk++) {
+    const hugeBlock = ramHugeBlocks(mm);
     if (req.notifier.readRetry(req.seq, [req.start, req.end]))
       throw new HmmError('EBUSY', `rangeFault ${hex(req.start * PAGE_SIZE)}: range invalidated, restart from readBegin`, req.start * PAGE_SIZE);
     const needFault: number[] = [];
@@ -67,27 +113,12 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
         throw new HmmError('EPERM', `rangeFault: write to read-only address ${hex(at)}`, at);
       const e = mm.pageTable.get(p);
       entries[i] = e;
-      const w = canWrite(vma.prot) ? PFN_WRITE : 0;
-      let f = 0;
-      switch (pte.kind(e)) {
-        case Kind.Zero:
-          f = PFN_VALID | PFN_ZERO; // the zero page is never writable
-          break;
-        case Kind.Ram:
-          // A write must first invalidate read-only device copies (their DUP flag), so a page
-          // with copies is valid but not writable until faulted. A page the owner device holds
-          // is valid only if the copy is this address space's: one held for a fork relative
-          // (copyOwner) lives in that relative's mirror with writes of its own, and a second
-          // copy taken from RAM now would be stale and overwrite them; the fault writes it back.
-          if (!pte.isHeld(e) || (pte.heldBy(e) === req.owner && !mm.copyOwner.has(p))) f = PFN_VALID | (pte.isDup(e) ? 0 : w);
-          break;
-        case Kind.Device:
-          if (pte.device(e) === req.owner) f = PFN_VALID | PFN_DEVICE_PRIVATE | w;
-          break;
-        default:
-          break; // None, Migrating: faultable
-      }
+      // (A page with read-only device copies, or shared copy-on-write, is valid but not
+      // writable: the fault below invalidates the copies or copies the frame first, as
+      // hmm_range_fault with HMM_PFN_REQ_WRITE does through the fault handler.)
+      const f = pageFlags(mm, p, req.owner);
       flags[i] = f;
+      orders[i] = f & PFN_VALID && pte.kind(e) === Kind.Ram && hugeBlock(p >>> 9) ? 9 : 0;
       const needs = req.fault && (!(f & PFN_VALID) || (req.write && !(f & PFN_WRITE)));
       if (needs && req.leave?.(p)) {
         flags[i] = f & ~PFN_VALID;
@@ -95,7 +126,7 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
       }
       if (needs) needFault.push(p);
     }
-    if (needFault.length === 0) return { flags, entries };
+    if (needFault.length === 0) return { flags, entries, orders };
     // handle_mm_fault: bring pages home from other devices, wait out migrations, then
     // demand-zero; then walk again, since anything may have changed while we waited.
     await mm.faultPagesOnce(needFault, req.write);

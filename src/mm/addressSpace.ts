@@ -11,7 +11,7 @@ import type { Stats } from '../trace/stats.ts';
 import { ThrashDetector, type Direction } from '../policy/thrashing.ts';
 import { checkAddress, checkCount, checkPageAligned, checkRange } from './args.ts';
 import { ACCESS_READ, ACCESS_SHARED, ACCESS_WRITE, CTL_FORKING, CpuPageTable, Kind, pte } from './cpuPageTable.ts';
-import { DeviceHolds, type DeviceHold } from './deviceHolds.ts';
+import { DeviceHolds, type DeviceHold, type HoldOptions } from './deviceHolds.ts';
 import { IntervalNotifier } from './notifier.ts';
 import type { DevicePagemap } from './pagemap.ts';
 import type { SystemRam } from './systemRam.ts';
@@ -39,7 +39,7 @@ const CPU_FAULT_RETRIES = 64;
  */
 const FORK_HOLDER = -1;
 const CPU_HOLDER = -2;
-const isDeviceHold = (h: DeviceHold): boolean => h.device >= 0;
+const isDeviceHold = (h: DeviceHold): boolean => h.device >= 0 && h.cpuWaits;
 /** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
 const FORK_DRAIN_MS = 10_000;
 
@@ -523,6 +523,26 @@ export class AddressSpace {
     }
   }
 
+  /**
+   * Is 2 MiB block b a huge page in system RAM (a THP)? Its 512 entries, inside one huge
+   * mapping, all in RAM on one aligned run of frames. Derived from the table, not remembered:
+   * whatever splits it (a partial munmap or mprotect, a copy-on-write break of one page, a page
+   * migrating away alone) makes this false by itself.
+   */
+  isRamHuge(b: number): boolean {
+    const first = b * PAGES_PER_HUGE;
+    const vma = this.vmas.find(first);
+    if (!vma?.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) return false;
+    const e0 = this.pageTable.get(first);
+    const base = pte.frame(e0);
+    if (pte.kind(e0) !== Kind.Ram || base % PAGES_PER_HUGE !== 0) return false;
+    for (let i = 1; i < PAGES_PER_HUGE; i++) {
+      const e = this.pageTable.get(first + i);
+      if (pte.kind(e) !== Kind.Ram || pte.frame(e) !== base + i) return false;
+    }
+    return true;
+  }
+
   /** Migrations report here; a page that starts thrashing is counted and traced. */
   noteMigration(pages: readonly number[], dir: Direction): void {
     const now = performance.now();
@@ -794,8 +814,8 @@ export class AddressSpace {
    * always progresses: the pages it faulted in cannot be taken back between the fault service
    * and the relaunch (src/mm/deviceHolds.ts).
    */
-  holdForDevice(device: number, pages: readonly number[], ticket = Infinity, exclusive = false): DeviceHold {
-    return this.holds.hold(device, pages, ticket, exclusive);
+  holdForDevice(device: number, pages: readonly number[], ticket = Infinity, opts: HoldOptions = {}): DeviceHold {
+    return this.holds.hold(device, pages, ticket, opts);
   }
 
   /**

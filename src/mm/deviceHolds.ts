@@ -1,13 +1,34 @@
-// DeviceHolds: which pages of an address space a device's fault service holds for its next
-// launch. A replayable kernel faults, the device services the batch and relaunches; between
-// the two, nothing may take the serviced pages away, or the relaunch faults on them again and a
-// kernel under contention never progresses. CPU accesses (main thread and CPU threads) wait for
-// a hold to end; other devices do not take a held page either. One device's several fault
-// services do not exclude each other: a page mapped for one is mapped for all of them.
+// DeviceHolds: which pages of an address space an operation holds for its next launch. A
+// replayable kernel faults, the device services the batch and relaunches; between the two,
+// nothing may take the serviced pages away, or the relaunch faults on them again and a kernel
+// under contention never progresses. CPU accesses (main thread and CPU threads) wait for a
+// hold to end; other devices' younger operations do not take a held page either. Beside its
+// holds, a replayable dispatch keeps an interest in every page it has faulted on until it
+// ends: younger device operations wait for it (between its rounds it holds nothing, and a
+// younger one taking its pages each time would make both fault forever); CPU accesses do not.
 //
-// The rule that keeps this free of deadlock: nobody waits for a hold while holding one. A
-// fault service that can make no progress without another device's held pages lets go of its
-// own (DeviceHold.yieldTo), waits, and takes them again.
+// What keeps this free of deadlock and livelock: age (nextTicket). An operation waits only for
+// the holds of older ones, and takes what younger ones hold (they fault again and wait for it
+// then), so nobody waits in a cycle and the oldest always goes on. (Two operations that each
+// let go and waited for the other, as equals, could do so forever.) An operation that waits
+// also lets go of its own pages meanwhile (DeviceHold.yieldTo).
+
+let tickets = 1;
+
+/**
+ * The next operation's age, one clock for the whole program: lower is older. Fork and CPU
+ * accesses hold with age 0, older than any device operation: devices always wait for them.
+ */
+export function nextTicket(): number {
+  return tickets++;
+}
+
+export interface HoldOptions {
+  /** makeExclusive: even the holding device's other operations keep off. */
+  exclusive?: boolean;
+  /** An interest, not a hold: CPU accesses do not wait for it (see the header). */
+  interest?: boolean;
+}
 
 export class DeviceHold {
   /** The address space whose pages are held. */
@@ -16,17 +37,36 @@ export class DeviceHold {
   private resolve!: () => void;
   private held = false;
 
+  /** Exclusive (makeExclusive): even the holding device's other operations keep off the pages. */
+  readonly exclusive: boolean;
+  /** CPU accesses wait for it (a hold); an interest only keeps younger device operations off. */
+  readonly cpuWaits: boolean;
+  private pageList: number[];
+
   constructor(
     private readonly registry: DeviceHolds,
     readonly device: number,
-    readonly pages: readonly number[],
-    /** The age of the operation holding (HmmDevice tickets): its own device's evictions spare it for older operations only. */
+    pages: readonly number[],
+    /** The age of the operation holding (nextTicket): younger operations give way to it. */
     readonly ticket: number,
-    /** Exclusive (makeExclusive): even the holding device's other operations keep off the pages. */
-    readonly exclusive: boolean,
+    opts: HoldOptions = {},
   ) {
     this.space = registry.space;
+    this.pageList = [...pages];
+    this.exclusive = opts.exclusive === true;
+    this.cpuWaits = opts.interest !== true;
     this.acquire();
+  }
+
+  get pages(): readonly number[] {
+    return this.pageList;
+  }
+
+  /** Hold more pages (an interest growing with each fault round). */
+  extend(pages: readonly number[]): void {
+    const add = pages.filter((p) => !this.registry.has(p, this));
+    this.pageList.push(...add);
+    if (this.held) this.registry.add(this, add);
   }
 
   /** Resolves when this hold ends (or lets go to wait for another). */
@@ -66,12 +106,12 @@ export class DeviceHolds {
   constructor(readonly space: number) {}
 
   /** Hold `pages` for `device`'s next launch; release() the result after it. */
-  hold(device: number, pages: readonly number[], ticket: number, exclusive = false): DeviceHold {
-    return new DeviceHold(this, device, pages, ticket, exclusive);
+  hold(device: number, pages: readonly number[], ticket: number, opts: HoldOptions = {}): DeviceHold {
+    return new DeviceHold(this, device, pages, ticket, opts);
   }
 
-  add(h: DeviceHold): void {
-    for (const p of h.pages) {
+  add(h: DeviceHold, pages: readonly number[] = h.pages): void {
+    for (const p of pages) {
       let set = this.byPage.get(p);
       if (!set) this.byPage.set(p, (set = new Set()));
       set.add(h);
@@ -87,6 +127,11 @@ export class DeviceHolds {
     }
   }
 
+  /** Does h hold page p here? */
+  has(p: number, h: DeviceHold): boolean {
+    return this.byPage.get(p)?.has(h) ?? false;
+  }
+
   /** Is page p held by anyone but `device` (anyone at all when undefined)? */
   isHeld(p: number, device?: number): boolean {
     return this.some(p, (h) => device === undefined || h.device !== device);
@@ -100,12 +145,14 @@ export class DeviceHolds {
   }
 
   /**
-   * Is page p held by a fault service of `device` whose ticket is at most `ticket` (an operation
-   * as old as the one asking)? Its evictions leave such a page alone; a younger one's page may go.
+   * Is page p held by an operation of `device` as old as the one asking (`ticket`) or older?
+   * Its evictions leave such a page alone; a younger one's page may go.
    */
   isHeldBy(p: number, device: number, ticket = Infinity): boolean {
     const set = this.byPage.get(p);
-    if (set) for (const h of set) if (h.device === device && h.ticket <= ticket) return true;
+    // (an operation's own interest does not protect a page from its own evictions: a stream
+    // larger than the device must evict what it faulted in earlier)
+    if (set) for (const h of set) if (h.device === device && (h.ticket < ticket || (h.ticket === ticket && h.cpuWaits))) return true;
     return false;
   }
 

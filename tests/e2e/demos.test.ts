@@ -13,7 +13,7 @@ describe('gallery and vector add in Chromium', () => {
   let server: Server;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer(5191);
+    server = await startServer();
     browser = await launchBrowser();
   });
   afterAll(async () => {
@@ -103,7 +103,7 @@ describe('gallery and vector add in Chromium', () => {
 
 describe('a production build in Chromium', () => {
   it('vector add computes a correct result from `vite build` served by `vite preview`', async () => {
-    const server = await startServer(5192, 'preview');
+    const server = await startServer('preview');
     const browser = await launchBrowser();
     try {
       const res = await fetch(server.url);

@@ -14,9 +14,12 @@ export const SHOTS = join(repo, 'test-results');
 
 export type Server = ViteServer;
 
-/** `vite` (dev) or `vite build` + `vite preview` on a fixed port, cross-origin isolated. */
-export function startServer(port: number, mode: 'dev' | 'preview' = 'dev'): Promise<Server> {
-  return startVite({ port, mode });
+/**
+ * `vite` (dev) or `vite build` + `vite preview`, cross-origin isolated, on a port the system
+ * picks: a fixed one fails when another copy of the suite (or any server) already has it.
+ */
+export function startServer(mode: 'dev' | 'preview' = 'dev'): Promise<Server> {
+  return startVite({ port: 0, mode });
 }
 
 export const launchBrowser = launchChromium;

@@ -9,7 +9,7 @@ describe('oversubscription demo in Chromium', () => {
   let server: Server;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer(5193);
+    server = await startServer();
     browser = await launchBrowser();
   });
   afterAll(async () => {

@@ -10,7 +10,7 @@ describe('perf page in Chromium', () => {
   let server: Server;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer(5197);
+    server = await startServer();
     browser = await launchBrowser();
   });
   afterAll(async () => {

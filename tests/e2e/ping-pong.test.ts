@@ -10,7 +10,7 @@ describe('ping-pong demo in Chromium', () => {
   let server: Server;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer(5194);
+    server = await startServer();
     browser = await launchBrowser();
   });
   afterAll(async () => {

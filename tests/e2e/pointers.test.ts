@@ -10,7 +10,7 @@ describe('pointer structures in Chromium', () => {
   let server: Server;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer(5207);
+    server = await startServer();
     browser = await launchBrowser();
   });
   afterAll(async () => {

@@ -18,7 +18,7 @@ describe('trace demo in Chromium', () => {
   let server: Server;
   let browser: Browser;
   beforeAll(async () => {
-    server = await startServer(5195);
+    server = await startServer();
     browser = await launchBrowser();
   });
   afterAll(async () => {

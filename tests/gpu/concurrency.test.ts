@@ -139,9 +139,9 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     // Issue the read exactly when the service takes its hold, before it maps anything.
     const hold = mm.holdForDevice.bind(mm);
     let reading: Promise<Uint8Array> | undefined;
-    mm.holdForDevice = (device, held) => {
-      const h = hold(device, held);
-      reading ??= mm.read(va, pages * P);
+    mm.holdForDevice = (device, held, ticket, opts) => {
+      const h = hold(device, held, ticket, opts);
+      if (held.length > 0 && !opts?.interest) reading ??= mm.read(va, pages * P); // the service's hold, not the dispatch's interest
       return h;
     };
     const r = await m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: pages, uniforms: new Uint32Array([va, pages * 64, 5, 0]) });

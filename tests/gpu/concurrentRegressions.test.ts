@@ -331,4 +331,34 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     }
     expect(u32(await mm.read(va + 4 * P, 4))).toBe(9);
   });
+
+  // Fuzzer: seed 1281980421, path 0, step 36, seen with a second copy of the suite running
+  // beside it (a replayable copy kernel for one fork relative, page 27 -> 28 of a shared
+  // mapping, a validated add kernel on the same device for the other relative over pages 27 and
+  // 28, and a mirror read of page 28 on the other device). Observed: the validated kernel failed
+  // with EBUSY, "fault-in ... did not settle after 32 rounds". Cause: between the older replayable
+  // kernel's rounds it held nothing, so the younger took the pages each time, and the older took
+  // them back at its next fault: each cost the younger a round. Two causes more were behind it:
+  // operations of two devices that each let go and waited for the other as equals, and a
+  // replayable dispatch holding its pages only during each fault service. Now every operation
+  // has one age across devices, a younger one waits for an older one's holds, and a replayable
+  // dispatch keeps an interest in the pages it faulted on until it ends.
+  it("an older replayable kernel and a younger validated kernel on a fork relative's shared pages, beside a read on another device: all succeed", async () => {
+    const sys = await makeSystem({ devices: [{ memoryBytes: 12 * P, evictionBytes: 4096 }, { memoryBytes: 64 * P }] });
+    const [d0, d1] = [sys.devices[0]!, sys.devices[1]!];
+    const parent = sys.createAddressSpace();
+    const va = parent.mmap(4 * P, { shared: true });
+    await parent.write(va, new Uint8Array(4 * P).fill(1));
+    const child = await parent.fork();
+    const copy = await d0.createKernel({ code: COPY_KERNEL, workgroupSize: 64, label: 'copy' });
+    const add = await d0.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
+    for (let i = 0; i < 10; i++) {
+      const r = await Promise.all([
+        settle(d0.mirror(parent).dispatch(copy, { mode: 'replayable', workgroups: 16, uniforms: new Uint32Array([va + P, va + 2 * P, 1024, 6]) })),
+        settle(d0.mirror(child).dispatch(add, { mode: 'validated', workgroups: 32, uniforms: new Uint32Array([va + P, 2048, 1, 0]), ranges: [{ va: va + P, bytes: 2 * P, access: 'rw' }] })),
+        settle(d1.mirror(parent).read(va + 2 * P, 2)),
+      ]);
+      expect(r.map((x) => (x.ok ? 'ok' : x.code))).toEqual(['ok', 'ok', 'ok']);
+    }
+  });
 });

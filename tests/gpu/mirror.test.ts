@@ -308,7 +308,7 @@ describe('shared mappings', () => {
     const data = pattern(2 * P, 12);
     await mm.write(va, data);
     expect((await m.read(va, 2)).data).toEqual(data);
-    expect(Array.from(await m.snapshot(va, 2))).toEqual([PROT.WRITE, PROT.WRITE]); // still in RAM
+    expect(Array.from(await m.snapshot(va, 2))).toEqual([PROT.READ, PROT.READ]); // still in RAM, read-only while copied
     await mm.write(va + 8, new Uint8Array([0xab, 0xcd]));
     data.set([0xab, 0xcd], 8);
     const r = await m.read(va, 2);

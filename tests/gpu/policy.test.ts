@@ -20,7 +20,8 @@ describe('advice', () => {
     expect((await m0.read(va, 4)).data).toEqual(data);
     expect((await m1.read(va, 4)).data).toEqual(data);
     // the pages stayed in RAM: both devices and the CPU read their own copies, no migration
-    expect(Array.from(await m0.snapshot(va, 4))).toEqual(Array(4).fill(PROT.WRITE));
+    // (read-only while devices have copies: a write must invalidate them first)
+    expect(Array.from(await m0.snapshot(va, 4))).toEqual(Array(4).fill(PROT.READ));
     expect(sys.counters.get('pagesToDevice')).toBe(0);
     const cpuFaults = sys.counters.get('cpuFaults');
     expect(await mm.read(va, 4 * P)).toEqual(data);
@@ -69,7 +70,7 @@ describe('advice', () => {
     await mm.write(va, data);
     await mm.advise(va, 2 * P, { preferred: 1, accessedBy: [0] });
     expect((await m0.read(va, 2)).data).toEqual(data);
-    expect(Array.from(await m0.snapshot(va, 2))).toEqual([PROT.WRITE, PROT.WRITE]); // not pulled to device 0
+    expect(Array.from(await m0.snapshot(va, 2))).toEqual([PROT.READ, PROT.READ]); // not pulled to device 0: read-only copies
     expect((await m1.read(va, 2)).data).toEqual(data);
     expect(Array.from(await m1.snapshot(va, 2))).toEqual([LOCAL, LOCAL]); // the preferred device takes it
   });
