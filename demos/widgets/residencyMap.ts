@@ -22,6 +22,7 @@ const STATES: [ResidenceName, string][] = [
   ['exclusive', 'exclusive (held by device)'],
   ['migrating', 'migrating'],
   ['poisoned', 'poisoned (device lost)'],
+  ['pinned', 'pinned in RAM'],
 ];
 
 /** Widest a grid gets; regions with more pages grow taller instead of cells shrinking below 3px. */

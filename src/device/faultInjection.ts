@@ -33,7 +33,14 @@ export type FaultPoint =
   /** A readback's mapAsync was called and has not resolved; `ctx.buffer` is that buffer. */
   | 'mapPending'
   /** A kernel launch was submitted; its status is not read back yet. */
-  | 'launchSubmitted';
+  | 'launchSubmitted'
+  /**
+   * A migration is about to take a 2 MiB run of frames for a whole huge block: on the device
+   * (`direction` 'toDevice') or in system RAM ('toSystem'). `ctx.refuse()` makes that one
+   * allocation fail, as test_hmm's HMM_DMIRROR_FLAG_FAIL_ALLOC does: the block then moves
+   * as 4 KiB pages.
+   */
+  | 'allocHuge';
 
 export interface FaultContext {
   /** The real GPUDevice: `ctx.device.destroy()` loses it. */
@@ -44,6 +51,8 @@ export interface FaultContext {
   readonly direction?: 'toDevice' | 'toSystem';
   /** What the readback at 'mapPending' is for. */
   readonly what?: 'download' | 'launch' | 'mirror' | 'pageTable';
+  /** At 'allocHuge': make this 2 MiB allocation fail. */
+  readonly refuse?: () => void;
 }
 
 export interface FaultInjection {
@@ -77,6 +86,12 @@ export function failAt(
 
 /** Real device loss. */
 export const loseDevice = (ctx: FaultContext): void => ctx.device.destroy();
+
+/** The 2 MiB allocation fails (the pool keeps its frames). Use at 'allocHuge'. */
+export const refuseAlloc = (ctx: FaultContext): void => {
+  if (!ctx.refuse) throw new Error(`refuseAlloc: no allocation at this point`);
+  ctx.refuse();
+};
 
 /** The pending mapAsync rejects (AbortError); the device stays alive. Use at 'mapPending'. */
 export const abortMap = (ctx: FaultContext): void => {

@@ -487,6 +487,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return true;
   }
 
+  moved(mm: AddressSpace, frames: readonly number[], to: readonly number[]): void {
+    frames.forEach((f, i) => {
+      if (this.rmapMm[f] === mm) this.rmapPage[f] = to[i]!;
+    });
+  }
+
   discard(mm: AddressSpace, pages: number[]): void {
     const frames = pages.map((p) => pte.frame(mm.pageTable.get(p)));
     this.disown(frames);

@@ -355,6 +355,7 @@ export class Mirror {
         // readRetry cannot tell that the page went home after the walk; a stale entry would
         // map a RAM frame number as a device frame. A page that moved faults again.
         if (this.mm.pageTable.get(p) !== res.entries[i]) continue;
+        if (this.table.isHuge(p) || this.mapHugeBlock(p)) continue;
         const vma = this.mm.vmas.find(p);
         this.table.map(p, pte.frame(res.entries[i]!), !!vma && canWrite(vma.prot));
       } else if (busyOnCpu.has(p) || !this.migratable(p, write)) copies.push(p);
@@ -368,6 +369,27 @@ export class Mirror {
     this.dev.stats.add('pageTableWrites', this.table.flush());
     if (copies.length > 0) await this.mapCopies(copies, write, protect, opts);
     this.dev.stats.add('pageTableWrites', this.table.flush());
+  }
+
+  /**
+   * Map page p's whole 2 MiB block with one directory entry, if the block is one huge page on
+   * this device: inside a huge mapping, all 512 pages this device's private pages on one aligned
+   * run of frames, none mapped here yet (a huge page that mremap moved to an aligned address, or
+   * whose mapping an invalidation dropped, keeps its PMD). False when it is not.
+   */
+  private mapHugeBlock(p: number): boolean {
+    const first = (p >>> 9) * PAGES_PER_HUGE;
+    const vma = this.mm.vmas.find(first);
+    if (!vma?.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE || this.table.isHuge(p)) return false;
+    const e0 = this.mm.pageTable.get(first);
+    const base = pte.frame(e0);
+    if (pte.kind(e0) !== Kind.Device || pte.device(e0) !== this.dev.id || base % PAGES_PER_HUGE !== 0) return false;
+    for (let i = 0; i < PAGES_PER_HUGE; i++) {
+      const e = this.mm.pageTable.get(first + i);
+      if (pte.kind(e) !== Kind.Device || pte.device(e) !== this.dev.id || pte.frame(e) !== base + i || this.table.lookup(first + i)) return false;
+    }
+    this.table.mapHuge(p >>> 9, base, canWrite(vma.prot));
+    return true;
   }
 
   /**
@@ -449,6 +471,7 @@ export class Mirror {
       for (const p of copied) {
         const { sharers, before } = isolated.get(p)!;
         sharers.forEach((s, i) => {
+          if (write) s.endLazyFree(p); // the device will write it: madvise('free') no longer applies
           s.pageTable.set(p, flag(before[i]!));
           if (s !== mm) s.copyOwner.set(p, mm);
           else s.copyOwner.delete(p); // this copy is ours, whoever made the last one

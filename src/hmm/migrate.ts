@@ -147,7 +147,9 @@ export async function migrateToDevice(
     // ---- allocate (per-page failure when device memory runs short). A whole huge block gets
     // one 2 MiB frame if there is one; otherwise it falls back to 4 KiB frames.
     const wholeBlock = opts.huge === true && selected.length === PAGES_PER_HUGE && selected[0]! % PAGES_PER_HUGE === 0;
-    const hugeBase = wholeBlock ? dev.allocHuge() : null;
+    let refused = false;
+    if (wholeBlock) dev.inject?.('allocHuge', { direction: 'toDevice', refuse: () => (refused = true) });
+    const hugeBase = wholeBlock && !refused ? dev.allocHuge() : null;
     const frames = hugeBase !== null ? Array.from({ length: PAGES_PER_HUGE }, (_, i) => hugeBase + i) : dev.allocFrames(selected.length);
     dev.inject?.('allocated', { direction: 'toDevice' });
     // ---- copy: RAM pages in one batch; never-touched and zero pages need nothing, since
@@ -201,6 +203,7 @@ export async function migrateToDevice(
         continue;
       }
       releaseSource(mm, orig);
+      mm.splitRamHuge(p >>> 9); // (a huge page in RAM that left whole is not one in RAM any more)
       mm.pageTable.set(p, pte.onDevice(dev.id, frames[k]!));
       const vma = mm.vmas.find(p);
       adoptPages.push(p);
@@ -244,7 +247,7 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
   if (selected.length === 0) return finish(result, dev);
   const devFrames = selected.map((p) => pte.frame(mm.pageTable.get(p)));
   // Allocate before isolating: ENOMEM must leave everything as it was.
-  const ramFrames = mm.ram.allocMany(selected.length, `migrating ${selected.length} pages from ${dev.name} at ${hex(selected[0]! * PAGE_SIZE)}`);
+  const { frames: ramFrames, hugeBlocks } = ramFramesFor(mm, dev, selected);
   const { marks, done } = isolate(mm, selected, dev);
   dev.inject?.('isolated', { direction: 'toSystem' });
   try {
@@ -281,6 +284,8 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     }
     dev.disown(freed);
     dev.freeFrames(freed);
+    // a whole block that came home into one run of RAM is a huge page in RAM again
+    for (const b of hugeBlocks) if (mm.pageTable.get(b * PAGES_PER_HUGE) === pte.ram(ramFrames[selected.indexOf(b * PAGES_PER_HUGE)]!)) mm.markRamHuge(b);
     mm.noteMigration(selected.filter((_, k) => result[selIndex[k]!] === 'moved'), 'toSystem');
     const moved = result.filter((r) => r === 'moved').length;
     dev.stats.add('pagesToSystem', moved);
@@ -295,6 +300,42 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
   }
   dev.inject?.('finalized', { direction: 'toSystem' });
   return finish(result, dev);
+}
+
+/**
+ * RAM frames for pages coming home, all or none. A whole 2 MiB block of a huge mapping gets an
+ * aligned 2 MiB run of RAM when one is free, so it is a huge page in RAM again (a THP), and
+ * 4 KiB frames when RAM is fragmented or the run is refused (fault injection, 'allocHuge').
+ */
+function ramFramesFor(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): { frames: number[]; hugeBlocks: number[] } {
+  const frames: number[] = new Array(pages.length);
+  const runs: number[] = [];
+  const small: number[] = [];
+  for (let i = 0; i < pages.length; ) {
+    const p = pages[i]!;
+    const vma = p % PAGES_PER_HUGE === 0 ? mm.vmas.find(p) : undefined;
+    const whole = vma?.huge === true && vma.end >= p + PAGES_PER_HUGE && pages[i + PAGES_PER_HUGE - 1] === p + PAGES_PER_HUGE - 1;
+    if (whole) {
+      let refused = false;
+      dev.inject?.('allocHuge', { direction: 'toSystem', refuse: () => (refused = true) });
+      const base = refused ? null : mm.ram.allocRun(PAGES_PER_HUGE);
+      if (base !== null) {
+        runs.push(base);
+        for (let k = 0; k < PAGES_PER_HUGE; k++) frames[i + k] = base + k;
+        i += PAGES_PER_HUGE;
+        continue;
+      }
+    }
+    small.push(i++);
+  }
+  try {
+    const got = mm.ram.allocMany(small.length, `migrating ${pages.length} pages from ${dev.name} at ${hex(pages[0]! * PAGE_SIZE)}`);
+    small.forEach((i, k) => (frames[i] = got[k]!));
+  } catch (e) {
+    for (const base of runs) for (let k = 0; k < PAGES_PER_HUGE; k++) mm.ram.free(base + k);
+    throw e;
+  }
+  return { frames, hugeBlocks: runs.map((base) => pages[frames.indexOf(base)]! >>> 9) };
 }
 
 /** The source of a page that moved (or vanished): RAM frames go back to the pool. */

@@ -13,6 +13,7 @@ import { checkAddress, checkCount, checkPageAligned, checkRange } from './args.t
 import { ACCESS_READ, ACCESS_SHARED, ACCESS_WRITE, CTL_FORKING, CpuPageTable, Kind, pte } from './cpuPageTable.ts';
 import { DeviceHolds, type DeviceHold, type HoldOptions } from './deviceHolds.ts';
 import { IntervalNotifier } from './notifier.ts';
+import { PagePins, type PinHandle } from './pins.ts';
 import type { DevicePagemap } from './pagemap.ts';
 import type { SystemRam } from './systemRam.ts';
 import { VmaList, canRead, canWrite, type Advice, type Prot, type Vma } from './vmaList.ts';
@@ -61,6 +62,17 @@ export class AddressSpace {
   /** Set while fork() runs; thread faults wait for it. */
   private forking: Promise<unknown> | null = null;
   private readonly destroyHooks: (() => void)[] = [];
+  /**
+   * Pages marked madvise('free') (MADV_FREE), with the entry they had then: system RAM may take
+   * them back under pressure while they are unchanged. The entry carries the read-only-copy
+   * flag meanwhile, so a write (main thread, CPU thread, device) goes through a fault, which
+   * ends the mark first: a page written after the advice is never dropped.
+   */
+  private readonly lazyFree = new Map<number, number>();
+  /** 2 MiB blocks given a run of RAM as a whole (huge pages in RAM): see isRamHuge. */
+  private readonly ramHuge = new Set<number>();
+  /** Users' pins on pages (mm.pin, pin_user_pages): a pinned page does not migrate. */
+  readonly pins = new PagePins();
   /** Pages a device is servicing a fault on, until its kernel has run: CPU accesses and other devices wait. */
   readonly holds: DeviceHolds;
   /**
@@ -80,6 +92,7 @@ export class AddressSpace {
     private readonly spawn?: () => AddressSpace,
   ) {
     this.holds = new DeviceHolds(id);
+    this.onDestroy(ram.onPressure((want) => this.reclaimLazyFree(want)));
   }
 
   // ------------------------------------------------------------------ mappings
@@ -114,6 +127,98 @@ export class AddressSpace {
     this.vmas.insert({ start, end: start + npages, prot, shared: opts.shared === true, huge });
     this.syncAccess(start, start + npages);
     return start * PAGE_SIZE;
+  }
+
+  /**
+   * mremap: resize the mapping at [va, va+oldLength), or move it, and return its address.
+   * Shrinking unmaps the tail; growing extends it in place when the pages after it are free;
+   * otherwise, with `mayMove` (MREMAP_MAYMOVE) or a fixed `addr` (MREMAP_FIXED, which replaces
+   * whatever is mapped there), the pages move: each keeps its place, RAM frame or device frame
+   * (a device-private page stays on its device), devices see an UNMAP of the old range first
+   * (invariant 2) and fault the new one in. `dontUnmap` (MREMAP_DONTUNMAP, same length, needs a
+   * move) leaves the old range mapped and demand-zero. A huge mapping stays huge when its new
+   * address is 2 MiB aligned and its length whole 2 MiB blocks, and becomes 4 KiB pages
+   * otherwise. Errors as Linux: EINVAL (unaligned, zero length, overlapping fixed ranges,
+   * dontUnmap without a move or with another length), EFAULT (the old range is not inside one
+   * mapping), ENOMEM (no room and no move allowed).
+   */
+  async mremap(va: number, oldLength: number, newLength: number, opts: { addr?: number; mayMove?: boolean; dontUnmap?: boolean } = {}): Promise<number> {
+    this.checkAlive('mremap');
+    checkPageAligned('mremap', va);
+    const positive = (what: string, n: number): number => {
+      if (!Number.isSafeInteger(n) || n <= 0) throw new HmmError('EINVAL', `mremap ${hex(va)}: ${what} ${String(n)} is not a positive byte count`, va);
+      return Math.ceil(n / PAGE_SIZE);
+    };
+    const oldPages = positive('oldLength', oldLength);
+    let newPages = positive('newLength', newLength);
+    if (opts === null || typeof opts !== 'object') throw new HmmError('EINVAL', `mremap ${hex(va)}: options ${String(opts)} is not an object`, va);
+    for (const flag of ['mayMove', 'dontUnmap'] as const)
+      if (opts[flag] !== undefined && typeof opts[flag] !== 'boolean') throw new HmmError('EINVAL', `mremap ${hex(va)}: ${flag} ${String(opts[flag])} is not a boolean`, va);
+    const fixed = opts.addr !== undefined ? checkPageAligned('mremap', opts.addr) / PAGE_SIZE : undefined;
+    const mayMove = opts.mayMove === true || fixed !== undefined;
+    if (opts.dontUnmap && (!mayMove || newPages !== oldPages))
+      throw new HmmError('EINVAL', `mremap ${hex(va)}: dontUnmap needs a move (mayMove or addr) and the same length`, va);
+    const start = va / PAGE_SIZE;
+    checkRange('mremap', va, oldPages * PAGE_SIZE);
+    if (fixed !== undefined) {
+      if (fixed * PAGE_SIZE < MMAP_MIN_ADDR) throw new HmmError('EINVAL', `mremap: address ${hex(fixed * PAGE_SIZE)} is below ${hex(MMAP_MIN_ADDR)}`, fixed * PAGE_SIZE);
+      checkRange('mremap', fixed * PAGE_SIZE, newPages * PAGE_SIZE);
+      if (fixed < start + oldPages && start < fixed + newPages)
+        throw new HmmError('EINVAL', `mremap ${hex(va)}: the new range at ${hex(fixed * PAGE_SIZE)} overlaps the old one`, fixed * PAGE_SIZE);
+    }
+    const source = (): Vma => {
+      const v = this.vmas.find(start);
+      if (!v || v.end < start + oldPages) {
+        const at = v ? v.end * PAGE_SIZE : va;
+        throw new HmmError('EFAULT', `mremap ${hex(va)}: ${hex(at)} is not in the mapping (the old range must lie inside one)`, at);
+      }
+      return v;
+    };
+    // a huge mapping is whole 2 MiB blocks, as mmap made it
+    if (source().huge) newPages = Math.ceil(newPages / PAGES_PER_HUGE) * PAGES_PER_HUGE;
+    // In place: the same length, a shrink, or a growth into free pages.
+    if (fixed === undefined && !opts.dontUnmap) {
+      if (newPages === oldPages) return va;
+      if (newPages < oldPages) {
+        await this.munmap((start + newPages) * PAGE_SIZE, (oldPages - newPages) * PAGE_SIZE);
+        return va;
+      }
+      const end = start + oldPages;
+      if (start + newPages <= VA_PAGES && this.vmas.overlapping(end, start + newPages).length === 0) {
+        const v = source();
+        this.vmas.insert({ ...v, start: end, end: start + newPages });
+        this.syncAccess(end, start + newPages);
+        return va;
+      }
+      if (!mayMove) throw new HmmError('ENOMEM', `mremap ${hex(va)}: no room to grow to ${newPages * PAGE_SIZE} bytes in place, and mayMove is not set`, va);
+    }
+    // A move. Nothing of the old range may be moving or held by a device at the instant the
+    // entries move: held copies are written back first, and the check and the move share a turn.
+    for (let attempt = 0; ; attempt++) {
+      await this.settle(start, start + oldPages, 'held');
+      this.checkAlive('mremap');
+      source();
+      if (!this.anyHeldOrMoving(start, start + oldPages)) break;
+      if (attempt >= CPU_FAULT_RETRIES) throw new HmmError('EBUSY', `mremap ${hex(va)}: devices kept taking the pages`, va);
+    }
+    const v = source();
+    let to: number;
+    if (fixed !== undefined) {
+      this.unmapPages(fixed, fixed + newPages); // MREMAP_FIXED replaces what is there
+      to = fixed;
+    } else {
+      to = this.vmas.findFree(newPages, MMAP_MIN_ADDR / PAGE_SIZE, VA_PAGES, v.huge ? PAGES_PER_HUGE : 1);
+      if (to < 0) throw new HmmError('ENOMEM', `mremap ${hex(va)}: no free range of ${newPages * PAGE_SIZE} bytes to move to`, va);
+    }
+    this.moveEntries(start, to, Math.min(oldPages, newPages));
+    if (newPages < oldPages) this.unmapPages(start + newPages, start + oldPages);
+    const huge = v.huge && to % PAGES_PER_HUGE === 0 && newPages % PAGES_PER_HUGE === 0;
+    if (!opts.dontUnmap) this.vmas.remove(start, start + Math.min(oldPages, newPages));
+    this.vmas.insert({ ...v, start: to, end: to + newPages, huge });
+    this.syncAccess(start, start + oldPages);
+    this.syncAccess(to, to + newPages);
+    this.stats.add('remaps');
+    return to * PAGE_SIZE;
   }
 
   async munmap(va: number, length: number): Promise<void> {
@@ -174,6 +279,133 @@ export class AddressSpace {
       for (const d of advice.accessedBy) checkDev(d, 'accessedBy device');
     }
     this.vmas.advise(start, end, advice);
+  }
+
+  /**
+   * pin_user_pages: pin [va, va+length) for a user of the memory outside the GPU path (DMA by
+   * another device, a driver). With `longterm` (FOLL_LONGTERM) device-private pages come home
+   * to RAM first and untouched pages get frames, so every page of the range is pinned in RAM;
+   * without it, the pages that are in RAM now are pinned where they are and the rest left as
+   * they are. A pinned page does not migrate (per page, 'pinned'): devices use copies of it.
+   * `unpin()` the result when done; munmap ends the pin for that address, the frame living on
+   * until unpin. EFAULT names the first address not mapped (or prot 'none').
+   */
+  async pin(va: number, length: number, opts: { longterm?: boolean } = {}): Promise<PinHandle> {
+    this.checkAlive('pin');
+    checkAddress('pin', va);
+    checkCount('pin', 'length', length);
+    checkRange('pin', va, length);
+    if (opts === null || typeof opts !== 'object') throw new HmmError('EINVAL', `pin ${hex(va)}: options ${String(opts)} is not an object`, va);
+    if (opts.longterm !== undefined && typeof opts.longterm !== 'boolean')
+      throw new HmmError('EINVAL', `pin ${hex(va)}: longterm ${String(opts.longterm)} is not a boolean`, va);
+    this.checkAccess('pin', va, length, false);
+    const first = Math.floor(va / PAGE_SIZE);
+    const pages = pageList(first, Math.floor((va + length - 1) / PAGE_SIZE) - first + 1);
+    if (!opts.longterm) {
+      const inRam = pages.filter((p) => pte.kind(this.pageTable.get(p)) === Kind.Ram);
+      this.stats.add('pinnedPages', inRam.length);
+      return this.pins.pin(inRam, false);
+    }
+    // Long-term: every page into RAM with a frame of its own, then pinned in the same turn as
+    // the check that they all are (as a CPU access does, holding devices off meanwhile).
+    for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
+      const held = this.waitForDeviceHolds('pin', va, length, false, pages);
+      if (held) await held;
+      const hold = this.holds.hold(CPU_HOLDER, pages, 0);
+      try {
+        await this.faultPages(pages, false);
+        this.checkAlive('pin');
+        this.checkAccess('pin', va, length, false);
+        if (!pages.every((p) => this.cpuAccessible(p, false))) continue;
+        this.populate(pages, true, `pinning ${pages.length} pages at ${hex(va)}`);
+        this.stats.add('pinnedPages', pages.length);
+        return this.pins.pin(pages, true);
+      } finally {
+        hold.release();
+      }
+    }
+    throw new HmmError('EBUSY', `pin ${hex(va)}: the pages kept moving away`, va);
+  }
+
+  /**
+   * madvise: `dontneed` drops the pages wherever they live (RAM and device frames freed, device
+   * mappings invalidated first) and the next touch is demand-zero; pages of a shared mapping
+   * keep their data (the shared object's) and lose only their device copies, as MADV_DONTNEED
+   * on shared memory. `free` (private mappings only, MADV_FREE) lets the pages go: device-private
+   * ones are dropped now, RAM ones when system RAM runs short, unless written first; a later
+   * read sees the old bytes or zeros, never anything else. `willneed` brings the range into RAM
+   * (device-private pages home, held copies written back). The range must be mapped (ENOMEM
+   * names the first hole); placement advice is `advise`.
+   */
+  async madvise(va: number, length: number, advice: 'dontneed' | 'free' | 'willneed'): Promise<void> {
+    this.checkAlive('madvise');
+    const { start, end } = this.pageRange('madvise', va, length);
+    if (advice !== 'dontneed' && advice !== 'free' && advice !== 'willneed')
+      throw new HmmError('EINVAL', `madvise ${hex(va)}: advice ${String(advice)} is not 'dontneed', 'free' or 'willneed'`, va);
+    const checkLayout = (): void => {
+      const hole = this.vmas.firstHole(start, end);
+      if (hole >= 0) throw new HmmError('ENOMEM', `madvise: page at ${hex(hole * PAGE_SIZE)} is not mapped`, hole * PAGE_SIZE);
+      if (advice === 'free') {
+        const shared = this.vmas.overlapping(start, end).find((v) => v.shared);
+        if (shared) throw new HmmError('EINVAL', `madvise ${hex(va)}: 'free' needs private memory; ${hex(shared.start * PAGE_SIZE)} is a shared mapping`, shared.start * PAGE_SIZE);
+      }
+    };
+    checkLayout();
+    const pages = pageList(start, end - start);
+    if (advice === 'willneed') {
+      await this.faultPages(pages, false);
+      return;
+    }
+    // No page moving and none held by a device, checked in the same turn as the change: a held
+    // copy is written back first (it may be newer than RAM), and nothing may slip in between.
+    for (let attempt = 0; ; attempt++) {
+      await this.settle(start, end, 'held');
+      this.checkAlive('madvise');
+      checkLayout();
+      if (!this.anyHeldOrMoving(start, end)) break;
+      if (attempt >= CPU_FAULT_RETRIES) throw new HmmError('EBUSY', `madvise ${hex(va)}: devices kept taking the pages`, va);
+    }
+    if (advice === 'dontneed') {
+      this.zap(start, end, true);
+      for (const v of this.vmas.overlapping(start, end)) if (!v.shared) this.pins.drop(v.start, v.end);
+      this.ram.reap();
+      return;
+    }
+    // free: device-private pages go now; RAM pages are marked (mark, then read the pin: a CPU
+    // thread already inside a page may be writing it, and such a page is left unmarked).
+    for (const p of pages) {
+      const e = this.pageTable.get(p);
+      if (pte.kind(e) === Kind.Device) this.zap(p, p + 1);
+      else if (pte.kind(e) === Kind.Ram && !this.pins.isPinned(p)) {
+        const marked = pte.withDup(e);
+        this.pageTable.set(p, marked);
+        if (this.isPinned(p)) this.pageTable.set(p, e);
+        else this.lazyFree.set(p, marked);
+      }
+    }
+  }
+
+  /** Page p was written (or is about to be): madvise('free') no longer lets it go. */
+  endLazyFree(p: number): void {
+    this.lazyFree.delete(p);
+  }
+
+  /**
+   * System RAM is short: drop pages marked madvise('free') that nothing touched since, until
+   * `want` frames are free again (or none is left). Returns the frames freed.
+   */
+  private reclaimLazyFree(want: number): number {
+    let freed = 0;
+    for (const [p, marked] of [...this.lazyFree]) {
+      if (freed >= want) break;
+      const e = this.pageTable.get(p);
+      this.lazyFree.delete(p);
+      if (e !== marked || this.isPinned(p) || this.holds.isHeld(p)) continue;
+      const last = this.ram.refCount(pte.frame(e)) === 1;
+      this.zap(p, p + 1);
+      if (last) freed++;
+    }
+    return freed;
   }
 
   vmaAt(va: number): Vma | undefined {
@@ -368,6 +600,7 @@ export class AddressSpace {
         case Kind.Ram:
           if (pte.isHeld(e)) push(heldBy, pte.heldBy(e), p);
           else if (write && pte.isDup(e)) {
+            this.lazyFree.delete(p); // a write ends madvise('free')
             // Read-only device copies must go before the CPU changes the page, in every
             // address space that maps the frame.
             for (const mm of this.sharers(p, pte.frame(e))) {
@@ -432,6 +665,9 @@ export class AddressSpace {
    * relative. All frames are allocated before any entry changes, so ENOMEM changes nothing.
    */
   populate(pages: readonly number[], write: boolean, forWhat?: string): void {
+    // Pages about to be written are not madvise('free') any more; and reclaiming under the
+    // allocation below must not take one of them from under this call.
+    if (write) for (const p of pages) this.lazyFree.delete(p);
     this.ram.reap(); // frames whose unmapping waited for a CPU thread to leave them
     const fresh: number[] = [];
     const cow: number[] = [];
@@ -448,19 +684,62 @@ export class AddressSpace {
       for (const p of fresh) this.pageTable.set(p, pte.zero);
       return;
     }
-    const n = fresh.length + cow.length;
-    if (n === 0) return;
-    const at = (fresh[0] ?? cow[0]!) * PAGE_SIZE;
-    const frames = this.ram.allocMany(n, forWhat ?? `a write fault at ${hex(at)}`);
-    fresh.forEach((p, i) => this.pageTable.set(p, pte.ram(frames[i]!)));
+    // A write to an untouched 2 MiB block of a huge mapping gets a huge page in RAM (a THP): an
+    // aligned run of 512 zeroed frames for the whole block, when RAM has one free.
+    const runs = this.hugeRunsFor(fresh);
+    const small = runs.size > 0 ? fresh.filter((p) => !runs.has(p >>> 9)) : fresh;
+    const n = small.length + cow.length;
+    if (n === 0 && runs.size === 0) return;
+    const at = (small[0] ?? cow[0] ?? fresh[0]!) * PAGE_SIZE;
+    let frames: number[];
+    try {
+      frames = this.ram.allocMany(n, forWhat ?? `a write fault at ${hex(at)}`);
+    } catch (e) {
+      for (const base of runs.values()) for (let k = 0; k < PAGES_PER_HUGE; k++) this.ram.free(base + k);
+      throw e;
+    }
+    for (const [b, base] of runs) {
+      for (let k = 0; k < PAGES_PER_HUGE; k++) this.pageTable.set(b * PAGES_PER_HUGE + k, pte.ram(base + k));
+      this.ramHuge.add(b);
+    }
+    small.forEach((p, i) => this.pageTable.set(p, pte.ram(frames[i]!)));
     cow.forEach((p, i) => {
+      this.ramHuge.delete(p >>> 9); // a copy of one page: the block is not one run any more
       const old = pte.frame(this.pageTable.get(p));
-      const copy = frames[fresh.length + i]!;
+      const copy = frames[small.length + i]!;
       this.ram.frame(copy).set(this.ram.frame(old));
       this.pageTable.set(p, pte.ram(copy));
       this.ram.free(old); // one reference fewer; the relative keeps the frame
     });
     if (cow.length > 0) this.stats.add('cowBreaks', cow.length);
+  }
+
+  /**
+   * The 2 MiB blocks of huge mappings that `fresh` pages (about to get frames for a write) fall
+   * in and that are untouched as a whole (every entry none or the zero page), each with a run
+   * of 512 frames taken for it; a block RAM has no run for gets 4 KiB frames instead.
+   */
+  private hugeRunsFor(fresh: readonly number[]): Map<number, number> {
+    const runs = new Map<number, number>();
+    const seen = new Set<number>();
+    for (const p of fresh) {
+      const b = p >>> 9;
+      if (seen.has(b)) continue;
+      seen.add(b);
+      const first = b * PAGES_PER_HUGE;
+      const vma = this.vmas.find(p);
+      if (!vma?.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) continue;
+      let untouched = true;
+      for (let q = first; q < first + PAGES_PER_HUGE && untouched; q++) {
+        const k = pte.kind(this.pageTable.get(q));
+        untouched = k === Kind.None || k === Kind.Zero;
+      }
+      if (!untouched) continue;
+      const base = this.ram.allocRun(PAGES_PER_HUGE);
+      if (base === null) break; // fragmented: 4 KiB frames
+      runs.set(b, base);
+    }
+    return runs;
   }
 
   /** Is any page of [start, end) migrating, or held by a live device? */
@@ -530,6 +809,23 @@ export class AddressSpace {
    * migrating away alone) makes this false by itself.
    */
   isRamHuge(b: number): boolean {
+    if (!this.ramHuge.has(b)) return false;
+    if (this.stillRamHuge(b)) return true;
+    this.ramHuge.delete(b); // split since: it stays 4 KiB pages, even if they line up again
+    return false;
+  }
+
+  /** Block b was given an aligned 2 MiB run of RAM frames as a whole (a THP). */
+  markRamHuge(b: number): void {
+    this.ramHuge.add(b);
+  }
+
+  /** A page of block b left its frame (migrated, dropped, copied on write): the block is split. */
+  splitRamHuge(b: number): void {
+    this.ramHuge.delete(b);
+  }
+
+  private stillRamHuge(b: number): boolean {
     const first = b * PAGES_PER_HUGE;
     const vma = this.vmas.find(first);
     if (!vma?.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) return false;
@@ -558,21 +854,99 @@ export class AddressSpace {
 
   private unmapPages(start: number, end: number): void {
     if (this.family.size > 1) this.startSharedWriteBacks(start, end);
-    // Devices drop their mappings of the range before any frame is freed.
+    this.zap(start, end);
+    this.vmas.remove(start, end);
+    this.syncAccess(start, end);
+    this.thrash.forget(start, end);
+    this.pins.drop(start, end);
+    this.ram.reap(); // frames whose unmapping waited for a CPU thread to leave them
+  }
+
+  /**
+   * mremap's move: the entries of n pages from `from` go to `to` (which holds nothing), each
+   * keeping its RAM frame or device frame; the old pages are left untouched (none). Devices drop
+   * their mappings of the old range first, read-only copies with them; nothing is moving or held
+   * (the caller settled that in this same turn).
+   */
+  private moveEntries(from: number, to: number, n: number): void {
+    this.notifier.invalidate({ start: from, end: from + n, event: 'unmap', owner: null });
+    this.stats.add('invalidations');
+    const byDevice = new Map<number, { frames: number[]; to: number[] }>();
+    const olds: number[] = [];
+    const news: number[] = [];
+    // huge pages in RAM move whole; one that lands 2 MiB aligned is still one
+    const hugeBlocks: number[] = [];
+    for (let b = Math.ceil(from / PAGES_PER_HUGE); (b + 1) * PAGES_PER_HUGE <= from + n; b++) if (this.isRamHuge(b)) hugeBlocks.push(b);
+    for (let i = 0; i < n; i++) {
+      const p = from + i;
+      const q = to + i;
+      const e = this.pageTable.get(p);
+      this.lazyFree.delete(p);
+      this.copyOwner.delete(p);
+      olds.push(p);
+      news.push(q);
+      switch (pte.kind(e)) {
+        case Kind.Ram:
+          this.pageTable.set(q, pte.plainRam(e)); // the copies went with the invalidation
+          break;
+        case Kind.Device: {
+          this.pageTable.set(q, e);
+          let d = byDevice.get(pte.device(e));
+          if (!d) byDevice.set(pte.device(e), (d = { frames: [], to: [] }));
+          d.frames.push(pte.frame(e));
+          d.to.push(q);
+          break;
+        }
+        case Kind.Zero:
+          this.pageTable.set(q, pte.zero);
+          break;
+        default:
+          break;
+      }
+      this.pageTable.set(p, pte.none);
+    }
+    for (const [dev, d] of byDevice) this.pagemaps()[dev]?.moved(this, d.frames, d.to);
+    for (const b of hugeBlocks) {
+      this.ramHuge.delete(b);
+      const moved = b * PAGES_PER_HUGE - from + to;
+      if (moved % PAGES_PER_HUGE === 0) this.ramHuge.add(moved / PAGES_PER_HUGE);
+    }
+    this.pins.move(olds, news);
+    this.thrash.forget(from, from + n);
+  }
+
+  /**
+   * Drop what [start, end) holds: devices drop their mappings first (the notifier), then RAM
+   * frames are freed (after a CPU thread inside or a pin holder lets go), device-private frames
+   * given back, entries none. With `keepShared` (madvise), pages of shared mappings keep their
+   * frames, the shared object's data, and lose only their device copies.
+   */
+  private zap(start: number, end: number, keepShared = false): void {
     this.notifier.invalidate({ start, end, event: 'unmap', owner: null });
     this.stats.add('invalidations');
     const byDevice = new Map<number, number[]>();
     for (let p = start; p < end; p++) {
       const e = this.pageTable.get(p);
+      this.lazyFree.delete(p);
+      if (keepShared && this.vmas.find(p)?.shared) {
+        if (pte.kind(e) === Kind.Ram) this.pageTable.set(p, pte.plainRam(e)); // its copies are gone
+        continue;
+      }
       switch (pte.kind(e)) {
-        case Kind.Ram:
+        case Kind.Ram: {
+          this.ramHuge.delete(p >>> 9);
           // Entry first, then the pin: a CPU thread pins, then reads the entry, so either it
           // sees the page gone or we see it inside its access and free the frame after it.
           this.pageTable.set(p, pte.none);
-          if (this.pageTable.isPinned(p)) this.ram.freeWhenUnpinned(pte.frame(e), this.pageTable.pins, p);
+          // A user's pin (mm.pin) keeps the frame for its holders until they unpin.
+          const holders = this.pins.holders(p);
+          const threadInside = this.pageTable.isPinned(p);
+          if (threadInside || holders.length > 0)
+            this.ram.freeWhen(pte.frame(e), () => Atomics.load(this.pageTable.pins, p) === 0 && holders.every((h) => h.isReleased));
           else this.ram.free(pte.frame(e));
           this.copyOwner.delete(p);
           continue;
+        }
         case Kind.Device:
           push(byDevice, pte.device(e), p);
           continue; // the device clears the entry with its frame
@@ -588,10 +962,6 @@ export class AddressSpace {
       if (pm) pm.discard(this, pages);
       for (const p of pages) this.pageTable.set(p, pte.none);
     }
-    this.vmas.remove(start, end);
-    this.syncAccess(start, end);
-    this.thrash.forget(start, end);
-    this.ram.reap(); // frames whose unmapping waited for a CPU thread to leave them
   }
 
   /**
@@ -665,7 +1035,13 @@ export class AddressSpace {
         const sharedHoles: number[] = [];
         for (const v of this.vmas.all()) if (v.shared) for (let p = v.start; p < v.end; p++) if (pte.kind(this.pageTable.get(p)) !== Kind.Ram) sharedHoles.push(p);
         this.populate(sharedHoles, true, `fork of address space ${this.id} (frames for its shared mappings)`);
-        return this.copyInto(this.spawn());
+        // A pinned private page is copied for the child now, not shared copy-on-write: a later
+        // write by the parent would otherwise move the parent's page off the frame its pinner
+        // holds (the kernel copies such pages at fork too).
+        const pinned: number[] = [];
+        for (const v of this.vmas.all()) if (!v.shared) for (let p = v.start; p < v.end; p++) if (this.pins.isPinned(p) && pte.kind(this.pageTable.get(p)) === Kind.Ram) pinned.push(p);
+        const copies = this.ram.allocMany(pinned.length, `fork of address space ${this.id} (copies of its pinned pages)`);
+        return this.copyInto(this.spawn(), new Map(pinned.map((p, i) => [p, copies[i]!])));
       }
       throw new HmmError('EBUSY', `fork: pages of address space ${this.id} kept moving to devices`);
     } finally {
@@ -676,7 +1052,8 @@ export class AddressSpace {
     }
   }
 
-  private copyInto(child: AddressSpace): AddressSpace {
+  private copyInto(child: AddressSpace, pinnedCopies: ReadonlyMap<number, number>): AddressSpace {
+    for (const b of this.ramHuge) if (this.isRamHuge(b)) child.ramHuge.add(b); // the child maps the same runs
     child.family = this.family;
     this.family.add(child);
     child.thrash.config = this.thrash.config;
@@ -684,7 +1061,11 @@ export class AddressSpace {
       child.vmas.insert({ ...v });
       for (let p = v.start; p < v.end; p++) {
         const e = this.pageTable.get(p);
-        if (pte.kind(e) === Kind.Ram) {
+        const copy = pinnedCopies.get(p);
+        if (copy !== undefined) {
+          this.ram.frame(copy).set(this.ram.frame(pte.frame(e)));
+          child.pageTable.set(p, pte.ram(copy));
+        } else if (pte.kind(e) === Kind.Ram) {
           this.ram.share(pte.frame(e));
           // No device has a copy made for the child. But a shared frame's read-only device
           // copies are flagged in every address space that maps it, so that a write from any
@@ -749,7 +1130,7 @@ export class AddressSpace {
    * a main-thread read/write waiting for other pages of its range? Such a page does not migrate.
    */
   isPinned(p: number): boolean {
-    return this.pageTable.isPinned(p) || this.mainPins.has(p);
+    return this.pageTable.isPinned(p) || this.mainPins.has(p) || this.pins.isPinned(p);
   }
 
   /** Is a main-thread read or write in flight on page p (pinned across its awaits)? */

@@ -14,4 +14,6 @@ export interface DevicePagemap {
   revoke(mm: AddressSpace, pages: number[]): Promise<void>;
   /** The pages are gone (munmap, exit): free their device frames without copying. */
   discard(mm: AddressSpace, pages: number[]): void;
+  /** mremap: the device-private pages in `frames` now belong to pages `to` of mm (same frames). */
+  moved(mm: AddressSpace, frames: readonly number[], to: readonly number[]): void;
 }

@@ -17,8 +17,8 @@ export class SystemRam {
    */
   readonly refs: Int32Array;
   private readonly frames: FrameAllocator;
-  /** Frames unmapped while a CPU thread was inside them: freed once its pin is gone. */
-  private deferred: { frame: number; pins: Int32Array; page: number }[] = [];
+  /** Frames unmapped while something still used them (a CPU thread inside, a pin): freed once `done`. */
+  private deferred: { frame: number; done: () => boolean }[] = [];
 
   constructor(readonly sizeBytes: number) {
     if (!Number.isInteger(sizeBytes) || sizeBytes < PAGE_SIZE || sizeBytes % PAGE_SIZE !== 0)
@@ -39,22 +39,48 @@ export class SystemRam {
    * here, not in the address space, so a frame outlives a destroyed one and is still reaped.
    */
   freeWhenUnpinned(frame: number, pins: Int32Array, page: number): void {
-    this.deferred.push({ frame, pins, page });
+    this.freeWhen(frame, () => Atomics.load(pins, page) === 0);
   }
 
-  /** Free the deferred frames whose threads have left. */
+  /** Free `frame` (drop the reference its unmapped page held) once `done()` says nothing uses it. */
+  freeWhen(frame: number, done: () => boolean): void {
+    this.deferred.push({ frame, done });
+  }
+
+  /** Free the deferred frames nothing uses any more. */
   reap(): void {
     if (this.deferred.length === 0) return;
     this.deferred = this.deferred.filter((d) => {
-      if (Atomics.load(d.pins, d.page) > 0) return true;
+      if (!d.done()) return true;
       this.free(d.frame);
       return false;
     });
   }
 
+  /**
+   * Who can give frames back under pressure (an address space's pages marked madvise 'free'):
+   * asked, in order, when an allocation would fail. Each returns the frames it freed.
+   */
+  private readonly reclaimers = new Set<(want: number) => number>();
+
+  /** Register a reclaimer (see `reclaimers`); the result unregisters it. */
+  onPressure(reclaim: (want: number) => number): () => void {
+    this.reclaimers.add(reclaim);
+    return () => this.reclaimers.delete(reclaim);
+  }
+
+  /** Make `n` frames free if reaping and reclaiming can. */
+  private makeFree(n: number): void {
+    if (n > this.frames.free) this.reap();
+    for (const reclaim of this.reclaimers) {
+      if (n <= this.frames.free) return;
+      reclaim(n - this.frames.free);
+    }
+  }
+
   /** Allocate one zeroed frame; ENOMEM names what it was for. */
   alloc(forWhat: string): number {
-    if (this.frames.free === 0) this.reap();
+    if (this.frames.free === 0) this.makeFree(1);
     if (this.frames.free === 0)
       throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
     const f = this.frames.take(1)[0]!;
@@ -63,9 +89,22 @@ export class SystemRam {
     return f;
   }
 
+  /**
+   * A zeroed, aligned run of `n` frames (n a power of two: 512 for a 2 MiB huge page), each with
+   * one reference; its first frame, or null when RAM has no such run free (it is fragmented).
+   * The frames are ordinary frames after that: each is freed on its own.
+   */
+  allocRun(n: number): number | null {
+    const base = this.frames.takeAligned(n);
+    if (base === null) return null;
+    this.bytes.fill(0, base * PAGE_SIZE, (base + n) * PAGE_SIZE);
+    for (let f = base; f < base + n; f++) Atomics.store(this.refs, f, 1);
+    return base;
+  }
+
   /** Allocate n frames or none (all-or-nothing, so a failed batch leaks nothing). */
   allocMany(n: number, forWhat: string): number[] {
-    if (n > this.frames.free) this.reap();
+    if (n > this.frames.free) this.makeFree(n);
     if (n > this.frames.free)
       throw new HmmError('ENOMEM', `system RAM exhausted: ${n} frames needed, ${this.frames.free} free, while ${forWhat}`);
     const out: number[] = [];

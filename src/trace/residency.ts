@@ -27,6 +27,8 @@ export const Residence = {
   MIGRATING: 6,
   /** Its only copy was on a lost device (EPOISON). */
   POISONED: 7,
+  /** In system RAM, pinned by mm.pin (pin_user_pages): it does not migrate. */
+  PINNED: 8,
 } as const;
 export type ResidenceName = Lowercase<keyof typeof Residence>;
 
@@ -59,7 +61,7 @@ function residenceOf(mm: AddressSpace, p: number): number {
     case Kind.Ram:
       if (pte.isHeld(e)) return Residence.EXCLUSIVE | (pte.heldBy(e) << 4);
       if (pte.isDup(e)) return Residence.COPY;
-      return Residence.RAM;
+      return mm.pins.isPinned(p) ? Residence.PINNED : Residence.RAM;
     case Kind.Device:
       return Residence.DEVICE | (pte.device(e) << 4);
     default:

@@ -28,7 +28,9 @@ export type Counter =
   | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive)
   | 'forks'
   | 'cowBreaks' // private frames copied on the first write after a fork
-  | 'threadFaults'; // CPU thread accesses that took the slow path through the fault mailbox
+  | 'threadFaults' // CPU thread accesses that took the slow path through the fault mailbox
+  | 'pinnedPages' // pages pinned by mm.pin (pin_user_pages), counted as they are pinned
+  | 'remaps'; // mm.mremap calls that moved their pages
 
 export class Stats {
   private readonly counts = new Map<Counter, number>();
