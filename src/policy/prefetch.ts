@@ -6,6 +6,7 @@
 // 2 MiB block of a fault, nor the range the caller says may be populated.
 
 import { PAGES_PER_HUGE } from '../constants.ts';
+import type { PrefetchPolicy, PrefetchView } from './types.ts';
 
 export interface PrefetchConfig {
   /** Off: only the faulted pages move. */
@@ -18,12 +19,7 @@ export interface PrefetchConfig {
 
 export const DEFAULT_PREFETCH: PrefetchConfig = { enabled: true, threshold: 51, upgradePages: 16 };
 
-export interface PrefetchView {
-  /** Already valid on the device. */
-  resident(page: number): boolean;
-  /** May be populated by prefetch: mapped, readable, private, same VMA kind as a fault nearby. */
-  allowed(page: number): boolean;
-}
+export type { PrefetchView } from './types.ts';
 
 /**
  * The pages to fault in for a batch of faulted pages: the faults themselves plus what the
@@ -70,4 +66,12 @@ export function prefetchPages(faults: readonly number[], view: PrefetchView, cfg
     }
   }
   return [...selected].sort((a, b) => a - b);
+}
+
+/** The built-in prefetch policy: the density rule above with `cfg` (UVM's by default). */
+export function densityPrefetch(cfg: PrefetchConfig = DEFAULT_PREFETCH): PrefetchPolicy {
+  return {
+    name: cfg.enabled ? `density ${cfg.threshold}% / ${cfg.upgradePages * 4} KiB` : 'none',
+    select: (faults, view) => prefetchPages(faults, view, cfg),
+  };
 }
