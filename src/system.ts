@@ -12,7 +12,9 @@ import { SystemRam } from './mm/systemRam.ts';
 import { Stats } from './trace/stats.ts';
 import type { TraceLog } from './trace/trace.ts';
 import type { ThrashConfig } from './policy/thrashing.ts';
-import type { PrefetchConfig } from './policy/prefetch.ts';
+import { densityPrefetch, type PrefetchConfig } from './policy/prefetch.ts';
+import { checkPolicy } from './policy/guard.ts';
+import type { Policies } from './policy/types.ts';
 
 export interface DeviceConfig {
   /** Device-private memory, a multiple of 4096 bytes. */
@@ -26,6 +28,12 @@ export interface DeviceConfig {
   evictionBytes?: 4096 | 65536 | 2097152;
   /** Replayable faults: the most faulted pages one round services (default: the whole fault queue, 4096). */
   faultBatchPages?: number;
+  /**
+   * The device's policies (src/policy/types.ts): prefetch, eviction, placement, batching. Any
+   * left out is the built-in (density prefetch with `prefetch`, clock eviction, advice
+   * placement, cap batching). A dispatch may override them with its own `policy`.
+   */
+  policy?: Policies;
 }
 
 export interface SystemConfig {
@@ -95,9 +103,21 @@ export class System {
   }
 }
 
+/** Where the README explains the headers a page needs (and how to send them from Vite). */
+const ISOLATION_HELP = 'https://www.npmjs.com/package/webgpu-hmm#use-it-in-your-app';
+
 export async function createSystem(config: SystemConfig): Promise<System> {
   if (!config || typeof config !== 'object') throw new HmmError('EINVAL', 'createSystem: config object required');
   checkConfig(config);
+  // System RAM is a SharedArrayBuffer; a browser page has one only when cross-origin isolated.
+  if (typeof SharedArrayBuffer === 'undefined')
+    throw new HmmError(
+      'EPERM',
+      'createSystem: SharedArrayBuffer is not available here, and system RAM is one. Browsers provide it only to ' +
+        'cross-origin isolated pages: serve the page (and its scripts and workers) with the headers ' +
+        '"Cross-Origin-Opener-Policy: same-origin" and "Cross-Origin-Embedder-Policy: require-corp" ' +
+        `(README, "Use it in your app": ${ISOLATION_HELP}).`,
+    );
   const sys = new System(config);
   const devs = config.devices ?? [];
   try {
@@ -120,6 +140,7 @@ export async function createSystem(config: SystemConfig): Promise<System> {
         throw e;
       }
       if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
+      dev.policies = { ...dev.policies, prefetch: densityPrefetch(dev.prefetch), ...cfg.policy };
       if (cfg.evictionBytes !== undefined) dev.evictionPages = cfg.evictionBytes / 4096;
       if (cfg.faultBatchPages !== undefined) dev.faultBatchPages = cfg.faultBatchPages;
       sys.devices.push(dev);
@@ -160,6 +181,13 @@ function checkConfig(config: SystemConfig): void {
       throw bad(`${at}.evictionBytes`, cfg.evictionBytes, 'is not 4096, 65536 or 2097152');
     if (cfg.faultBatchPages !== undefined && !isBatch(cfg.faultBatchPages))
       throw bad(`${at}.faultBatchPages`, cfg.faultBatchPages, `is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
+    const pol = cfg.policy;
+    if (pol !== undefined) {
+      if (pol === null || typeof pol !== 'object') throw bad(`${at}.policy`, pol, 'is not an object { prefetch?, eviction?, placement?, batching? }');
+      const unknown = Object.keys(pol).find((k) => !['prefetch', 'eviction', 'placement', 'batching'].includes(k));
+      if (unknown !== undefined) throw bad(`${at}.policy.${unknown}`, (pol as Record<string, unknown>)[unknown], 'is not a policy kind (prefetch, eviction, placement, batching)');
+      for (const kind of ['prefetch', 'eviction', 'placement', 'batching'] as const) if (pol[kind] !== undefined) checkPolicy(kind, pol[kind], `createSystem: ${at}.policy`);
+    }
     const pf = cfg.prefetch;
     if (pf !== undefined) {
       if (pf === null || typeof pf !== 'object') throw bad(`${at}.prefetch`, pf, 'is not an object');

@@ -10,10 +10,15 @@ import { AddressSpace } from '../mm/addressSpace.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
-import { DEFAULT_PREFETCH, type PrefetchConfig } from '../policy/prefetch.ts';
+import { DEFAULT_PREFETCH, densityPrefetch, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
 import type { Control } from './controlBuffers.ts';
-import { PTE_ACCESSED } from './devicePageTable.ts';
+import { PTE_ACCESSED, PTE_DIRTY } from './devicePageTable.ts';
+import { capBatching } from '../policy/batching.ts';
+import { clockEviction } from '../policy/eviction.ts';
+import { askEviction } from '../policy/guard.ts';
+import { advicePlacement } from '../policy/placement.ts';
+import type { EvictionCandidate, EvictionPolicy, Policies } from '../policy/types.ts';
 import { DeviceMemory } from './deviceMemory.ts';
 import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
 import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
@@ -46,6 +51,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Kernel launches so far, and the count when each copy frame was handed out: a held copy no launch followed is clean. */
   private launches = 0;
   private readonly copyEpoch: Uint32Array;
+  /** Per frame: the launch count when its page arrived, and the last sweep that found it accessed (eviction candidates). */
+  private readonly arrivedAt: Uint32Array;
+  private readonly lastAccess: Uint32Array;
+  /** Eviction sweeps so far. */
+  private sweeps = 0;
+  /** The device's policies (createSystem's `devices[i].policy`, the built-ins by default); a dispatch may override them. */
+  policies: Required<Policies>;
   /** Test hook: real failures at named points of migration, copy and launch (faultInjection.ts). Never set in production. */
   faultInjection: FaultInjection | undefined;
   private internal: Promise<HmmKernel> | undefined;
@@ -91,6 +103,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.rmapPage = new Int32Array(this.memory.frameCount).fill(-1);
     this.rmapCopy = new Uint8Array(this.memory.frameCount);
     this.copyEpoch = new Uint32Array(this.memory.frameCount);
+    this.arrivedAt = new Uint32Array(this.memory.frameCount);
+    this.lastAccess = new Uint32Array(this.memory.frameCount);
+    this.policies = { prefetch: densityPrefetch(this.prefetch), eviction: clockEviction(), placement: advicePlacement(), batching: capBatching() };
     this.copy.inject = (point, ctx) => this.inject(point, ctx);
   }
 
@@ -175,11 +190,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * Device-private pages are written back to RAM; copies are dropped (held ones written back).
    * Returns the frames freed (0 when nothing may go).
    */
-  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity): Promise<number> {
+  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity, policy: EvictionPolicy = this.policies.eviction, why = 'a fault-in'): Promise<number> {
     const t0 = performance.now();
     const unit = this.evictionPages;
     const n = this.memory.frameCount;
-    type Unit = { mm: AddressSpace; pages: number[]; lastFrame: number };
+    this.sweeps++;
+    type Unit = { mm: AddressSpace; pages: number[]; frames: number[]; lastFrame: number };
     const units = new Map<string, Unit>();
     for (let i = 0; i < n; i++) {
       const f = (this.clockHand + i) % n;
@@ -192,13 +208,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       if (keep(mm, p) || pte.kind(mm.pageTable.get(p)) === Kind.Migrating || mm.holds.isHeldBy(p, this.id, ticket)) continue;
       const key = `${mm.id}:${Math.floor(p / unit)}`;
       let u = units.get(key);
-      if (!u) units.set(key, (u = { mm, pages: [], lastFrame: f }));
+      if (!u) units.set(key, (u = { mm, pages: [], frames: [], lastFrame: f }));
       u.pages.push(p);
+      u.frames.push(f);
       u.lastFrame = f;
     }
     if (units.size === 0) return 0;
-    // accessed bits, one readback per address space involved
+    // accessed and dirty bits, one readback per address space involved
     const touched = new Set<string>();
+    const dirty = new Set<string>();
     const byMm = new Map<AddressSpace, string[]>();
     for (const [k, u] of units) {
       const list = byMm.get(u.mm);
@@ -215,20 +233,36 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       });
       let i = 0;
       for (const k of keys) {
-        for (let j = 0; j < units.get(k)!.pages.length; j++, i++) if (entries[i]! & PTE_ACCESSED) touched.add(k);
+        const u = units.get(k)!;
+        for (let j = 0; j < u.pages.length; j++, i++) {
+          if (entries[i]! & PTE_ACCESSED) {
+            touched.add(k);
+            this.lastAccess[u.frames[j]!] = this.sweeps;
+          }
+          if (entries[i]! & PTE_DIRTY) dirty.add(k);
+        }
       }
     }
-    // untouched units first, in clock order; touched ones only if that is not enough
-    const victims: string[] = [];
-    let freed = 0;
-    for (const pass of [false, true]) {
-      for (const [k, u] of units) {
-        if (freed >= want) break;
-        if (touched.has(k) !== pass) continue;
-        victims.push(k);
-        freed += u.pages.length;
-      }
+    // The policy picks among the candidates, offered in clock order from the hand.
+    const keyOf = new Map<EvictionCandidate, string>();
+    const candidates: EvictionCandidate[] = [];
+    for (const [k, u] of units) {
+      const c: EvictionCandidate = {
+        page: Math.floor(u.pages[0]! / unit) * unit,
+        pages: u.pages.length,
+        owner: u.mm.id,
+        accessed: touched.has(k),
+        dirty: dirty.has(k),
+        arrived: Math.min(...u.frames.map((f) => this.arrivedAt[f]!)),
+        lastAccess: Math.max(...u.frames.map((f) => this.lastAccess[f]!)),
+        clock: candidates.length,
+      };
+      candidates.push(c);
+      keyOf.set(c, k);
     }
+    const picked = askEviction(policy, want, candidates, `${this.name} eviction for ${why}`);
+    const victims = picked.map((c) => keyOf.get(c)!);
+    const freed = picked.reduce((sum, c) => sum + c.pages, 0);
     const chosen = new Set(victims);
     // second chance for the touched units that stay
     for (const k of touched) {
@@ -240,7 +274,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         this.stats.add('pageTableWrites', mirror.table.flush());
       }
     }
-    if (victims.length > 0) this.clockHand = (units.get(victims[victims.length - 1]!)!.lastFrame + 1) % n;
+    // the hand moves past the last victim in clock order
+    if (picked.length > 0) this.clockHand = (units.get(keyOf.get(picked.reduce((a, b) => (b.clock > a.clock ? b : a)))!)!.lastFrame + 1) % n;
     // write back and drop, per address space
     const byMmVictims = new Map<AddressSpace, number[]>();
     for (const k of victims) {
@@ -534,6 +569,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.rmapMm[f] = mm;
       this.rmapPage[f] = p;
       this.rmapCopy[f] = 0;
+      this.arrivedAt[f] = this.launches;
+      this.lastAccess[f] = 0;
       if (!huge) mirror.table.map(p, f, writable[i]!);
     });
     if (huge) mirror.table.mapHuge(pages[0]! >>> 9, frames[0]!, writable[0]!); // one directory entry for 2 MiB
@@ -555,6 +592,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.rmapPage[frame] = page;
     this.rmapCopy[frame] = 1;
     this.copyEpoch[frame] = this.launches;
+    this.arrivedAt[frame] = this.launches;
+    this.lastAccess[frame] = 0;
   }
   isCopyFrame(frame: number): boolean {
     return this.rmapCopy[frame] === 1;

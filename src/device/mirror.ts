@@ -17,7 +17,9 @@ import { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice, LaunchStatus } from './hmmDevice.ts';
 import { ControlBuffers } from './controlBuffers.ts';
 import { FAULT_QUEUE_CAP, HmmKernel } from './kernel.ts';
-import { prefetchPages, type PrefetchConfig } from '../policy/prefetch.ts';
+import { densityPrefetch, type PrefetchConfig } from '../policy/prefetch.ts';
+import { askBatching, askPlacement, askPrefetch, checkPolicy } from '../policy/guard.ts';
+import type { Policies } from '../policy/types.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
 export const PROT = {
@@ -52,6 +54,8 @@ export interface DispatchOptions {
   prefetch?: boolean | Partial<PrefetchConfig>;
   /** Replayable mode: the most faulted pages one round services (default: the device's `faultBatchPages`). */
   faultBatchPages?: number;
+  /** Policies for this dispatch, over the device's (src/policy/types.ts): prefetch, eviction, placement, batching. */
+  policy?: Policies;
 }
 
 function resolvePrefetch(label: string, base: PrefetchConfig, o: DispatchOptions['prefetch']): PrefetchConfig {
@@ -83,6 +87,10 @@ export interface FaultInOptions {
   hold?: DeviceHold;
   /** The asking operation's age (HmmDevice.ticket()): older operations' pages are spared, younger ones' may be evicted. */
   ticket?: number;
+  /** The policies in force (a dispatch's own over the device's); the device's when left out. */
+  policies?: Required<Policies>;
+  /** Where the policies are asked, for their errors: e.g. "dispatch 'k' round 3". */
+  where?: string;
 }
 
 const MAX_ROUNDS = 32;
@@ -104,6 +112,8 @@ export class Mirror {
   private closing = false;
   /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
   readonly exclusive = new Set<number>();
+  /** Faults this device took on each page (for placement policies: PlacementContext.faults). */
+  private readonly faultCounts = new Map<number, number>();
   /** Held copies of frames other address spaces also map: written back when the operation ends. */
   private readonly sharedHeld = new Set<number>();
 
@@ -207,9 +217,9 @@ export class Mirror {
       }
       // Pages that can move come here by migration (never-touched ones as zeroed device pages);
       // a page a CPU thread was inside of when we tried is served through a copy instead.
-      let movable = missing.filter((p) => !busyOnCpu.has(p) && this.migratable(p, write));
+      let movable = missing.filter((p) => !busyOnCpu.has(p) && this.migratable(p, write, opts, 'fault'));
       // Whole 2 MiB blocks of huge mappings move as one unit, mapped by one directory entry.
-      const blocks = this.hugeBlocks(movable);
+      const blocks = this.hugeBlocks(movable, opts);
       for (const block of blocks) {
         const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
         await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, opts) });
@@ -281,7 +291,7 @@ export class Mirror {
     const ticket = opts.ticket ?? Infinity;
     // (frames another operation gave back since the caller looked count as room too)
     if (this.dev.memory.freeFrames > 0) return 'freed';
-    const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p), ticket);
+    const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p), ticket, (opts.policies ?? this.dev.policies).eviction, opts.where);
     if (freed > 0 || this.dev.memory.freeFrames > 0) return 'freed';
     const older = this.dev.olderEnded(ticket, opts.hold);
     if (!older) return 'none';
@@ -296,7 +306,7 @@ export class Mirror {
    * page migratable and none mapped here yet, and room on the device for a whole block (when
    * there is not, the pages take the 4 KiB path, which evicts to make room).
    */
-  private hugeBlocks(pages: readonly number[]): number[] {
+  private hugeBlocks(pages: readonly number[], opts: FaultInOptions = {}): number[] {
     if (this.dev.memory.freeFrames < PAGES_PER_HUGE) return [];
     const blocks = new Set<number>();
     for (const p of pages) {
@@ -307,7 +317,7 @@ export class Mirror {
       const first = b * PAGES_PER_HUGE;
       const vma = this.mm.vmas.find(first);
       if (!vma || !vma.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) return false;
-      for (let p = first; p < first + PAGES_PER_HUGE; p++) if (this.table.lookup(p) || !this.migratable(p)) return false;
+      for (let p = first; p < first + PAGES_PER_HUGE; p++) if (this.table.lookup(p) || !this.migratable(p, false, opts, 'prefetch')) return false;
       return true;
     });
   }
@@ -318,16 +328,27 @@ export class Mirror {
    * should stay in system RAM: preferred location 'system' or another device we only access,
    * read-mostly for reads, or thrashing.
    */
-  private migratable(p: number, write = false): boolean {
+  private migratable(p: number, write: boolean, opts: FaultInOptions, asking: 'fault' | 'prefetch'): boolean {
+    // What may not move at all is the mechanism's to know: shared mappings, pinned pages, pages
+    // not in RAM (or untouched), pages a device holds.
     const vma = this.mm.vmas.find(p);
     if (!vma || vma.shared || !canRead(vma.prot) || this.mm.isPinned(p)) return false;
-    if (vma.preferred === 'system') return false;
-    if (typeof vma.preferred === 'number' && vma.preferred !== this.dev.id && vma.accessedBy?.includes(this.dev.id)) return false;
-    if (vma.readMostly && !write) return false;
-    if (this.mm.thrash.isPinned(p, performance.now())) return false;
     const e = this.mm.pageTable.get(p);
     const k = pte.kind(e);
-    return k === Kind.None || k === Kind.Zero || (k === Kind.Ram && !pte.isHeld(e));
+    if (!(k === Kind.None || k === Kind.Zero || (k === Kind.Ram && !pte.isHeld(e)))) return false;
+    // The rest is the placement policy's: migrate, or serve through a copy ('pin': and keep it in RAM a while).
+    const now = performance.now();
+    const policy = (opts.policies ?? this.dev.policies).placement;
+    const decision = askPlacement(policy, {
+      page: p,
+      device: this.dev.id,
+      write,
+      advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
+      thrashing: this.mm.thrash.isPinned(p, now),
+      faults: this.faultCounts.get(p) ?? 0,
+    }, opts.where ?? `${this.dev.name} fault-in`);
+    if (decision === 'pin' && asking === 'fault') this.mm.thrash.pin(p, now);
+    return decision === 'migrate';
   }
 
   private checkPermissions(pages: readonly number[], write: boolean): void {
@@ -358,7 +379,7 @@ export class Mirror {
         if (this.table.isHuge(p) || this.mapHugeBlock(p)) continue;
         const vma = this.mm.vmas.find(p);
         this.table.map(p, pte.frame(res.entries[i]!), !!vma && canWrite(vma.prot));
-      } else if (busyOnCpu.has(p) || !this.migratable(p, write)) copies.push(p);
+      } else if (busyOnCpu.has(p) || !this.migratable(p, write, opts, 'fault')) copies.push(p);
       // a migratable page that came home from another device migrates on the next round
     }
     // No retry check after the copies: mapCopies isolates its pages while it waits and maps
@@ -844,13 +865,14 @@ export class Mirror {
     if (declared.size > this.dev.memory.frameCount)
       throw new HmmError('ENOMEM', `dispatch '${kernel.label}': declared ranges span ${declared.size} pages, more than ${this.dev.name}'s ${this.dev.memory.frameCount} frames; use replayable mode to stream them`);
     let faults = 0;
+    const policies = this.policiesFor(kernel.label, opts);
     // The declared pages are held until the kernel has run: CPU accesses and other devices wait
     // for it, and this device's other operations evict them only if they are older.
     const ticket = this.dev.ticket();
     const hold = this.mm.holdForDevice(this.dev.id, [...declared].sort((a, b) => a - b), ticket);
     try {
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket });
+        for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket, policies, where: `dispatch '${kernel.label}'` });
         // Launch only if every declared page is still mapped as declared, checked in the same
         // turn as the submit. The table is the truth (every invalidation drops its mappings
         // before it returns); the notifier's sequence is not: it does not move for this
@@ -889,12 +911,12 @@ export class Mirror {
     if (invocations > 2 ** 32 - 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': ${invocations} invocations exceed 2^32`);
     const maxRounds = opts.maxRounds ?? DEFAULT_MAX_REPLAYS;
     if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
-    const prefetch = resolvePrefetch(kernel.label, this.dev.prefetch, opts.prefetch);
     const batch = opts.faultBatchPages ?? this.dev.faultBatchPages;
     if (!Number.isInteger(batch) || batch < 1 || batch > FAULT_QUEUE_CAP)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
+    const policies = this.policiesFor(kernel.label, opts);
     const ticket = this.dev.ticket(); // this dispatch's age, for all its rounds
-    for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { ticket });
+    for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { ticket, policies, where: `dispatch '${kernel.label}'` });
     let faults = 0;
     let faultedPages = 0;
     let stalled = 0;
@@ -933,7 +955,7 @@ export class Mirror {
         const roundPages = keys.map((k) => k >>> 1);
         interest.extend(roundPages);
         hold = this.mm.holdForDevice(this.dev.id, roundPages, ticket);
-        await this.serviceFaults(kernel.label, keys, prefetch, batch, hold);
+        await this.serviceFaults(kernel.label, keys, policies, batch, hold, round);
         this.dev.stats.trace.record({
           kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
           device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
@@ -948,18 +970,45 @@ export class Mirror {
   }
 
   /**
+   * The policies a dispatch runs under: the device's, with the dispatch's `prefetch` settings
+   * (a density prefetcher with them) and then its own `policy` over them.
+   */
+  private policiesFor(label: string, opts: DispatchOptions): Required<Policies> {
+    const out = { ...this.dev.policies };
+    if (opts.prefetch !== undefined) out.prefetch = densityPrefetch(resolvePrefetch(label, this.dev.prefetch, opts.prefetch));
+    const own = opts.policy;
+    if (own !== undefined) {
+      if (own === null || typeof own !== 'object') throw new HmmError('EINVAL', `dispatch '${label}': policy ${String(own)} is not an object { prefetch?, eviction?, placement?, batching? }`);
+      for (const kind of ['prefetch', 'eviction', 'placement', 'batching'] as const) {
+        if (own[kind] === undefined) continue;
+        checkPolicy(kind, own[kind], `dispatch '${label}' policy`);
+        (out as Record<string, unknown>)[kind] = own[kind];
+      }
+    }
+    return out;
+  }
+
+  /**
    * Service one batch of GPU faults: writes (they subsume reads of the same page), then reads
    * plus what the prefetcher adds around them, each as one migration batch.
    */
-  private async serviceFaults(label: string, keys: readonly number[], prefetch: PrefetchConfig, batch: number, hold: DeviceHold): Promise<void> {
+  private async serviceFaults(label: string, keys: readonly number[], policies: Required<Policies>, batch: number, hold: DeviceHold, round: number): Promise<void> {
+    const where = `dispatch '${label}' round ${round}`;
     const writes = new Set<number>();
     for (const k of keys) if (k & 1) writes.add(k >>> 1);
-    // One batch must fit beside what stays resident: at most half the device per round, and at
-    // most `batch` faulted pages (the fault batch cap); the faults left out fault again next round.
-    const cap = Math.max(1, Math.floor(this.dev.memory.frameCount / 2));
     let faulted = [...new Set(keys.map((k) => k >>> 1))];
-    if (faulted.length > Math.min(cap, batch)) faulted = faulted.slice(0, Math.min(cap, batch));
-    let wanted = prefetchPages(faulted, { resident: (p) => this.table.lookup(p) !== null, allowed: (p) => this.migratable(p) }, prefetch);
+    // How much of the round to take on, and whether to nap first: the batching policy's. The
+    // faults left out fault again next round. Whatever it says, one batch must fit beside what
+    // stays resident: at most half the device (the mechanism's cap).
+    const cap = Math.max(1, Math.floor(this.dev.memory.frameCount / 2));
+    const now = performance.now();
+    const thrashing = this.mm.thrash.config.enabled && faulted.some((p) => this.mm.thrash.isPinned(p, now));
+    const plan = askBatching(policies.batching, { faulted: faulted.length, frames: this.dev.memory.frameCount, batchPages: batch, thrashing, thrashNapMs: this.mm.thrash.config.napMs }, where);
+    if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
+    for (const p of faulted) this.faultCounts.set(p, (this.faultCounts.get(p) ?? 0) + 1);
+    const opts: FaultInOptions = { hold, ticket: hold.ticket, policies, where };
+    const view = { resident: (p: number) => this.table.lookup(p) !== null, allowed: (p: number) => this.migratable(p, false, opts, 'prefetch') && !this.othersTurn(p, opts) };
+    let wanted = askPrefetch(policies.prefetch, faulted, view, where);
     if (wanted.length > cap) {
       const isFault = new Set(faulted);
       wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
@@ -967,19 +1016,17 @@ export class Mirror {
     const keep = new Set(wanted);
     for (const w of writes) if (!keep.has(w)) writes.delete(w);
     const reads = wanted.filter((p) => !writes.has(p));
-    // Throttle: a batch that touches thrashing pages waits a moment before it is served.
-    const now = performance.now();
-    if (this.mm.thrash.config.enabled && faulted.some((p) => this.mm.thrash.isPinned(p, now))) {
+    if (plan.napMs > 0) {
       this.dev.stats.add('throttledBatches');
-      await new Promise((r) => setTimeout(r, this.mm.thrash.config.napMs));
+      await new Promise((r) => setTimeout(r, plan.napMs));
     }
     this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
       const isFault = new Set(faulted);
-      await this.faultInPages([...writes].sort((a, b) => a - b), true, { keep, progress: isFault, hold, ticket: hold.ticket });
-      await this.faultInPages(reads, false, { keep, progress: isFault, hold, ticket: hold.ticket });
+      await this.faultInPages([...writes].sort((a, b) => a - b), true, { ...opts, keep, progress: isFault });
+      await this.faultInPages(reads, false, { ...opts, keep, progress: isFault });
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
       if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)

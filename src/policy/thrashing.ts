@@ -53,6 +53,11 @@ export class ThrashDetector {
     return false;
   }
 
+  /** Pin a page in system RAM for `pinMs` from now (a placement policy said 'pin'). */
+  pin(page: number, now: number): void {
+    this.pinnedUntil.set(page, now + this.config.pinMs);
+  }
+
   isPinned(page: number, now: number): boolean {
     const until = this.pinnedUntil.get(page);
     if (until === undefined) return false;

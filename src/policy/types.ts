@@ -93,6 +93,8 @@ export interface BatchContext {
   readonly batchPages: number;
   /** Some faulted page is thrashing. */
   readonly thrashing: boolean;
+  /** The thrashing throttle's nap the system is configured with (createSystem's `thrashing.napMs`). */
+  readonly thrashNapMs: number;
 }
 
 export interface BatchPlan {

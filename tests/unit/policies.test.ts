@@ -53,11 +53,11 @@ describe('built-in policies', () => {
   });
 
   it('cap batching: at most the batch cap and half the device, at least one; naps only for thrashing pages', () => {
-    const b = capBatching(3);
-    expect(b.plan({ faulted: 100, frames: 64, batchPages: 256, thrashing: false })).toEqual({ take: 32, napMs: 0 });
-    expect(b.plan({ faulted: 100, frames: 4096, batchPages: 40, thrashing: true })).toEqual({ take: 40, napMs: 3 });
-    expect(b.plan({ faulted: 7, frames: 4096, batchPages: 256, thrashing: false }).take).toBe(7);
-    expect(b.plan({ faulted: 7, frames: 1, batchPages: 256, thrashing: false }).take).toBe(1);
+    const b = capBatching();
+    expect(b.plan({ faulted: 100, frames: 64, batchPages: 256, thrashing: false, thrashNapMs: 3 })).toEqual({ take: 32, napMs: 0 });
+    expect(b.plan({ faulted: 100, frames: 4096, batchPages: 40, thrashing: true, thrashNapMs: 3 })).toEqual({ take: 40, napMs: 3 });
+    expect(b.plan({ faulted: 7, frames: 4096, batchPages: 256, thrashing: false, thrashNapMs: 3 }).take).toBe(7);
+    expect(b.plan({ faulted: 7, frames: 1, batchPages: 256, thrashing: false, thrashNapMs: 3 }).take).toBe(1);
   });
 
   it('density prefetch is the density rule, under a name that says its settings', () => {
@@ -82,9 +82,9 @@ describe('the policy guard', () => {
     throwsHmm(() => askPrefetch({ name: 'frac', select: () => [1.5] }, [1], everything, where), 'a page number');
     throwsHmm(() => askEviction({ name: 'e', victims: () => null as unknown as EvictionCandidate[] }, 1, [], where), "eviction policy 'e'", 'null');
     throwsHmm(() => askPlacement({ name: 'p', decide: () => 'move' as 'migrate' }, ctx(), where), "placement policy 'p'", "'move'");
-    throwsHmm(() => askBatching({ name: 'b', plan: () => ({ take: 0, napMs: 0 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false }, where), 'take');
-    throwsHmm(() => askBatching({ name: 'b', plan: () => ({ take: 1, napMs: MAX_NAP_MS + 1 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false }, where), 'nap');
-    throwsHmm(() => askBatching({ name: 'b', plan: () => undefined as unknown as { take: number; napMs: number } }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false }, where), 'a plan');
+    throwsHmm(() => askBatching({ name: 'b', plan: () => ({ take: 0, napMs: 0 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where), 'take');
+    throwsHmm(() => askBatching({ name: 'b', plan: () => ({ take: 1, napMs: MAX_NAP_MS + 1 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where), 'nap');
+    throwsHmm(() => askBatching({ name: 'b', plan: () => undefined as unknown as { take: number; napMs: number } }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where), 'a plan');
   });
 
   it('eviction: only candidates count, each once, in the policy\'s order', () => {
@@ -96,7 +96,7 @@ describe('the policy guard', () => {
 
   it('batching: take is kept within [1, faulted]; a missing nap is none', () => {
     const b = { name: 'b', plan: () => ({ take: 99 }) as unknown as { take: number; napMs: number } };
-    expect(askBatching(b, { faulted: 5, frames: 64, batchPages: 64, thrashing: false }, 'w')).toEqual({ take: 5, napMs: 0 });
+    expect(askBatching(b, { faulted: 5, frames: 64, batchPages: 64, thrashing: false, thrashNapMs: 1 }, 'w')).toEqual({ take: 5, napMs: 0 });
   });
 
   it('checkPolicy: an object with a string name and its method', () => {
