@@ -4,6 +4,13 @@
 // the status buffer where misses are recorded. Kernels reach memory only through virtual
 // addresses; hmm_* functions translate them and set the accessed and dirty bits.
 //
+// Isolation (docs/threat-model.md): a kernel may call only the functions under "the
+// kernel-facing API" below (and hmm_atomic_add_u32 / hmm_store_u8); everything else here is
+// out of its reach, and createKernel refuses a kernel that names it (src/device/kernelCheck.ts
+// KERNEL_API: add a function there to make it public). The page tables are the host's: the
+// directory is bound read-only, and the leaves read-write only so that hmm_translate can set
+// the accessed and dirty bits, the one write a kernel's access makes to them.
+//
 // Variants. One source serves every kernel; src/device/kernel.ts specialises it so that the
 // resident path (a hit) carries as little code as possible (why: docs/design-notes.md §7):
 // - Memory access. The lines between `//#if ATOMIC_MEMORY`, `//#else` and `//#endif` below

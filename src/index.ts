@@ -1,6 +1,6 @@
 // webgpu-hmm public API: everything a user imports comes from here (DESIGN §3).
 
-export { createSystem, System, type SystemConfig, type DeviceConfig } from './system.ts';
+export { createSystem, System, type SystemConfig, type DeviceConfig, type PageStory } from './system.ts';
 export { AddressSpace, type MmapOptions } from './mm/addressSpace.ts';
 export type { Prot, Advice, Preferred } from './mm/vmaList.ts';
 export { HmmError, isHmmError, type HmmErrorCode } from './errors.ts';
@@ -12,7 +12,24 @@ export type { PageResult, MigrateFailure } from './hmm/migrate.ts';
 export { PAGE_SIZE, HUGE_SIZE } from './constants.ts';
 export { acquireDevice, describeAdapter } from './gpu/acquire.ts';
 export { TraceLog, type TraceEvent, type TraceKind } from './trace/trace.ts';
-export { DEFAULT_PREFETCH, type PrefetchConfig } from './policy/prefetch.ts';
+export { DEFAULT_PREFETCH, densityPrefetch, type PrefetchConfig } from './policy/prefetch.ts';
+export { clockEviction } from './policy/eviction.ts';
+export { advicePlacement } from './policy/placement.ts';
+export { capBatching } from './policy/batching.ts';
+export type {
+  PrefetchPolicy,
+  PrefetchView,
+  EvictionPolicy,
+  EvictionCandidate,
+  PlacementPolicy,
+  PlacementContext,
+  Placement,
+  BatchingPolicy,
+  BatchContext,
+  BatchPlan,
+  Policies,
+} from './policy/types.ts';
+export { describeCause, type Cause, type PageEvent, type PageMove } from './trace/provenance.ts';
 export { DEFAULT_THRASH, type ThrashConfig } from './policy/thrashing.ts';
 export { CpuThread, type ThreadHandle } from './workers/cpuThread.ts';
 export { threadHandle, spawnThread, exposeThread, mailboxStats, type SpawnedThread } from './workers/threads.ts';

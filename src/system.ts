@@ -15,6 +15,9 @@ import type { ThrashConfig } from './policy/thrashing.ts';
 import { densityPrefetch, type PrefetchConfig } from './policy/prefetch.ts';
 import { checkPolicy } from './policy/guard.ts';
 import type { Policies } from './policy/types.ts';
+import { describeCause, type PageEvent } from './trace/provenance.ts';
+import { residency, residenceName, type ResidenceName } from './trace/residency.ts';
+import { PAGE_SIZE } from './constants.ts';
 
 export interface DeviceConfig {
   /** Device-private memory, a multiple of 4096 bytes. */
@@ -34,6 +37,15 @@ export interface DeviceConfig {
    * placement, cap batching). A dispatch may override them with its own `policy`.
    */
   policy?: Policies;
+}
+
+/** sys.explain(mm, va): a page's residence now and its moves, oldest first. */
+export interface PageStory {
+  va: number;
+  page: number;
+  /** Where it lives now (residency(): 'ram', 'device', 'copy', ...). */
+  now: ResidenceName;
+  history: (PageEvent & { why: string })[];
 }
 
 export interface SystemConfig {
@@ -71,7 +83,10 @@ export class System {
     const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters, () => this.createAddressSpace());
     mm.thrash.config = { ...mm.thrash.config, ...this.thrashing };
     this.spaces.add(mm);
-    mm.onDestroy(() => this.spaces.delete(mm)); // a destroyed address space is not kept alive here
+    mm.onDestroy(() => {
+      this.spaces.delete(mm); // a destroyed address space is not kept alive here
+      this.counters.provenance.forget(mm.id);
+    });
     return mm;
   }
 
@@ -88,6 +103,20 @@ export class System {
   /** The event log: faults, migrations, prefetches, kernels, with timestamps; `.toChromeTrace()` opens in Perfetto. */
   trace(): TraceLog {
     return this.counters.trace;
+  }
+
+  /**
+   * One page's story: where it lives now, and each move it made (to a device, home, a copy, a
+   * write-back, a dropped copy) with its cause (which kernel, dispatch and round faulted on it,
+   * which prefetch or eviction policy chose it, which CPU fault or call moved it) and, for a
+   * page a device faulted on, which placement policy decided what.
+   */
+  explain(mm: AddressSpace, va: number): PageStory {
+    if (!(mm instanceof AddressSpace) || mm.stats !== this.counters) throw new HmmError('EINVAL', `explain: ${String(mm)} is not an address space of this system`);
+    if (!Number.isSafeInteger(va) || va < 0 || va >= 2 ** 32) throw new HmmError('EINVAL', `explain: address ${String(va)} is not a 32-bit virtual address`);
+    const page = Math.floor(va / PAGE_SIZE);
+    const history = this.counters.provenance.history(mm.id, page).map((e) => ({ ...e, why: describeCause(e.cause) }));
+    return { va, page, now: residenceName(residency(mm, page * PAGE_SIZE, 1)[0]!), history };
   }
 
   /** Names of the adapters the devices run on. */

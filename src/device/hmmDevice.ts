@@ -19,9 +19,10 @@ import { clockEviction } from '../policy/eviction.ts';
 import { askEviction } from '../policy/guard.ts';
 import { advicePlacement } from '../policy/placement.ts';
 import type { EvictionCandidate, EvictionPolicy, Policies } from '../policy/types.ts';
+import type { Cause } from '../trace/provenance.ts';
 import { DeviceMemory } from './deviceMemory.ts';
 import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
-import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
+import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, compileUserKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
 import { nextTicket, type DeviceHold } from '../mm/deviceHolds.ts';
 import { shaderSource } from './shaders.ts';
@@ -133,7 +134,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Compile a user kernel (WGSL `fn kernel(gid: vec3u)`) with the HMM prelude. */
   async createKernel(opts: KernelOptions): Promise<HmmKernel> {
     this.checkAlive('createKernel');
-    return compileKernel(this.device, this.layouts, this.memory, opts);
+    return compileUserKernel(this.device, this.layouts, this.memory, opts);
   }
 
   /**
@@ -145,6 +146,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    */
   async release(): Promise<{ pages: number }> {
     this.checkAlive('release');
+    const cause: Cause = { kind: 'call', call: `${this.name}.release()` };
     let pages = 0;
     try {
       for (let round = 0; round < RELEASE_ROUNDS; round++) {
@@ -162,8 +164,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         }
         if (byMm.size === 0) break;
         for (const [mm, s] of byMm) {
-          if (s.held.length > 0) await this.revoke(mm, s.held);
-          if (s.priv.length > 0) pages += (await migrateToSystem(mm, this, s.priv)).moved;
+          if (s.held.length > 0) await this.revoke(mm, s.held, cause);
+          if (s.priv.length > 0) pages += (await migrateToSystem(mm, this, s.priv, cause)).moved;
           // Read-only copies simply go; a copy held since the scan (an await ago) stays for the
           // next round, which writes it back.
           const mirror = this.mirrors.get(mm);
@@ -172,6 +174,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
             return !(pte.isHeld(e) && pte.heldBy(e) === this.id);
           });
           if (mirror && readOnly.length > 0) mirror.dropRuns(runs(readOnly));
+          this.stats.provenance.record(mm.id, readOnly, 'dropped', this.id, cause);
         }
       }
     } catch (e) {
@@ -261,6 +264,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       keyOf.set(c, k);
     }
     const picked = askEviction(policy, want, candidates, `${this.name} eviction for ${why}`);
+    const cause: Cause = { kind: 'eviction', device: this.id, policy: policy.name, for: why };
     const victims = picked.map((c) => keyOf.get(c)!);
     const freed = picked.reduce((sum, c) => sum + c.pages, 0);
     const chosen = new Set(victims);
@@ -293,8 +297,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         const e = mm.pageTable.get(p);
         (pte.kind(e) === Kind.Device ? priv : pte.isHeld(e) ? held : dup).push(p);
       }
-      if (held.length > 0) await this.revoke(mm, held);
-      if (priv.length > 0) pagesOut += (await migrateToSystem(mm, this, priv)).moved;
+      if (held.length > 0) await this.revoke(mm, held, cause);
+      if (priv.length > 0) pagesOut += (await migrateToSystem(mm, this, priv, cause)).moved;
       // read-only copies go; one that became a held copy during the awaits above stays (it
       // may be the page's only current data: it is written back when it is evicted or touched)
       const mirror = this.mirrors.get(mm);
@@ -303,6 +307,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         return !(pte.isHeld(e) && pte.heldBy(e) === this.id);
       });
       if (mirror && readOnly.length > 0) mirror.dropRuns(runs(readOnly));
+      this.stats.provenance.record(mm.id, readOnly, 'dropped', this.id, cause);
       pagesOut += held.length + readOnly.length;
     }
     this.stats.add('evictions', pagesOut);
@@ -340,6 +345,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return waits.length > 0 ? Promise.race(waits).then(() => undefined) : null;
   }
 
+  /** Frames in use (MigrationDevice: the trace's counter track). */
+  residentPages(): number {
+    return this.memory.frameCount - this.memory.freeFrames;
+  }
+
   /** Frames owned by some page (private pages and copies); with the free ones, every frame. */
   get ownedFrames(): number {
     let n = 0;
@@ -349,10 +359,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
 
   // ------------------------------------------------------------------ DevicePagemap
 
-  async migrateToRam(mm: AddressSpace, pages: number[]): Promise<void> {
+  async migrateToRam(mm: AddressSpace, pages: number[], cause?: Cause): Promise<void> {
     if (this.lostReason === undefined) {
       try {
-        await migrateToSystem(mm, this, pages);
+        await migrateToSystem(mm, this, pages, cause);
         return;
       } catch (e) {
         if (this.lostReason === undefined) throw e; // e.g. ENOMEM, or a mapAsync failure on a live device
@@ -367,7 +377,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   }
 
   /** Held copies go back to RAM: unmap first (so no later kernel writes them), then gather. */
-  async revoke(mm: AddressSpace, pages: number[]): Promise<void> {
+  async revoke(mm: AddressSpace, pages: number[], cause: Cause = { kind: 'call', call: 'a write-back' }): Promise<void> {
     const mine = pages.filter((p) => {
       const e = mm.pageTable.get(p);
       return pte.isHeld(e) && pte.heldBy(e) === this.id;
@@ -432,6 +442,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         k++;
       });
       this.stats.add('bytesToSystem', k * PAGE_SIZE);
+      this.stats.provenance.record(mm.id, mine, 'write-back', this.id, cause);
       for (let i = 0; i < mine.length; i++) {
         const p = mine[i]!;
         if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) mm.pageTable.set(p, pte.ram(ramFrames[i]!));

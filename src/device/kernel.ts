@@ -1,11 +1,14 @@
 // Kernel compilation: a user's WGSL `fn kernel(gid: vec3u)` is wrapped with the prelude
 // (shaders/hmm.wgsl, @group(1)) and an entry point, compiled once per device, and errors are
-// reported against the user's own line numbers, not the combined source's. The prelude is
-// specialised per kernel (see the top of hmm.wgsl): plain or atomic device memory, chosen
-// from the kernel's text, and one pipeline per dispatch mode, so the resident path of a
-// validated kernel carries no replay code.
+// reported against the user's own line numbers, not the combined source's. Before anything
+// is compiled, the kernel's text must pass the isolation check (kernelCheck.ts): it reaches
+// memory only through the prelude's public functions. The prelude is specialised per kernel
+// (see the top of hmm.wgsl): plain or atomic device memory, chosen from the kernel's text, and
+// one pipeline per dispatch mode, so the resident path of a validated kernel carries no replay
+// code.
 
 import { HmmError } from '../errors.ts';
+import { checkKernelSource, definesKernel, moduleScopeReferences, usesIdentifier, type KernelViolation } from './kernelCheck.ts';
 import { shaderSource } from './shaders.ts';
 
 export interface KernelOptions {
@@ -49,12 +52,13 @@ export class HmmKernel {
 }
 
 /**
- * Does a kernel need device memory bound as atomics? Yes when its text names an atomic
- * prelude function, a byte store (a read-modify-write of a shared word) or the memory
- * bindings themselves. A mention in a comment only costs the kernel the slower variant.
+ * Does a kernel need device memory bound as atomics? Yes when it calls an atomic prelude
+ * function or a byte store (a read-modify-write of a shared word). It is read from the
+ * kernel's tokens, so a mention in a comment does not count; the memory bindings themselves
+ * are out of a kernel's reach (kernelCheck.ts), so they need no case here.
  */
 export function needsAtomicMemory(code: string): boolean {
-  return /\bhmm_(atomic_\w+|store_u8|mem[0-3])\b/.test(code);
+  return usesIdentifier(code, (name) => name.startsWith('hmm_atomic_') || name === 'hmm_store_u8');
 }
 
 /**
@@ -125,26 +129,14 @@ function normalizeSize(label: string, ws: KernelOptions['workgroupSize'], device
   return size;
 }
 
-export async function compileKernel(
-  device: GPUDevice,
-  layouts: PipelineLayouts,
-  pool: PoolShape,
-  opts: KernelBuild,
-): Promise<HmmKernel> {
-  if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', 'createKernel: options { code, workgroupSize?, label? } required');
-  if (opts.label !== undefined && typeof opts.label !== 'string')
-    throw new HmmError('EINVAL', `createKernel: label ${String(opts.label)} is not a string`);
-  const label = opts.label ?? 'kernel';
-  if (typeof opts.code !== 'string' || !/\bfn\s+kernel\s*\(/.test(opts.code))
-    throw new HmmError('EINVAL', `kernel '${label}': code must be WGSL defining fn kernel(gid: vec3u)`);
-  const size = normalizeSize(label, opts.workgroupSize, device);
-  const atomicMemory = needsAtomicMemory(opts.code);
-  const prelude = preludeVariant(await shaderSource('prelude'), atomicMemory);
-  const head = `${prelude}\n// ---- user kernel '${label}' ----\n`;
-  const userFirstLine = head.split('\n').length; // 1-based line of the user's first line
+/**
+ * The entry point the library appends after the kernel: it calls `kernel(gid)`, and in the
+ * replayable pipeline skips invocations that already finished. HMM_REPLAYABLE is a pipeline
+ * constant: each pipeline keeps one branch.
+ */
+function entryPoint(size: readonly [number, number, number]): string {
   const wg = `vec3u(${size.join('u, ')}u)`;
-  // HMM_REPLAYABLE is a pipeline constant: each pipeline keeps one branch.
-  const entry = `
+  return `
 @compute @workgroup_size(${size.join(', ')})
 fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgroups) hmm_nwg: vec3u) {
   if (HMM_REPLAYABLE) {
@@ -157,7 +149,74 @@ fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgrou
   }
 }
 `;
-  const code = head + opts.code + entry;
+}
+
+/**
+ * The module a kernel compiles to: the prelude variant, the kernel's own text, the entry point.
+ * Nothing the caller chose besides `code` and the validated workgroup size goes into it (not
+ * the label: a label with a line break in it would be WGSL outside the checked text).
+ */
+export function kernelModuleSource(prelude: string, code: string, size: readonly [number, number, number]): { source: string; userFirstLine: number } {
+  const head = `${prelude}\n// ---- user kernel ----\n`;
+  return { source: head + code + entryPoint(size), userFirstLine: head.split('\n').length };
+}
+
+let referencesCache: { prelude: string; names: Set<string> } | undefined;
+
+/** What the prelude (both memory variants) and the entry point resolve at module scope: a kernel may not redeclare those names there. */
+function preludeReferences(prelude: string): Set<string> {
+  if (referencesCache?.prelude !== prelude) {
+    const names = moduleScopeReferences(`${prelude}\n${entryPoint([1, 1, 1])}`);
+    referencesCache = { prelude, names };
+  }
+  return referencesCache.names;
+}
+
+/** The refusal for a kernel that breaks the isolation rules: each violation at the kernel's own line, quoted. */
+function isolationError(label: string, code: string, violations: readonly KernelViolation[]): HmmError {
+  const lines = code.split('\n');
+  const shown = 10;
+  const text = violations
+    .slice(0, shown)
+    .map((v) => `line ${v.line}:${v.column}: ${v.reason}${lines[v.line - 1] !== undefined ? `\n    ${v.line} | ${lines[v.line - 1]!.trim()}` : ''}`)
+    .join('\n');
+  const more = violations.length > shown ? `\n(and ${violations.length - shown} more)` : '';
+  return new HmmError('EINVAL', `kernel '${label}' reaches past the prelude's public functions (docs/threat-model.md):\n${text}${more}`);
+}
+
+/**
+ * createKernel: a user's kernel. Only the public options are read, so a caller cannot ask for
+ * the internal copy kernel's extra binding.
+ */
+export function compileUserKernel(device: GPUDevice, layouts: PipelineLayouts, pool: PoolShape, opts: KernelOptions): Promise<HmmKernel> {
+  const user: KernelBuild = opts && typeof opts === 'object' ? { code: opts.code, workgroupSize: opts.workgroupSize, label: opts.label, ioBinding: false } : opts;
+  return compileKernel(device, layouts, pool, user);
+}
+
+/** Compile a kernel (the user's through compileUserKernel, or an internal one with ioBinding). */
+export async function compileKernel(
+  device: GPUDevice,
+  layouts: PipelineLayouts,
+  pool: PoolShape,
+  opts: KernelBuild,
+): Promise<HmmKernel> {
+  if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', 'createKernel: options { code, workgroupSize?, label? } required');
+  if (opts.label !== undefined && typeof opts.label !== 'string')
+    throw new HmmError('EINVAL', `createKernel: label ${String(opts.label)} is not a string`);
+  const label = opts.label ?? 'kernel';
+  // Read once: the text that is checked is the text that is compiled (a getter cannot swap it).
+  const userCode: unknown = opts.code;
+  if (typeof userCode !== 'string' || !definesKernel(userCode))
+    throw new HmmError('EINVAL', `kernel '${label}': code must be WGSL defining fn kernel(gid: vec3u)`);
+  const size = normalizeSize(label, opts.workgroupSize, device);
+  const source = await shaderSource('prelude');
+  const violations = checkKernelSource(userCode, {
+    preludeReferences: preludeReferences(source),
+    bindings: opts.ioBinding ? [0, 1] : [0],
+  });
+  if (violations.length > 0) throw isolationError(label, userCode, violations);
+  const atomicMemory = needsAtomicMemory(userCode);
+  const { source: code, userFirstLine } = kernelModuleSource(preludeVariant(source, atomicMemory), userCode, size);
   device.pushErrorScope('validation'); // compile errors are reported below, not as uncaptured errors
   const module = device.createShaderModule({ label, code });
   const scoped = device.popErrorScope();
@@ -168,7 +227,7 @@ fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgrou
     // Lines are reported in the user's own numbering, with the offending line quoted; an error
     // past the user's last line (an unclosed brace, a kernel() with the wrong signature) is
     // reported against the entry point the library adds after it.
-    const userLines = opts.code.split('\n');
+    const userLines = userCode.split('\n');
     const where = (m: GPUCompilationMessage): string => {
       if (m.lineNum < 1) return '';
       const n = m.lineNum - userFirstLine + 1;

@@ -20,6 +20,7 @@ import { FAULT_QUEUE_CAP, HmmKernel } from './kernel.ts';
 import { densityPrefetch, type PrefetchConfig } from '../policy/prefetch.ts';
 import { askBatching, askPlacement, askPrefetch, checkPolicy } from '../policy/guard.ts';
 import type { Policies } from '../policy/types.ts';
+import type { Cause } from '../trace/provenance.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
 export const PROT = {
@@ -91,9 +92,12 @@ export interface FaultInOptions {
   policies?: Required<Policies>;
   /** Where the policies are asked, for their errors: e.g. "dispatch 'k' round 3". */
   where?: string;
+  /** Why each page is faulted in (provenance): a GPU fault, a prefetch, a declared range, a call. */
+  cause?: (page: number) => Cause;
 }
 
 const MAX_ROUNDS = 32;
+const EXPLICIT_MIGRATE: Cause = { kind: 'call', call: 'm.migrateToDevice() (HMM_DMIRROR_MIGRATE_TO_DEV)' };
 /** How long a device copy waits for CPU threads already inside the pages to leave them. */
 const THREAD_DRAIN_MS = 100;
 /** Replayable mode: rounds in a row that may fault on exactly the same pages before EBUSY. */
@@ -222,13 +226,13 @@ export class Mirror {
       const blocks = this.hugeBlocks(movable, opts);
       for (const block of blocks) {
         const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
-        await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, opts) });
+        await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, opts), cause: opts.cause });
         movable = movable.filter((p) => p >>> 9 !== block);
       }
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
       movable = movable.filter((p) => !this.othersTurn(p, opts)); // held by another operation meanwhile
       if (movable.length > 0) {
-        const res = await migrateToDevice(this.mm, this.dev, movable, { othersTurn: (p) => this.othersTurn(p, opts) });
+        const res = await migrateToDevice(this.mm, this.dev, movable, { othersTurn: (p) => this.othersTurn(p, opts), cause: opts.cause });
         res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
         const short = res.pages.indexOf('nomem');
         if (short >= 0) {
@@ -347,7 +351,10 @@ export class Mirror {
       thrashing: this.mm.thrash.isPinned(p, now),
       faults: this.faultCounts.get(p) ?? 0,
     }, opts.where ?? `${this.dev.name} fault-in`);
-    if (decision === 'pin' && asking === 'fault') this.mm.thrash.pin(p, now);
+    if (asking === 'fault') {
+      if (decision === 'pin') this.mm.thrash.pin(p, now);
+      this.dev.stats.provenance.decision(this.mm.id, p, this.dev.id, `${policy.name}: ${decision}`);
+    }
     return decision === 'migrate';
   }
 
@@ -363,7 +370,7 @@ export class Mirror {
 
   private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<void> {
     const leave = (p: number): boolean => this.othersTurn(p, opts);
-    const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave });
+    const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave, cause: opts.cause?.(start) });
     if (this.sub.readRetry(seq, [start, end])) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
     const copies: number[] = [];
     for (let i = 0; i < end - start; i++) {
@@ -507,6 +514,8 @@ export class Mirror {
         this.dev.ownCopy(frames[i]!, mm, p);
       });
       this.dev.stats.add('deviceCopies', copied.length);
+      const causeOf = opts.cause ?? (() => ({ kind: 'call', call: 'a device copy' }) as Cause);
+      for (const p of copied) this.dev.stats.provenance.record(mm.id, [p], 'copy', this.dev.id, causeOf(p));
       return skipped;
     } finally {
       for (const [p, { sharers }] of isolated) for (const s of sharers) if (s.inflight.get(p) === copying) s.inflight.delete(p);
@@ -537,7 +546,7 @@ export class Mirror {
     return this.op(async () => {
       this.alive('mirror.read');
       const { start, npages: n } = checkPages('mirror.read', va, npages);
-      return this.holding(pageList(start, n), async (opts) => {
+      return this.holding(pageList(start, n), 'm.read() (HMM_DMIRROR_READ)', async (opts) => {
         let faults = 0;
         for (let round = 0; round < MAX_ROUNDS; round++) {
           const { misses, data } = await this.dev.runMirrorKernel(this, 'read', start * PAGE_SIZE, n * WORDS_PER_PAGE);
@@ -565,7 +574,7 @@ export class Mirror {
     checkRange('mirror.write', va, data.length);
     const start = va / PAGE_SIZE;
     const n = Math.ceil(data.length / PAGE_SIZE);
-    return this.holding(pageList(start, n), async (opts) => {
+    return this.holding(pageList(start, n), 'm.write() (HMM_DMIRROR_WRITE)', async (opts) => {
       let faults = 0;
       for (let round = 0; round < MAX_ROUNDS; round++) {
         const { misses } = await this.dev.runMirrorKernel(this, 'write', va, data.length / 4, data);
@@ -584,11 +593,12 @@ export class Mirror {
    * taking them back between its fault-in and its kernel, which under CPU load they could do
    * round after round (EBUSY).
    */
-  private async holding<T>(pages: readonly number[], f: (opts: FaultInOptions) => Promise<T>): Promise<T> {
+  private async holding<T>(pages: readonly number[], call: string, f: (opts: FaultInOptions) => Promise<T>): Promise<T> {
     const ticket = this.dev.ticket();
     const hold = this.mm.holdForDevice(this.dev.id, pages, ticket);
+    const cause: Cause = { kind: 'call', call };
     try {
-      return await f({ hold, ticket });
+      return await f({ hold, ticket, cause: () => cause, where: call });
     } finally {
       hold.release();
     }
@@ -612,9 +622,9 @@ export class Mirror {
       const inRange = new Set(pages);
       for (const block of this.hugeBlocks(pages)) {
         const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
-        if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, {}) });
+        if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
       }
-      const res = await migrateToDevice(this.mm, this.dev, pages, { othersTurn: (p) => this.othersTurn(p, {}) });
+      const res = await migrateToDevice(this.mm, this.dev, pages, { othersTurn: (p) => this.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
       const result: string[] = [...res.pages];
       let cpages = 0;
       const bad: number[] = [];
@@ -656,7 +666,7 @@ export class Mirror {
           throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
       }
       const pages = pageList(start, n);
-      const res = await migrateToSystem(this.mm, this.dev, pages);
+      const res = await migrateToSystem(this.mm, this.dev, pages, { kind: 'call', call: 'm.migrateToSystem() (HMM_DMIRROR_MIGRATE_TO_SYS)' });
       return { cpages: res.moved, pages: res.pages };
     });
   }
@@ -692,7 +702,7 @@ export class Mirror {
         const hold = this.mm.holdForDevice(this.dev.id, pages, ticket, { exclusive: true });
         try {
           // Every page into RAM, writable, with no device copies anywhere.
-          await this.mm.faultPages(pages, true);
+          await this.mm.faultPages(pages, true, { kind: 'call', call: 'm.makeExclusive()' });
           // The mapping may have gone while we waited (munmap, or the address space destroyed):
           // populating it now would give frames to pages nothing maps, never to be freed.
           this.alive('makeExclusive');
@@ -706,7 +716,7 @@ export class Mirror {
             this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
             this.dropMappings(s, e);
           }
-          const skipped = await this.mapCopies(pages, true, new Set(pages), { hold, ticket });
+          const skipped = await this.mapCopies(pages, true, new Set(pages), { hold, ticket, cause: () => ({ kind: 'call', call: 'm.makeExclusive()' }) });
           this.dev.stats.add('pageTableWrites', this.table.flush());
           if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
           for (const p of pages) this.exclusive.add(p);
@@ -748,7 +758,7 @@ export class Mirror {
       this.checkPermissions(pages, false);
       if (location === 'device') {
         const before = pages.filter((p) => this.table.lookup(p) === null).length;
-        await this.faultInPages(pages, false);
+        await this.faultInPages(pages, false, { cause: () => ({ kind: 'call', call: "m.prefetch('device')" }) });
         this.dev.stats.add('prefetchedPages', before);
         return { pages: before };
       }
@@ -757,7 +767,7 @@ export class Mirror {
         const k = pte.kind(this.mm.pageTable.get(p));
         return k === Kind.Device || pte.isHeld(this.mm.pageTable.get(p));
       });
-      await this.mm.faultPages(away, false);
+      await this.mm.faultPages(away, false, { kind: 'call', call: "m.prefetch('system')" });
       return { pages: away.length };
     });
   }
@@ -826,7 +836,7 @@ export class Mirror {
     if (this.sharedHeld.size === 0) return;
     const pages = [...this.sharedHeld].sort((a, b) => a - b);
     this.sharedHeld.clear();
-    await this.mm.revokeHeld(this.dev.id, pages);
+    await this.mm.revokeHeld(this.dev.id, pages, { kind: 'call', call: `the end of a ${this.dev.name} operation on a page fork relatives share` });
   }
 
   private async dispatchOnce(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
@@ -872,7 +882,8 @@ export class Mirror {
     const hold = this.mm.holdForDevice(this.dev.id, [...declared].sort((a, b) => a - b), ticket);
     try {
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket, policies, where: `dispatch '${kernel.label}'` });
+        const cause: Cause = { kind: 'declared', device: this.dev.id, kernel: kernel.label, dispatch: ticket };
+        for (const r of ranges) await this.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket, policies, where: `dispatch '${kernel.label}'`, cause: () => cause });
         // Launch only if every declared page is still mapped as declared, checked in the same
         // turn as the submit. The table is the truth (every invalidation drops its mappings
         // before it returns); the notifier's sequence is not: it does not move for this
@@ -955,10 +966,11 @@ export class Mirror {
         const roundPages = keys.map((k) => k >>> 1);
         interest.extend(roundPages);
         hold = this.mm.holdForDevice(this.dev.id, roundPages, ticket);
-        await this.serviceFaults(kernel.label, keys, policies, batch, hold, round);
+        const flow = this.dev.stats.trace.newFlow();
+        await this.serviceFaults({ kernel: kernel.label, dispatch: ticket, round, flow }, keys, policies, batch, hold);
         this.dev.stats.trace.record({
           kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
-          device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`,
+          device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`, id: flow,
         });
       }
     } finally {
@@ -992,8 +1004,15 @@ export class Mirror {
    * Service one batch of GPU faults: writes (they subsume reads of the same page), then reads
    * plus what the prefetcher adds around them, each as one migration batch.
    */
-  private async serviceFaults(label: string, keys: readonly number[], policies: Required<Policies>, batch: number, hold: DeviceHold, round: number): Promise<void> {
-    const where = `dispatch '${label}' round ${round}`;
+  private async serviceFaults(
+    at: { kernel: string; dispatch: number; round: number; flow: number },
+    keys: readonly number[],
+    policies: Required<Policies>,
+    batch: number,
+    hold: DeviceHold,
+  ): Promise<void> {
+    const label = at.kernel;
+    const where = `dispatch '${label}' round ${at.round}`;
     const writes = new Set<number>();
     for (const k of keys) if (k & 1) writes.add(k >>> 1);
     let faulted = [...new Set(keys.map((k) => k >>> 1))];
@@ -1006,7 +1025,10 @@ export class Mirror {
     const plan = askBatching(policies.batching, { faulted: faulted.length, frames: this.dev.memory.frameCount, batchPages: batch, thrashing, thrashNapMs: this.mm.thrash.config.napMs }, where);
     if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
     for (const p of faulted) this.faultCounts.set(p, (this.faultCounts.get(p) ?? 0) + 1);
-    const opts: FaultInOptions = { hold, ticket: hold.ticket, policies, where };
+    const isFault = new Set(faulted);
+    const fault: Cause = { kind: 'gpu-fault', device: this.dev.id, ...at };
+    const prefetched: Cause = { kind: 'prefetch', device: this.dev.id, ...at, policy: policies.prefetch.name };
+    const opts: FaultInOptions = { hold, ticket: hold.ticket, policies, where, cause: (p) => (isFault.has(p) ? fault : prefetched) };
     const view = { resident: (p: number) => this.table.lookup(p) !== null, allowed: (p: number) => this.migratable(p, false, opts, 'prefetch') && !this.othersTurn(p, opts) };
     let wanted = askPrefetch(policies.prefetch, faulted, view, where);
     if (wanted.length > cap) {
@@ -1024,7 +1046,6 @@ export class Mirror {
     if (wanted.length > faulted.length)
       this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
-      const isFault = new Set(faulted);
       await this.faultInPages([...writes].sort((a, b) => a - b), true, { ...opts, keep, progress: isFault });
       await this.faultInPages(reads, false, { ...opts, keep, progress: isFault });
     } catch (e) {

@@ -16,6 +16,7 @@ import { Kind, pte } from '../mm/cpuPageTable.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import type { Stats } from '../trace/stats.ts';
 import type { FaultContext, FaultPoint } from '../device/faultInjection.ts';
+import { describeCause, type Cause } from '../trace/provenance.ts';
 
 /** Why one page did not move. */
 export type MigrateFailure =
@@ -57,7 +58,12 @@ export interface MigrationDevice {
   unmapOwn(mm: AddressSpace, runs: readonly [number, number][]): void;
   /** Test hook: a real failure may be caused here (src/device/faultInjection.ts). */
   inject?(point: FaultPoint, ctx: Partial<FaultContext>): void;
+  /** Frames in use (device-private pages and copies), for the trace's counter track. */
+  residentPages(): number;
 }
+
+const EXPLICIT_TO_DEVICE: Cause = { kind: 'call', call: 'a migration to the device' };
+const EXPLICIT_TO_SYSTEM: Cause = { kind: 'call', call: 'a migration to system RAM' };
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -98,6 +104,8 @@ export async function migrateToDevice(
     huge?: boolean;
     /** Pages another operation has the turn for (src/mm/deviceHolds.ts): reported 'busy', left alone. */
     othersTurn?: (page: number) => boolean;
+    /** Why each page moves (provenance); an explicit migration when left out. */
+    cause?: (page: number) => Cause;
   } = {},
 ): Promise<MigrateResult> {
   const t0 = performance.now();
@@ -219,9 +227,14 @@ export async function migrateToDevice(
     dev.adopt(mm, adoptPages, adoptFrames, adoptWrite, hugeBase !== null && adoptPages.length === PAGES_PER_HUGE);
     mm.noteMigration(adoptPages, 'toDevice');
     dev.stats.add('pagesToDevice', adoptPages.length);
+    const causeOf = opts.cause ?? (() => EXPLICIT_TO_DEVICE);
+    for (const p of adoptPages) dev.stats.provenance.record(mm.id, [p], 'to-device', dev.id, causeOf(p));
+    const first = adoptPages.length > 0 ? causeOf(adoptPages[0]!) : undefined;
     dev.stats.trace.record({
       kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,
       bytes: upFrames.length * PAGE_SIZE, va: (adoptPages[0] ?? selected[0]!) * PAGE_SIZE, device: dev.id, mm: mm.id,
+      detail: first && describeCause(first), flow: first && 'flow' in first ? first.flow : undefined,
+      counters: { [`resident pages ${dev.name}`]: dev.residentPages(), 'bytes to devices': dev.stats.get('bytesToDevice') },
     });
     dev.inject?.('committed', { direction: 'toDevice' });
   } finally {
@@ -232,7 +245,7 @@ export async function migrateToDevice(
 }
 
 /** Device-private pages of `dev` -> system RAM. Every selected page moves, or none does. */
-export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): Promise<MigrateResult> {
+export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[], cause: Cause = EXPLICIT_TO_SYSTEM): Promise<MigrateResult> {
   const t0 = performance.now();
   const result: PageResult[] = pages.map(() => 'remote');
   const selected: number[] = [];
@@ -290,9 +303,11 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     const moved = result.filter((r) => r === 'moved').length;
     dev.stats.add('pagesToSystem', moved);
     dev.stats.add('bytesToSystem', moved * PAGE_SIZE);
+    dev.stats.provenance.record(mm.id, selected.filter((_, k) => result[selIndex[k]!] === 'moved'), 'to-system', dev.id, cause);
     dev.stats.trace.record({
       kind: 'migrate-to-system', ts: t0, dur: performance.now() - t0, pages: moved,
-      bytes: moved * PAGE_SIZE, va: selected[0]! * PAGE_SIZE, device: dev.id, mm: mm.id,
+      bytes: moved * PAGE_SIZE, va: selected[0]! * PAGE_SIZE, device: dev.id, mm: mm.id, detail: describeCause(cause),
+      counters: { [`resident pages ${dev.name}`]: dev.residentPages(), 'bytes to system RAM': dev.stats.get('bytesToSystem') },
     });
     dev.inject?.('committed', { direction: 'toSystem' });
   } finally {

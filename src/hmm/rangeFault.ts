@@ -9,6 +9,7 @@ import { HmmError } from '../errors.ts';
 import type { AddressSpace } from '../mm/addressSpace.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import type { NotifierSubscription } from '../mm/notifier.ts';
+import type { Cause } from '../trace/provenance.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 
 // Output flags, one set per page (hmm_pfns).
@@ -35,6 +36,8 @@ export interface RangeFaultRequest {
    * caller comes back for them later.
    */
   leave?: (page: number) => boolean;
+  /** Why the device is faulting (provenance of the pages the fault brings home from elsewhere). */
+  cause?: Cause;
 }
 
 export interface RangeFaultResult {
@@ -129,7 +132,7 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
     if (needFault.length === 0) return { flags, entries, orders };
     // handle_mm_fault: bring pages home from other devices, wait out migrations, then
     // demand-zero; then walk again, since anything may have changed while we waited.
-    await mm.faultPagesOnce(needFault, req.write);
+    await mm.faultPagesOnce(needFault, req.write, req.cause);
     mm.populate(needFault, req.write);
   }
   throw new HmmError('EBUSY', `rangeFault ${hex(req.start * PAGE_SIZE)}: pages kept changing under the walk`, req.start * PAGE_SIZE);

@@ -14,6 +14,7 @@ import { ACCESS_READ, ACCESS_SHARED, ACCESS_WRITE, CTL_FORKING, CpuPageTable, Ki
 import { DeviceHolds, type DeviceHold, type HoldOptions } from './deviceHolds.ts';
 import { IntervalNotifier } from './notifier.ts';
 import { PagePins, type PinHandle } from './pins.ts';
+import type { Cause } from '../trace/provenance.ts';
 import type { DevicePagemap } from './pagemap.ts';
 import type { SystemRam } from './systemRam.ts';
 import { VmaList, canRead, canWrite, type Advice, type Prot, type Vma } from './vmaList.ts';
@@ -41,6 +42,8 @@ const CPU_FAULT_RETRIES = 64;
 const FORK_HOLDER = -1;
 const CPU_HOLDER = -2;
 const isDeviceHold = (h: DeviceHold): boolean => h.device >= 0 && h.cpuWaits;
+const MAIN_THREAD_FAULT: Cause = { kind: 'cpu-fault', thread: 'main' };
+const WORKER_FAULT: Cause = { kind: 'cpu-fault', thread: 'worker' };
 /** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
 const FORK_DRAIN_MS = 10_000;
 
@@ -195,7 +198,7 @@ export class AddressSpace {
     // A move. Nothing of the old range may be moving or held by a device at the instant the
     // entries move: held copies are written back first, and the check and the move share a turn.
     for (let attempt = 0; ; attempt++) {
-      await this.settle(start, start + oldPages, 'held');
+      await this.settle(start, start + oldPages, 'held', { kind: 'call', call: 'mm.mremap()' });
       this.checkAlive('mremap');
       source();
       if (!this.anyHeldOrMoving(start, start + oldPages)) break;
@@ -226,7 +229,7 @@ export class AddressSpace {
     const { start, end } = this.pageRange('munmap', va, length);
     // A device's held copy of a frame another address space also maps is the only current
     // data: write it back first, or that address space would lose it.
-    if (this.family.size > 1) await this.settle(start, end, 'held');
+    if (this.family.size > 1) await this.settle(start, end, 'held', { kind: 'call', call: 'mm.munmap()' });
     this.unmapPages(start, end);
   }
 
@@ -245,7 +248,7 @@ export class AddressSpace {
     // below drops a device's mappings, and a copy held since the last look would be dropped
     // without its write-back.
     for (let attempt = 0; ; attempt++) {
-      await this.settle(start, end, 'held');
+      await this.settle(start, end, 'held', { kind: 'call', call: 'mm.mprotect()' });
       this.checkAlive('mprotect');
       checkHoles(); // unmapped meanwhile: as if after that munmap
       if (!this.anyHeldOrMoving(start, end)) break;
@@ -313,7 +316,7 @@ export class AddressSpace {
       if (held) await held;
       const hold = this.holds.hold(CPU_HOLDER, pages, 0);
       try {
-        await this.faultPages(pages, false);
+        await this.faultPages(pages, false, { kind: 'call', call: 'mm.pin()' });
         this.checkAlive('pin');
         this.checkAccess('pin', va, length, false);
         if (!pages.every((p) => this.cpuAccessible(p, false))) continue;
@@ -353,13 +356,13 @@ export class AddressSpace {
     checkLayout();
     const pages = pageList(start, end - start);
     if (advice === 'willneed') {
-      await this.faultPages(pages, false);
+      await this.faultPages(pages, false, { kind: 'call', call: "mm.madvise('willneed')" });
       return;
     }
     // No page moving and none held by a device, checked in the same turn as the change: a held
     // copy is written back first (it may be newer than RAM), and nothing may slip in between.
     for (let attempt = 0; ; attempt++) {
-      await this.settle(start, end, 'held');
+      await this.settle(start, end, 'held', { kind: 'call', call: `mm.madvise('${advice}')` });
       this.checkAlive('madvise');
       checkLayout();
       if (!this.anyHeldOrMoving(start, end)) break;
@@ -478,7 +481,7 @@ export class AddressSpace {
       const hold = this.holds.hold(CPU_HOLDER, pages, 0);
       this.pinRange(first, last);
       try {
-        await this.faultPages(pages, write);
+        await this.faultPages(pages, write, MAIN_THREAD_FAULT);
         this.checkAlive(what);
         this.checkAccess(what, va, length, write); // the mapping may have changed while we waited
         if (!pages.every((p) => this.cpuAccessible(p, write))) continue;
@@ -530,7 +533,7 @@ export class AddressSpace {
       if (held) await held;
       const hold = this.holds.hold(CPU_HOLDER, pages, 0);
       try {
-        await this.faultPages(pages, write);
+        await this.faultPages(pages, write, WORKER_FAULT);
         this.checkAlive(what);
         this.checkAccess(what, va, length, write);
         if (!pages.every((p) => this.cpuAccessible(p, write))) continue; // moved again meanwhile
@@ -554,9 +557,9 @@ export class AddressSpace {
    * of its last check. A CPU access waits for device holds before it starts, and holds the
    * devices off the pages while it runs (CPU_HOLDER), so the devices wait for it in turn.
    */
-  async faultPages(pages: readonly number[], write: boolean): Promise<void> {
+  async faultPages(pages: readonly number[], write: boolean, cause: Cause = MAIN_THREAD_FAULT): Promise<void> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
-      if (await this.faultPagesOnce(pages, write)) return;
+      if (await this.faultPagesOnce(pages, write, cause)) return;
     }
     const at = (pages[0] ?? 0) * PAGE_SIZE;
     throw new HmmError('EBUSY', `CPU access to ${pages.length} pages from ${hex(at)} kept being raced by migrations`, at);
@@ -569,13 +572,13 @@ export class AddressSpace {
    * handle_mm_fault: by then a page may have become valid for the device asking (another of
    * its own faults mapped it), and a second pass here would have revoked that device's own copy.
    */
-  async faultPagesOnce(pages: readonly number[], write: boolean): Promise<boolean> {
+  async faultPagesOnce(pages: readonly number[], write: boolean, cause: Cause = MAIN_THREAD_FAULT): Promise<boolean> {
     // A range names its first poisoned page (design-notes §14), whichever device call would
     // fail first: ask for that page alone (EPOISON from its device), before anything moves.
     let firstPoisoned = -1;
     for (const p of pages) if (this.poisoned(p) && (firstPoisoned < 0 || p < firstPoisoned)) firstPoisoned = p;
-    if (firstPoisoned >= 0) await this.collectPending([firstPoisoned], write);
-    const pending = this.collectPending(pages, write);
+    if (firstPoisoned >= 0) await this.collectPending([firstPoisoned], write, cause);
+    const pending = this.collectPending(pages, write, cause);
     if (pending === null) return true;
     this.stats.add('cpuFaults');
     this.stats.trace.record({ kind: 'cpu-fault', pages: pages.length, va: (pages[0] ?? 0) * PAGE_SIZE, mm: this.id, detail: write ? 'write' : 'read' });
@@ -584,7 +587,7 @@ export class AddressSpace {
   }
 
   /** What the CPU must wait for before it may touch [start, end); null when nothing. */
-  private collectPending(pages: readonly number[], write: boolean): Promise<unknown> | null {
+  private collectPending(pages: readonly number[], write: boolean, cause: Cause): Promise<unknown> | null {
     const byDevice = new Map<number, number[]>();
     const heldBy = new Map<number, number[]>();
     const waits: Promise<unknown>[] = [];
@@ -615,8 +618,8 @@ export class AddressSpace {
       }
     }
     if (byDevice.size === 0 && heldBy.size === 0 && waits.length === 0) return null;
-    for (const [dev, pages] of byDevice) waits.push(this.pagemap(dev, pages[0]!).migrateToRam(this, pages));
-    for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages));
+    for (const [dev, pages] of byDevice) waits.push(this.pagemap(dev, pages[0]!).migrateToRam(this, pages, cause));
+    for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages, cause));
     return allSettled(waits);
   }
 
@@ -624,7 +627,7 @@ export class AddressSpace {
    * Revoke a device's held copies of pages (write them back). A copy made through another
    * address space of the fork family is revoked there; then no family member keeps the flag.
    */
-  async revokeHeld(dev: number, pages: readonly number[]): Promise<void> {
+  async revokeHeld(dev: number, pages: readonly number[], cause: Cause = MAIN_THREAD_FAULT): Promise<void> {
     // A write-back of the copy already under way through its owner (a CPU fault there, or the
     // owner's destroy(), which starts one it cannot wait for) must land first: clearing our
     // flag before it does would let this side read the frame without the device's writes.
@@ -642,7 +645,7 @@ export class AddressSpace {
       if (list) list.push(p);
       else byOwner.set(mm, [p]);
     }
-    await allSettled([...byOwner].map(([mm, ps]) => this.pagemap(dev, ps[0]!).revoke(mm, ps)));
+    await allSettled([...byOwner].map(([mm, ps]) => this.pagemap(dev, ps[0]!).revoke(mm, ps, cause)));
   }
 
   /**
@@ -752,7 +755,7 @@ export class AddressSpace {
   }
 
   /** Wait until no page in [start, end) is migrating or (for 'held') held by a device. */
-  private async settle(start: number, end: number, what: 'held'): Promise<void> {
+  private async settle(start: number, end: number, what: 'held', cause: Cause): Promise<void> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
       const heldBy = new Map<number, number[]>();
       const waits: Promise<unknown>[] = [];
@@ -761,7 +764,7 @@ export class AddressSpace {
         if (pte.kind(e) === Kind.Migrating) waits.push(this.inflight.get(p) ?? Promise.resolve());
         else if (what === 'held' && pte.isHeld(e) && !this.poisoned(p)) push(heldBy, pte.heldBy(e), p); // a lost device holds nothing back
       }
-      for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages));
+      for (const [dev, pages] of heldBy) waits.push(this.revokeHeld(dev, pages, cause));
       if (waits.length === 0) return;
       await allSettled(waits);
     }
@@ -981,7 +984,7 @@ export class AddressSpace {
         const e = this.pageTable.get(p);
         if (pte.isHeld(e) && this.ram.refCount(pte.frame(e)) > 1 && !this.poisoned(p)) push(heldBy, pte.heldBy(e), p);
       }
-    for (const [dev, pages] of heldBy) void this.revokeHeld(dev, pages).catch(() => undefined);
+    for (const [dev, pages] of heldBy) void this.revokeHeld(dev, pages, { kind: 'call', call: 'unmapping a page relatives share' }).catch(() => undefined);
   }
 
   /** Keep the access bytes CPU threads read equal to the VMAs over [start, end). */
@@ -1027,7 +1030,7 @@ export class AddressSpace {
             if (k === Kind.Device || k === Kind.Migrating || pte.isHeld(e)) away.push(p);
           }
         if (away.length > 0) {
-          await this.faultPages(away, false);
+          await this.faultPages(away, false, { kind: 'call', call: 'mm.fork()' });
           this.checkAlive('fork');
           continue;
         }

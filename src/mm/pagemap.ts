@@ -2,16 +2,17 @@
 // (dev_pagemap_ops). AddressSpace calls it on CPU faults and munmap; it never sees GPU objects.
 
 import type { AddressSpace } from './addressSpace.ts';
+import type { Cause } from '../trace/provenance.ts';
 
 export interface DevicePagemap {
   readonly id: number;
   readonly name: string;
   /** Set once the device is lost: its private pages and dirty held copies are poisoned (EPOISON). */
   readonly lostReason?: string | undefined;
-  /** migrate_to_ram: bring these device-private pages of mm back to system RAM. */
-  migrateToRam(mm: AddressSpace, pages: number[]): Promise<void>;
+  /** migrate_to_ram: bring these device-private pages of mm back to system RAM (`cause`: why, for provenance). */
+  migrateToRam(mm: AddressSpace, pages: number[], cause?: Cause): Promise<void>;
   /** A device holding RAM pages writable (HELD) writes them back and lets go. */
-  revoke(mm: AddressSpace, pages: number[]): Promise<void>;
+  revoke(mm: AddressSpace, pages: number[], cause?: Cause): Promise<void>;
   /** The pages are gone (munmap, exit): free their device frames without copying. */
   discard(mm: AddressSpace, pages: number[]): void;
   /** mremap: the device-private pages in `frames` now belong to pages `to` of mm (same frames). */

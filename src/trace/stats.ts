@@ -2,6 +2,7 @@
 // way, invalidations), and the event log beside them. One instance per System; every part
 // increments its own names.
 
+import { Provenance } from './provenance.ts';
 import { TraceLog } from './trace.ts';
 
 export type Counter =
@@ -36,6 +37,8 @@ export class Stats {
   private readonly counts = new Map<Counter, number>();
   /** The event log travels with the counters, so every part that counts can also record. */
   readonly trace = new TraceLog();
+  /** Why each page moved (sys.explain). */
+  readonly provenance = new Provenance();
   add(name: Counter, n = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + n);
   }

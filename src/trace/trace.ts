@@ -24,6 +24,12 @@ export interface TraceEvent {
   device?: number;
   mm?: number;
   detail?: string;
+  /** A fault round's id: the moves it caused carry it in `flow` (Perfetto draws the arrows). */
+  id?: number;
+  /** The id of the fault round that caused this move. */
+  flow?: number;
+  /** Counter samples taken at this event (Perfetto counter tracks): resident pages, bytes moved. */
+  counters?: Record<string, number>;
 }
 
 export interface TraceKindSummary {
@@ -68,6 +74,13 @@ export class TraceLog {
     }
     this.capacity = capacity;
     this.ring = new Array<TraceEvent | undefined>(capacity);
+  }
+
+  private flows = 0;
+
+  /** A new flow id, for a fault round whose moves will point back at it. */
+  newFlow(): number {
+    return ++this.flows;
   }
 
   /** Number of events held now (at most capacity). */
@@ -171,6 +184,12 @@ export class TraceLog {
       };
       if (ev.dur !== undefined) traceEvents.push({ ...base, ph: 'X', dur: Math.max(0, ev.dur * 1000), args });
       else traceEvents.push({ ...base, ph: 'i', s: 't', args });
+      // A fault round starts a flow; each move it caused ends one (Perfetto's arrows), bound to
+      // the enclosing slice at each end.
+      if (ev.id !== undefined) traceEvents.push({ name: 'caused', cat: 'hmm.flow', ph: 's', id: ev.id, pid: PID, tid: base.tid, ts: base.ts });
+      if (ev.flow !== undefined) traceEvents.push({ name: 'caused', cat: 'hmm.flow', ph: 'f', bp: 'e', id: ev.flow, pid: PID, tid: base.tid, ts: base.ts });
+      // counter tracks: one per name
+      if (ev.counters) for (const [name, value] of Object.entries(ev.counters)) traceEvents.push({ name, cat: 'hmm.counter', ph: 'C', pid: PID, ts: base.ts, args: { value } });
     }
     return { traceEvents, displayTimeUnit: 'ms' };
   }
