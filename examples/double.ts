@@ -1,7 +1,7 @@
 // Double u32 values in place through one shared address space: the CPU writes them, a
 // validated kernel doubles them by virtual address on the GPU, the CPU reads them back.
 // Run: npm run example   (in Node the library finds SwiftShader by itself if there is no GPU)
-import { createSystem } from '../src/index.ts';
+import { createSystem } from 'webgpu-hmm';
 
 const sys = await createSystem({ systemRamBytes: 16 << 20, devices: [{ memoryBytes: 4 << 20 }] });
 const mm = sys.createAddressSpace();     // a "process": one 32-bit virtual address space

@@ -1,7 +1,7 @@
 // A fault-driven kernel: the CPU builds a linked list in shared virtual memory, a replayable
 // kernel walks it with no declared ranges, faulting pages in on the GPU as it goes.
 // Run: npx tsx examples/fault-driven.ts
-import { createSystem } from '../src/index.ts';
+import { createSystem } from 'webgpu-hmm';
 
 const sys = await createSystem({ systemRamBytes: 16 << 20, devices: [{ memoryBytes: 8 << 20 }] });
 const mm = sys.createAddressSpace();

@@ -1,17 +1,21 @@
-// webgpu-hmm public API: everything a user imports comes from here (DESIGN §3).
+// webgpu-hmm public API: everything a user imports comes from here (DESIGN §3), as the package's
+// `webgpu-hmm`; a worker imports `webgpu-hmm/thread` (src/thread.ts). Types that public calls
+// take or return are exported too; internals carry the TSDoc tag `internal` and are left out of
+// the .d.ts (stripInternal).
 
 export { createSystem, System, type SystemConfig, type DeviceConfig, type PageStory } from './system.ts';
 export { AddressSpace, type MmapOptions } from './mm/addressSpace.ts';
+export type { PinHandle } from './mm/pins.ts';
 export type { Prot, Advice, Preferred } from './mm/vmaList.ts';
 export { HmmError, isHmmError, type HmmErrorCode } from './errors.ts';
 export { HmmDevice } from './device/hmmDevice.ts';
 export { Mirror, PROT, type DispatchOptions, type DispatchRange, type DispatchResult } from './device/mirror.ts';
 export type { HmmKernel, KernelOptions } from './device/kernel.ts';
-export { rangeFault, PFN_VALID, PFN_WRITE, PFN_ERROR, PFN_ZERO, PFN_DEVICE_PRIVATE, type RangeFaultRequest } from './hmm/rangeFault.ts';
+export { rangeFault, PFN_VALID, PFN_WRITE, PFN_ERROR, PFN_ZERO, PFN_DEVICE_PRIVATE, type RangeFaultRequest, type RangeFaultResult } from './hmm/rangeFault.ts';
 export type { PageResult, MigrateFailure } from './hmm/migrate.ts';
 export { PAGE_SIZE, HUGE_SIZE } from './constants.ts';
-export { acquireDevice, describeAdapter } from './gpu/acquire.ts';
-export { TraceLog, type TraceEvent, type TraceKind } from './trace/trace.ts';
+export { acquireDevice, describeAdapter, type AcquiredDevice, type DeviceRequest } from './gpu/acquire.ts';
+export { TraceLog, type TraceEvent, type TraceKind, type TraceKindSummary } from './trace/trace.ts';
 export { DEFAULT_PREFETCH, densityPrefetch, type PrefetchConfig } from './policy/prefetch.ts';
 export { clockEviction } from './policy/eviction.ts';
 export { advicePlacement } from './policy/placement.ts';
@@ -28,6 +32,7 @@ export type {
   BatchContext,
   BatchPlan,
   Policies,
+  PolicySet,
 } from './policy/types.ts';
 export { describeCause, type Cause, type PageEvent, type PageMove } from './trace/provenance.ts';
 export { DEFAULT_THRASH, type ThrashConfig } from './policy/thrashing.ts';

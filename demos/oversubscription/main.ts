@@ -4,7 +4,7 @@
 // page) when the pool is full. A live plot follows faults, evictions and bytes moved; the
 // CPU reads the whole working set back at the end and checks it byte for byte.
 
-import { PAGE_SIZE, createSystem, type System } from '../../src/index.ts';
+import { PAGE_SIZE, createSystem, type System } from 'webgpu-hmm';
 import { checkEnvironment, describeError, reportUnhandledErrors, setResult, showSource } from '../common.ts';
 import { CounterTable } from '../widgets/counterTable.ts';
 import { LiveChart } from '../widgets/liveChart.ts';

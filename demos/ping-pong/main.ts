@@ -4,7 +4,7 @@
 // duplication (read-mostly advice on `in`), each on its own system, and the page compares
 // migrations, bytes moved, thrash events and device copies, with a live residency map each.
 
-import { PAGE_SIZE, createSystem } from '../../src/index.ts';
+import { PAGE_SIZE, createSystem } from 'webgpu-hmm';
 import { checkEnvironment, describeError, reportUnhandledErrors, setResult, showSource } from '../common.ts';
 import { CounterTable } from '../widgets/counterTable.ts';
 import { ResidencyMap } from '../widgets/residencyMap.ts';

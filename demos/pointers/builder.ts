@@ -8,8 +8,7 @@
 // Loads and stores go through CpuThread (synchronous, on shared memory); only faults need the
 // main thread, through the Atomics mailbox (docs/concurrency.md).
 
-import { CpuThread, type ThreadHandle } from '../../src/workers/cpuThread.ts';
-import { exposeThread } from '../../src/workers/threads.ts';
+import { CpuThread, exposeThread, type ThreadHandle } from 'webgpu-hmm/thread';
 import { GRAPH, LIST, MAX_DEGREE, NODE_BYTES, TREE, UNREACHED, below, random, type Built, type Checked, type Job } from './layout.ts';
 
 let mem: CpuThread | undefined;

@@ -9,7 +9,7 @@
 // the counters after each phase and the kernel's WGSL. #result passes only when the GPU's
 // answer equals the CPU's; data-gpu-answer and data-cpu-answer hold both for tests.
 
-import { PAGE_SIZE, createSystem, spawnThread, threadHandle, type DispatchResult, type HmmKernel, type Mirror } from '../../src/index.ts';
+import { PAGE_SIZE, createSystem, spawnThread, threadHandle, type DispatchResult, type HmmKernel, type Mirror } from 'webgpu-hmm';
 import { checkEnvironment, describeError, reportUnhandledErrors, setResult, showSource } from '../common.ts';
 import { CounterTable } from '../widgets/counterTable.ts';
 import { ResidencyMap, type Region } from '../widgets/residencyMap.ts';

@@ -3,7 +3,7 @@
 // until thrashing detection pins the pages) with the TraceLog on, then draw its events as a
 // timeline, list totals per kind, and offer the log as Chrome trace-event JSON (Perfetto).
 
-import { PAGE_SIZE, createSystem, type TraceEvent, type TraceKind } from '../../src/index.ts';
+import { PAGE_SIZE, createSystem, type TraceEvent, type TraceKind } from 'webgpu-hmm';
 import { checkEnvironment, describeError, reportUnhandledErrors, setResult, showSource } from '../common.ts';
 import { CounterTable } from '../widgets/counterTable.ts';
 import { ResidencyMap } from '../widgets/residencyMap.ts';

@@ -3,7 +3,7 @@
 // right. Spans are bars as long as they lasted; instants are thin ticks. The workload's phases
 // are shaded bands with their names on top. Hovering an event describes it below the canvas.
 
-import type { TraceEvent, TraceKind } from '../../src/index.ts';
+import type { TraceEvent, TraceKind } from 'webgpu-hmm';
 
 export interface Phase {
   label: string;

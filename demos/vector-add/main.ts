@@ -12,7 +12,7 @@
 // the counters each strategy moved. #result passes only when all three results are correct,
 // with one data-* attribute per strategy for tests.
 
-import { HUGE_SIZE, PAGE_SIZE, createSystem, type AddressSpace, type HmmDevice, type HmmKernel, type System } from '../../src/index.ts';
+import { HUGE_SIZE, PAGE_SIZE, createSystem, type AddressSpace, type HmmDevice, type HmmKernel, type System } from 'webgpu-hmm';
 import { checkEnvironment, describeError, reportUnhandledErrors, setResult, showSource } from '../common.ts';
 import { CounterTable } from '../widgets/counterTable.ts';
 import { ResidencyMap, type Region } from '../widgets/residencyMap.ts';

@@ -4,7 +4,7 @@
 // `residency()` (the CPU page table) on every tick, so it shows faults and migrations as they
 // happen, and writes the counts into data-counts for tests and screen readers.
 
-import { PAGE_SIZE, residency, residencyCounts, residenceName, residenceDevice, type AddressSpace, type ResidenceName } from '../../src/index.ts';
+import { PAGE_SIZE, residency, residencyCounts, residenceName, residenceDevice, type AddressSpace, type ResidenceName } from 'webgpu-hmm';
 
 export interface Region {
   name: string;

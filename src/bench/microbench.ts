@@ -4,12 +4,8 @@
 // operations that end in a GPU completion (onSubmittedWorkDone or a mapAsync), never GPU
 // timestamps. goals.ts turns these measurements into verdicts.
 
-import { PAGE_SIZE } from '../constants.ts';
-import type { HmmDevice } from '../device/hmmDevice.ts';
-import type { HmmKernel } from '../device/kernel.ts';
-import { migrateToDevice } from '../hmm/migrate.ts';
-import type { AddressSpace } from '../mm/addressSpace.ts';
-import type { System } from '../system.ts';
+import { PAGE_SIZE, type AddressSpace, type HmmDevice, type HmmKernel, type System } from 'webgpu-hmm';
+import { migrateToDevice } from '../hmm/migrate.ts'; // internal: migrates a page list, not a range
 import type { GoalId, GoalMeasurement } from './goals.ts';
 import { grid, type KernelName, type PlainKernel } from './shaders.ts';
 import type { BenchSizes } from './sizes.ts';

@@ -3,10 +3,7 @@
 // reported as medians with min and max. It imports nothing from node: so the perf page runs
 // exactly this code; the CLI (cli.ts) and the page only present what it returns.
 
-import { createSystem, type System } from '../system.ts';
-import type { HmmDevice } from '../device/hmmDevice.ts';
-import type { HmmKernel } from '../device/kernel.ts';
-import type { AddressSpace } from '../mm/addressSpace.ts';
+import { createSystem, type AddressSpace, type HmmDevice, type HmmKernel, type System } from 'webgpu-hmm';
 import type { BenchOptions } from './args.ts';
 import { evaluateGoal, GOALS, type GoalId, type GoalResult } from './goals.ts';
 import { GOAL_GROUPS, measureGoals, type BenchContext } from './microbench.ts';

@@ -4,9 +4,8 @@
 // prelude (through the device page table) and behind shaders/bench/plain.wgsl (one plain
 // storage buffer), which is what the explicit-copy strategy and goal G10 launch.
 
-import { loadShaderText } from '../device/shaders.ts';
-import type { HmmDevice } from '../device/hmmDevice.ts';
-import type { HmmKernel } from '../device/kernel.ts';
+import { loadShaderText } from '../device/wgslFiles.ts';
+import type { HmmDevice, HmmKernel } from 'webgpu-hmm';
 
 const urls = {
   plain: new URL('../../shaders/bench/plain.wgsl', import.meta.url),

@@ -12,11 +12,7 @@
 // as a program written for that pool would); the fault-driven ones launch once over all data.
 // Every run's result is checked word for word against the workload's CPU reference.
 
-import type { HmmDevice } from '../device/hmmDevice.ts';
-import type { HmmKernel } from '../device/kernel.ts';
-import type { DispatchRange } from '../device/mirror.ts';
-import type { AddressSpace } from '../mm/addressSpace.ts';
-import { PAGE_SIZE } from '../constants.ts';
+import { PAGE_SIZE, type AddressSpace, type DispatchRange, type HmmDevice, type HmmKernel } from 'webgpu-hmm';
 import type { PlainKernel } from './shaders.ts';
 import { Image, type Span, type Step, type Workload } from './workloads.ts';
 

@@ -5,7 +5,7 @@
 // word. Strategies (strategies.ts) decide how the data gets to the GPU; workloads never do.
 // Inputs come from a seeded generator: every run sees the same data.
 
-import { PAGE_SIZE } from '../constants.ts';
+import { PAGE_SIZE } from 'webgpu-hmm';
 import type { KernelName } from './shaders.ts';
 import { grid, WORKGROUP } from './shaders.ts';
 import type { BenchSizes } from './sizes.ts';

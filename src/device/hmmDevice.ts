@@ -1,7 +1,9 @@
 // HmmDevice: one GPUDevice acting as an HMM driver. It owns the device memory pool, the copy
-// engine, the reverse map from device frames to (address space, page), the mirrors (one per
-// address space), kernel compilation and launch, and device-loss state. It is the
-// DevicePagemap the CPU side calls for migrate_to_ram, and the target migrations copy into.
+// engine, the reverse map from device frames to (address space, page), eviction (the policy
+// picks among candidates; the mechanism writes back and drops), release and revoke, the
+// mirrors (one per address space), kernel compilation, and device-loss state. Launches are
+// launch.ts's. It is the DevicePagemap the CPU side calls for migrate_to_ram, and the target
+// migrations copy into.
 
 import { PAGE_SIZE, hex } from '../constants.ts';
 import { HmmError } from '../errors.ts';
@@ -12,7 +14,6 @@ import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
 import { DEFAULT_PREFETCH, densityPrefetch, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
-import type { Control } from './controlBuffers.ts';
 import { PTE_ACCESSED, PTE_DIRTY } from './devicePageTable.ts';
 import { capBatching } from '../policy/batching.ts';
 import { clockEviction } from '../policy/eviction.ts';
@@ -22,18 +23,10 @@ import type { EvictionCandidate, EvictionPolicy, Policies } from '../policy/type
 import type { Cause } from '../trace/provenance.ts';
 import { DeviceMemory } from './deviceMemory.ts';
 import type { FaultContext, FaultInjection, FaultPoint } from './faultInjection.ts';
-import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, compileUserKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
+import { FAULT_QUEUE_CAP, compileUserKernel, makeLayouts, type HmmKernel, type KernelOptions, type PipelineLayouts } from './kernel.ts';
 import { Mirror } from './mirror.ts';
 import { nextTicket, type DeviceHold } from '../mm/deviceHolds.ts';
-import { shaderSource } from './shaders.ts';
-
-export interface LaunchStatus {
-  misses: number;
-  minMiss: number;
-  minWriteMiss: number;
-  /** Replayable launches: the fault queue (page*2 + write), each key once per round. */
-  faults?: Uint32Array;
-}
+import { Launcher } from './launch.ts';
 
 /** dev.release(): passes over the device's frames, for pages that operations in flight bring meanwhile. */
 const RELEASE_ROUNDS = 4;
@@ -42,6 +35,8 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   readonly memory: DeviceMemory;
   readonly copy: CopyEngine;
   readonly layouts: PipelineLayouts;
+  /** Kernel launches on this device (launch.ts). */
+  readonly launcher: Launcher;
   /** Tiny buffers bound where the pool has fewer than four memory buffers (one each: writable bindings may not alias). */
   readonly dummyBuffers: GPUBuffer[];
   private readonly mirrors = new Map<AddressSpace, Mirror>();
@@ -49,8 +44,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly rmapMm: (AddressSpace | undefined)[];
   private readonly rmapPage: Int32Array;
   private readonly rmapCopy: Uint8Array;
-  /** Kernel launches so far, and the count when each copy frame was handed out: a held copy no launch followed is clean. */
-  private launches = 0;
+  /** Per frame: the launch count (launcher.launches) when it was handed out as a copy: a held copy no launch followed is clean. */
   private readonly copyEpoch: Uint32Array;
   /** Per frame: the launch count when its page arrived, and the last sweep that found it accessed (eviction candidates). */
   private readonly arrivedAt: Uint32Array;
@@ -61,7 +55,6 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   policies: Required<Policies>;
   /** Test hook: real failures at named points of migration, copy and launch (faultInjection.ts). Never set in production. */
   faultInjection: FaultInjection | undefined;
-  private internal: Promise<HmmKernel> | undefined;
   lostReason: string | undefined;
   /** Eviction unit in pages: 1 (4 KiB), 16 (64 KiB) or 512 (2 MiB). */
   evictionPages = 16;
@@ -76,10 +69,6 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   faultBatchPages = FAULT_QUEUE_CAP;
   /** WebGPU errors no error scope caught (tests assert this stays empty). */
   readonly uncaptured: string[] = [];
-  /** Launch buffers reused from one launch to the next (see launch()), and the uniforms' bind groups. */
-  private readonly uniformPool = new BufferPool();
-  private readonly readbackPool = new BufferPool();
-  private readonly uniformGroups = new WeakMap<GPUBuffer, Map<GPUBindGroupLayout, GPUBindGroup>>();
 
   constructor(
     readonly id: number,
@@ -108,6 +97,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.lastAccess = new Uint32Array(this.memory.frameCount);
     this.policies = { prefetch: densityPrefetch(this.prefetch), eviction: clockEviction(), placement: advicePlacement(), batching: capBatching() };
     this.copy.inject = (point, ctx) => this.inject(point, ctx);
+    this.launcher = new Launcher(this);
   }
 
   /** dmirror: this device's view of an address space (one per address space). */
@@ -480,7 +470,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     for (const s of heirs) s.pageTable.set(p, pte.withHeld(pte.plainRam(s.pageTable.get(p)), this.id));
     if (this.lostReason !== undefined) return false;
     const mirror = this.mirror(heir);
-    if (mirror.table.lookup(p)) mirror.dropMappings(p, p + 1);
+    if (mirror.table.lookup(p)) mirror.faults.dropMappings(p, p + 1);
     mirror.table.map(p, frame, true);
     this.stats.add('pageTableWrites', mirror.table.flush());
     this.rmapMm[frame] = heir; // the launch count it was made at stays: it is as dirty as it was
@@ -523,7 +513,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * there is nothing to tell: it stays poisoned, as markLost already judged it.
    */
   private letGoIfClean(mm: AddressSpace, p: number, frame: number): boolean {
-    if (frame < 0 || this.copyEpoch[frame] !== this.launches) return false;
+    if (frame < 0 || this.copyEpoch[frame] !== this.launcher.launches) return false;
     mm.pageTable.set(p, pte.plainRam(mm.pageTable.get(p)));
     this.clearRelativesFlags(mm, p, pte.frame(mm.pageTable.get(p)));
     const mirror = this.mirrors.get(mm);
@@ -580,7 +570,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.rmapMm[f] = mm;
       this.rmapPage[f] = p;
       this.rmapCopy[f] = 0;
-      this.arrivedAt[f] = this.launches;
+      this.arrivedAt[f] = this.launcher.launches;
       this.lastAccess[f] = 0;
       if (!huge) mirror.table.map(p, f, writable[i]!);
     });
@@ -602,182 +592,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.rmapMm[frame] = mm;
     this.rmapPage[frame] = page;
     this.rmapCopy[frame] = 1;
-    this.copyEpoch[frame] = this.launches;
-    this.arrivedAt[frame] = this.launches;
+    this.copyEpoch[frame] = this.launcher.launches;
+    this.arrivedAt[frame] = this.launcher.launches;
     this.lastAccess[frame] = 0;
   }
   isCopyFrame(frame: number): boolean {
     return this.rmapCopy[frame] === 1;
-  }
-
-  // ------------------------------------------------------------------ launch
-
-  checkWorkgroups(label: string, wg: number | [number, number?, number?]): [number, number, number] {
-    if (typeof wg !== 'number' && !(Array.isArray(wg) && wg.length >= 1 && wg.length <= 3))
-      throw new HmmError('EINVAL', `dispatch '${label}': workgroups ${Array.isArray(wg) ? `[${wg.join(', ')}]` : String(wg)} is not a number or an array [x, y?, z?]`);
-    const arr = typeof wg === 'number' ? [wg] : wg;
-    const out: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
-    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
-    out.forEach((n, i) => {
-      if (!Number.isInteger(n) || n < 1 || n > max)
-        throw new HmmError('EINVAL', `dispatch '${label}': workgroups[${i}] = ${String(n)} is not an integer in [1, ${max}]`);
-    });
-    return out;
-  }
-
-  /** Submit one kernel on a mirror and read back its miss status (one round trip). */
-  async launch(
-    mirror: Mirror,
-    control: Control,
-    kernel: HmmKernel,
-    workgroups: [number, number, number],
-    uniforms?: ArrayBufferView | ArrayBuffer,
-    io?: GPUBuffer,
-    /** Replayable: the replay pipeline and fault queue; clearDone at a dispatch's first launch. */
-    replay: { replayable: boolean; clearDone: boolean } = { replayable: false, clearDone: false },
-  ): Promise<LaunchStatus> {
-    const replayable = replay.replayable;
-    // Only a replayable launch may wait here (for its pipeline's first compile): a validated one
-    // submits with no await after mirror.dispatch's last check.
-    const pipeline = replayable ? await kernel.replayablePipeline() : kernel.pipeline;
-    const d = this.device;
-    const t0 = performance.now();
-    const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
-    // The uniform buffer, its bind group and the readback buffer come from pools: a fault round
-    // launches at least twice, and creating them anew each time costs more host time than the
-    // rest of the launch. Reuse is safe: writeBuffer is ordered on the queue after the earlier
-    // launches that read the old uniforms, and a buffer goes back only after its launch's map.
-    const usize = Math.max(16, Math.ceil(ubytes.length / 16) * 16);
-    const ubuf = this.uniformPool.take(usize, () => d.createBuffer({ label: `uniforms (${usize} bytes)`, size: usize, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }));
-    // the whole buffer, zero padded as a fresh one would be: a reused one holds older uniforms
-    const ufull = ubytes.length === usize ? ubytes : new Uint8Array(usize);
-    if (ufull !== ubytes) ufull.set(ubytes);
-    d.queue.writeBuffer(ubuf, 0, ufull.buffer, ufull.byteOffset, usize);
-    const layout = kernel.ioBinding ? this.layouts.group0io : this.layouts.group0;
-    let group0 = io ? undefined : this.uniformGroups.get(ubuf)?.get(layout);
-    if (!group0) {
-      group0 = d.createBindGroup({
-        layout,
-        entries: io ? [{ binding: 0, resource: { buffer: ubuf } }, { binding: 1, resource: { buffer: io } }] : [{ binding: 0, resource: { buffer: ubuf } }],
-      });
-      if (!io) {
-        const byLayout = this.uniformGroups.get(ubuf) ?? new Map<GPUBindGroupLayout, GPUBindGroup>();
-        byLayout.set(layout, group0);
-        this.uniformGroups.set(ubuf, byLayout);
-      }
-    }
-    const ctl = control.buffer;
-    // The GPU's page table must be what the host's says when the kernel starts: a launch is
-    // checked against the host table (validated dispatch), so any change not uploaded yet goes
-    // now, ahead of the kernel in queue order (nothing when nothing changed).
-    this.stats.add('pageTableWrites', mirror.table.flush());
-    d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
-    const readBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
-    const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
-    d.pushErrorScope('validation');
-    const enc = d.createCommandEncoder({ label: kernel.label });
-    // A fresh pending bitmap each round: a page still missing must be able to report again.
-    if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (CTL_DONE - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
-    // And a fresh done bitmap at a dispatch's first launch (the control buffer is the dispatch's own).
-    if (replayable && replay.clearDone) enc.clearBuffer(ctl, CTL_DONE * 4, ctl.size - CTL_DONE * 4);
-    const pass = enc.beginComputePass({ label: kernel.label });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group0);
-    pass.setBindGroup(1, control.bindGroup);
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
-    pass.end();
-    enc.copyBufferToBuffer(ctl, 0, readback, 0, readBytes);
-    this.launches++; // held copies handed out before this launch may be written from now on
-    d.queue.submit([enc.finish()]);
-    this.inject('launchSubmitted', {});
-    // The validation result first, then the map. Asking for both at once saves ≈0.03 ms a
-    // launch in Node but costs ≈2 ms in Chromium (measured): there a map requested while the
-    // kernel still runs is answered at the GPU process's next poll, one requested a round trip
-    // later at once.
-    const invalid = await d.popErrorScope();
-    if (invalid) {
-      this.uniformPool.give(ubuf);
-      this.readbackPool.give(readback);
-      throw new HmmError('EINVAL', `kernel '${kernel.label}' could not be launched on ${this.name}: ${invalid.message}`);
-    }
-    try {
-      const mapped = readback.mapAsync(GPUMapMode.READ);
-      this.inject('mapPending', { buffer: readback, what: 'launch' });
-      await mapped;
-    } catch (e) {
-      readback.destroy(); // never back to the pool: a test hook may have destroyed or unmapped it
-      throw await this.gpuFailure(`kernel '${kernel.label}'`, e);
-    } finally {
-      this.uniformPool.give(ubuf);
-    }
-    // Only the words the kernel reported: the header, and the fault entries it queued.
-    const range = readback.getMappedRange();
-    const head = new Uint32Array(range, 0, CTL_QUEUE);
-    const words = replayable ? CTL_QUEUE + Math.min(head[4]!, FAULT_QUEUE_CAP) : CTL_QUEUE;
-    const s = new Uint32Array(range, 0, words).slice();
-    readback.unmap();
-    this.readbackPool.give(readback);
-    const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
-    this.stats.trace.record({
-      kind: 'kernel', ts: t0, dur: performance.now() - t0, device: this.id, mm: mirror.mm.id,
-      detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
-    });
-    if (replayable) status.faults = s.subarray(CTL_QUEUE);
-    return status;
-  }
-
-  /** The dmirror read/write ioctls as GPU kernels over [va, va + 4*nwords). */
-  async runMirrorKernel(
-    mirror: Mirror,
-    op: 'read' | 'write',
-    va: number,
-    nwords: number,
-    data?: Uint8Array,
-  ): Promise<{ misses: number; data?: Uint8Array }> {
-    this.checkAlive(`mirror.${op}`);
-    this.internal ??= shaderSource('mirrorCopy').then((code) =>
-      compileKernel(this.device, this.layouts, this.memory, { code, label: 'mirror copy', ioBinding: true }),
-    );
-    const kernel = await this.internal;
-    const d = this.device;
-    const bytes = nwords * 4;
-    const io = d.createBuffer({ label: `mirror ${op} io`, size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-    try {
-      if (data) {
-        const plain = toPlainBytes(data);
-        d.queue.writeBuffer(io, 0, plain.buffer, plain.byteOffset, plain.length);
-      }
-      const groups = Math.ceil(nwords / 64);
-      const x = Math.min(groups, 32768);
-      const y = Math.ceil(groups / x);
-      const args = new Uint32Array([va, nwords, x * 64, op === 'write' ? 1 : 0]);
-      const ctl = mirror.controls.take();
-      let status: LaunchStatus;
-      try {
-        status = await this.launch(mirror, ctl, kernel, [x, y, 1], args, io);
-      } finally {
-        mirror.controls.give(ctl);
-      }
-      if (op === 'write' || status.misses > 0) return { misses: status.misses };
-      const rb = d.createBuffer({ label: 'mirror read back', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      const enc = d.createCommandEncoder();
-      enc.copyBufferToBuffer(io, 0, rb, 0, bytes);
-      d.queue.submit([enc.finish()]);
-      try {
-        const mapped = rb.mapAsync(GPUMapMode.READ);
-        this.inject('mapPending', { buffer: rb, what: 'mirror' });
-        await mapped;
-      } catch (e) {
-        rb.destroy();
-        throw await this.gpuFailure('mirror.read', e);
-      }
-      const out = new Uint8Array(rb.getMappedRange().slice(0));
-      rb.unmap();
-      rb.destroy();
-      return { misses: 0, data: out };
-    } finally {
-      io.destroy();
-    }
   }
 
   // ------------------------------------------------------------------ loss
@@ -817,7 +637,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * queue), EDEVLOST; otherwise the mapAsync was refused on a live device: EBUSY, the caller
    * has put everything back, and a retry may succeed.
    */
-  private async gpuFailure(what: string, cause: unknown): Promise<HmmError> {
+  async gpuFailure(what: string, cause: unknown): Promise<HmmError> {
     if (cause instanceof HmmError) return cause;
     if (this.lostReason === undefined) {
       const info = await Promise.race([this.device.lost, this.device.queue.onSubmittedWorkDone().then(() => null, () => null)]);
@@ -841,38 +661,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     for (const m of this.mirrors.values()) m.close();
     this.mirrors.clear();
     this.copy.destroy();
-    this.uniformPool.destroy();
-    this.readbackPool.destroy();
+    this.launcher.destroy();
     this.memory.destroy();
     for (const b of this.dummyBuffers) b.destroy();
     this.markLost('destroyed');
     this.device.destroy();
   }
-}
-
-/**
- * Free GPU buffers by size, for buffers used once per launch. A few of each size are kept (more
- * are only needed while that many launches run at once); the rest are destroyed.
- */
-class BufferPool {
-  private readonly free = new Map<number, GPUBuffer[]>();
-  take(size: number, create: () => GPUBuffer): GPUBuffer {
-    return this.free.get(size)?.pop() ?? create();
-  }
-  give(buffer: GPUBuffer): void {
-    let list = this.free.get(buffer.size);
-    if (!list) this.free.set(buffer.size, (list = []));
-    if (list.length < 4) list.push(buffer);
-    else buffer.destroy();
-  }
-  destroy(): void {
-    for (const list of this.free.values()) for (const b of list) b.destroy();
-    this.free.clear();
-  }
-}
-
-/** A copy in a plain ArrayBuffer when the view sits on a SharedArrayBuffer (Dawn in Node cannot upload from one). */
-export function toPlainBytes(v: ArrayBufferView | ArrayBuffer): Uint8Array {
-  const u8 = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  return u8.buffer instanceof SharedArrayBuffer ? u8.slice() : u8;
 }

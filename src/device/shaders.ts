@@ -1,30 +1,17 @@
-// Loads the WGSL files under shaders/. Each is referenced as `new URL(literal, import.meta.url)`
-// so Vite serves and bundles it for the browser, while Node and Vitest read it from disk.
+// The WGSL sources of the library's own kernels, by name, each loaded once. Where the text
+// comes from is wgslFiles.ts: files under shaders/ in this repository, string literals inlined
+// at build time in the published package.
 
-const urls = {
-  prelude: new URL('../../shaders/hmm.wgsl', import.meta.url),
-  mirrorCopy: new URL('../../shaders/mirror_copy.wgsl', import.meta.url),
-};
+import { wgslFiles } from './wgslFiles.ts';
 
-export type ShaderName = keyof typeof urls;
+export type ShaderName = keyof typeof wgslFiles;
 
 const cache = new Map<ShaderName, Promise<string>>();
-
-/** The text of a WGSL file given by a `new URL(literal, import.meta.url)` (the bench loads its own through this). */
-export async function loadShaderText(url: URL): Promise<string> {
-  if (url.protocol === 'file:') {
-    const { readFile } = await import(/* @vite-ignore */ 'node:fs/promises');
-    return readFile(url, 'utf8');
-  }
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`loading shader ${url.href}: HTTP ${res.status}`);
-  return res.text();
-}
 
 export function shaderSource(name: ShaderName): Promise<string> {
   let p = cache.get(name);
   if (!p) {
-    p = loadShaderText(urls[name]);
+    p = wgslFiles[name]();
     cache.set(name, p);
   }
   return p;

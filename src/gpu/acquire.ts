@@ -54,6 +54,14 @@ async function nodeAdapter(): Promise<{ gpu: GPU; adapter: GPUAdapter }> {
   try {
     mod = await import(/* @vite-ignore */ specifier);
   } catch (e) {
+    // `webgpu` is an optional peer dependency of the package: a browser never needs it.
+    const missing = (e as { code?: unknown })?.code === 'ERR_MODULE_NOT_FOUND' && /['"]webgpu['"]/.test(String((e as Error)?.message));
+    if (missing)
+      throw new HmmError(
+        'EDEVLOST',
+        'In Node, webgpu-hmm runs on Dawn, the npm package `webgpu` (an optional peer dependency), which is not installed: ' +
+          'run `npm install webgpu` (README, "Use it in your app").',
+      );
     throw new HmmError('EDEVLOST', `${HOW_TO_GET_ONE} (loading the webgpu package failed: ${String(e)})`);
   }
   Object.assign(globalThis, mod.globals); // GPUBufferUsage, GPUMapMode, ...

@@ -116,3 +116,13 @@ export interface Policies {
   placement?: PlacementPolicy;
   batching?: BatchingPolicy;
 }
+
+/**
+ * A named set of policies: what a policy module (examples/policies/*.ts) default-exports, and
+ * what `npm run bench -- --policy`, `npm run replay -- --policy` and the Policy lab page load.
+ * Its `name` labels the set in tables, plots and traces; the policies it leaves out are the
+ * built-ins.
+ */
+export interface PolicySet extends Policies {
+  readonly name: string;
+}

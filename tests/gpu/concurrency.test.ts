@@ -170,7 +170,7 @@ describe('concurrency: changes to the address space while the GPU works on it', 
       if (!struck) {
         struck = true;
         Atomics.add(mm.pageTable.pins, page, 1);
-        void (m as unknown as { mapCopies(p: number[], w: boolean): Promise<unknown> }).mapCopies([page], true);
+        void m.faults.mapCopies([page], true);
       }
       return done;
     };

@@ -196,7 +196,7 @@ describe('replayable kernels', () => {
     await mm.advise(va, 4 * P, { preferred: 'system' });
     const first = va / P;
     const pages = Array.from({ length: 16 }, (_, i) => first + i);
-    await m.faultInPages(pages, false, { keep: new Set(pages), progress: new Set(pages.slice(0, 4)) });
+    await m.faults.faultInPages(pages, false, { keep: new Set(pages), progress: new Set(pages.slice(0, 4)) });
     const where = [...residency(mm, va, 16)].map(residenceName);
     expect(where).toEqual([...Array(4).fill('copy'), ...Array(12).fill('device')]);
     expect(sys.stats().deviceCopies).toBe(4);
