@@ -18,6 +18,8 @@ export { acquireDevice, describeAdapter, type AcquiredDevice, type DeviceRequest
 export { TraceLog, type TraceEvent, type TraceKind, type TraceKindSummary } from './trace/trace.ts';
 export { DEFAULT_PREFETCH, densityPrefetch, type PrefetchConfig } from './policy/prefetch.ts';
 export { clockEviction } from './policy/eviction.ts';
+/** The guard the mechanism asks policies through: test a policy with exactly the checks it will meet. */
+export { askPrefetch, askEviction, askPlacement, askBatching } from './policy/guard.ts';
 export { advicePlacement } from './policy/placement.ts';
 export { capBatching } from './policy/batching.ts';
 export type {

@@ -213,8 +213,10 @@ function checkConfig(config: SystemConfig): void {
     const pol = cfg.policy;
     if (pol !== undefined) {
       if (pol === null || typeof pol !== 'object') throw bad(`${at}.policy`, pol, 'is not an object { prefetch?, eviction?, placement?, batching? }');
-      const unknown = Object.keys(pol).find((k) => !['prefetch', 'eviction', 'placement', 'batching'].includes(k));
-      if (unknown !== undefined) throw bad(`${at}.policy.${unknown}`, (pol as Record<string, unknown>)[unknown], 'is not a policy kind (prefetch, eviction, placement, batching)');
+      const unknown = Object.keys(pol).find((k) => !['prefetch', 'eviction', 'placement', 'batching', 'name'].includes(k));
+      if (unknown !== undefined) throw bad(`${at}.policy.${unknown}`, (pol as Record<string, unknown>)[unknown], 'is not a policy kind (prefetch, eviction, placement, batching) or a policy set\'s name');
+      const name = (pol as { name?: unknown }).name;
+      if (name !== undefined && typeof name !== 'string') throw bad(`${at}.policy.name`, name, 'is not a string (a policy set\'s name)');
       for (const kind of ['prefetch', 'eviction', 'placement', 'batching'] as const) if (pol[kind] !== undefined) checkPolicy(kind, pol[kind], `createSystem: ${at}.policy`);
     }
     const pf = cfg.prefetch;

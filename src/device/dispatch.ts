@@ -13,7 +13,7 @@ import { checkAddress, checkCount, checkRange } from '../mm/args.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import { densityPrefetch, type PrefetchConfig } from '../policy/prefetch.ts';
 import { askBatching, askPrefetch, checkPolicy } from '../policy/guard.ts';
-import type { Policies } from '../policy/types.ts';
+import type { Policies, PrefetchView } from '../policy/types.ts';
 import type { Cause } from '../trace/provenance.ts';
 import type { ControlBuffers } from './controlBuffers.ts';
 import type { DevicePageTable } from './devicePageTable.ts';
@@ -278,7 +278,14 @@ export class Dispatcher {
     const fault: Cause = { kind: 'gpu-fault', device: this.dev.id, ...at };
     const prefetched: Cause = { kind: 'prefetch', device: this.dev.id, ...at, policy: policies.prefetch.name };
     const opts: FaultInOptions = { hold, ticket: hold.ticket, policies, where, cause: (p) => (isFault.has(p) ? fault : prefetched) };
-    const view = { resident: (p: number) => this.table.lookup(p) !== null, allowed: (p: number) => this.faults.migratable(p, false, opts, 'prefetch') && !this.faults.othersTurn(p, opts) };
+    const view: PrefetchView = {
+      device: this.dev.id,
+      space: this.mm.id,
+      dispatch: at.dispatch,
+      round: at.round,
+      resident: (p: number) => this.table.lookup(p) !== null,
+      allowed: (p: number) => this.faults.migratable(p, false, opts, 'prefetch') && !this.faults.othersTurn(p, opts),
+    };
     let wanted = askPrefetch(policies.prefetch, faulted, view, where);
     if (wanted.length > cap) {
       const isFault = new Set(faulted);

@@ -54,6 +54,8 @@ export class DeviceFaultIn {
   private readonly faultCounts = new Map<number, number>();
   /** Held copies of frames other address spaces also map: written back when the operation ends. */
   private readonly sharedHeld = new Set<number>();
+  /** Why the last makeRoom found no room (for the ENOMEM that follows it). */
+  private shortBecause = '';
 
   constructor(
     private readonly dev: HmmDevice,
@@ -174,7 +176,7 @@ export class DeviceFaultIn {
           if (room === 'waited') round--; // another operation's turn: not a round that failed to settle
           if (room === 'none' && res.moved === 0) {
             const at = movable[short]! * PAGE_SIZE;
-            throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}; everything resident is needed by this access`, at);
+            throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}${this.shortBecause}`, at);
           }
         }
         continue;
@@ -228,10 +230,14 @@ export class DeviceFaultIn {
     const ticket = opts.ticket ?? Infinity;
     // (frames another operation gave back since the caller looked count as room too)
     if (this.dev.memory.freeFrames > 0) return 'freed';
-    const freed = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p), ticket, (opts.policies ?? this.dev.policies).eviction, opts.where);
+    const policy = (opts.policies ?? this.dev.policies).eviction;
+    const { freed, offered } = await this.dev.evict(need, (mm, p) => mm === this.mm && protect.has(p), ticket, policy, opts.where);
     if (freed > 0 || this.dev.memory.freeFrames > 0) return 'freed';
     const older = this.dev.olderEnded(ticket, opts.hold);
-    if (!older) return 'none';
+    if (!older) {
+      this.shortBecause = offered > 0 ? `; eviction policy '${policy.name}' chose none of the ${offered} units it was offered` : '; everything resident is needed by this access';
+      return 'none';
+    }
     if (opts.hold) await opts.hold.yieldTo(older);
     else await older;
     this.dev.checkAlive('fault');
@@ -283,6 +289,7 @@ export class DeviceFaultIn {
       advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
       thrashing: this.mm.thrash.isPinned(p, now),
       faults: this.faultCounts.get(p) ?? 0,
+      prefetch: asking === 'prefetch',
     }, opts.where ?? `${this.dev.name} fault-in`);
     if (asking === 'fault') {
       if (decision === 'pin') this.mm.thrash.pin(p, now);
@@ -380,7 +387,7 @@ export class DeviceFaultIn {
     }
     if (frames.length < pages.length) {
       this.dev.freeFrames(frames);
-      throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}; everything resident is needed by this access`, pages[0]! * PAGE_SIZE);
+      throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}${this.shortBecause}`, pages[0]! * PAGE_SIZE);
     }
     // A main-thread read or write in flight on a page would find it isolated and start over,
     // as often as we tried: let it finish first (it never waits for us).

@@ -46,11 +46,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly rmapCopy: Uint8Array;
   /** Per frame: the launch count (launcher.launches) when it was handed out as a copy: a held copy no launch followed is clean. */
   private readonly copyEpoch: Uint32Array;
-  /** Per frame: the launch count when its page arrived, and the last sweep that found it accessed (eviction candidates). */
+  /** Per frame: the launch count when its page arrived, and at the last sweep that found it accessed (eviction candidates; one clock). */
   private readonly arrivedAt: Uint32Array;
   private readonly lastAccess: Uint32Array;
-  /** Eviction sweeps so far. */
-  private sweeps = 0;
   /** The device's policies (createSystem's `devices[i].policy`, the built-ins by default); a dispatch may override them. */
   policies: Required<Policies>;
   /** Test hook: real failures at named points of migration, copy and launch (faultInjection.ts). Never set in production. */
@@ -181,13 +179,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * in units of `evictionPages`: units a kernel touched since the last sweep (the GPU-set
    * accessed bits) get a second chance, and lose their bits; then the rest go, oldest first.
    * Device-private pages are written back to RAM; copies are dropped (held ones written back).
-   * Returns the frames freed (0 when nothing may go).
+   * Returns the frames freed (0 when nothing may go) and how many units were offered to the
+   * policy (a policy that picks none of several leaves the caller short: its error says so).
    */
-  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity, policy: EvictionPolicy = this.policies.eviction, why = 'a fault-in'): Promise<number> {
+  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity, policy: EvictionPolicy = this.policies.eviction, why = 'a fault-in'): Promise<{ freed: number; offered: number }> {
     const t0 = performance.now();
     const unit = this.evictionPages;
     const n = this.memory.frameCount;
-    this.sweeps++;
     type Unit = { mm: AddressSpace; pages: number[]; frames: number[]; lastFrame: number };
     const units = new Map<string, Unit>();
     for (let i = 0; i < n; i++) {
@@ -206,7 +204,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       u.frames.push(f);
       u.lastFrame = f;
     }
-    if (units.size === 0) return 0;
+    if (units.size === 0) return { freed: 0, offered: 0 };
     // accessed and dirty bits, one readback per address space involved
     const touched = new Set<string>();
     const dirty = new Set<string>();
@@ -230,7 +228,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         for (let j = 0; j < u.pages.length; j++, i++) {
           if (entries[i]! & PTE_ACCESSED) {
             touched.add(k);
-            this.lastAccess[u.frames[j]!] = this.sweeps;
+            this.lastAccess[u.frames[j]!] = this.launcher.launches;
           }
           if (entries[i]! & PTE_DIRTY) dirty.add(k);
         }
@@ -302,7 +300,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     }
     this.stats.add('evictions', pagesOut);
     this.stats.trace.record({ kind: 'evict', ts: t0, dur: performance.now() - t0, pages: pagesOut, bytes: pagesOut * PAGE_SIZE, device: this.id, detail: `${victims.length} units of ${unit} pages` });
-    return freed;
+    return { freed, offered: candidates.length };
   }
 
   /**

@@ -11,6 +11,12 @@
 
 /** What a prefetch policy may look at: the device's view of one address space. */
 export interface PrefetchView {
+  /** The device faulting, and the address space (ids): a stateful policy keeps its streams apart by them. */
+  readonly device: number;
+  readonly space: number;
+  /** The dispatch (its age, the same for all its rounds) and the fault round asking. */
+  readonly dispatch: number;
+  readonly round: number;
   /** Already valid on the device. */
   resident(page: number): boolean;
   /** May be brought in with the faults: mapped, readable, movable, and nobody else's turn. */
@@ -41,7 +47,11 @@ export interface EvictionCandidate {
   readonly dirty: boolean;
   /** When it arrived on the device (the device's launch count then). */
   readonly arrived: number;
-  /** The last sweep that found it accessed (0: never). */
+  /**
+   * When a sweep last found it accessed, on the same clock as `arrived` (the device's launch
+   * count at that sweep; 0: never). The GPU sets accessed bits; the mechanism learns of them
+   * only when it sweeps, so this is the latest launch by which the unit was last touched.
+   */
   readonly lastAccess: number;
   /** Its place on the clock, from the hand: candidates come in this order. */
   readonly clock: number;
@@ -67,8 +77,14 @@ export interface PlacementContext {
   readonly advice: { readonly preferred?: 'system' | number; readonly readMostly?: boolean; readonly accessedBy?: readonly number[] };
   /** The page bounces between RAM and devices (the thrashing detector's verdict). */
   readonly thrashing: boolean;
-  /** Faults this device took on the page so far (this address space). */
+  /** Faults this device took on the page so far (this address space, replayable fault rounds). */
   readonly faults: number;
+  /**
+   * Why it is asked: false for a page the device faulted on; true for a page that would come
+   * along with the faults (a prefetch candidate, or another page of a 2 MiB block). A policy
+   * that copies untouched pages turns prefetch off for them: 'copy' leaves them out.
+   */
+  readonly prefetch: boolean;
 }
 
 /**

@@ -4,7 +4,7 @@
 // byte is lost; what a policy may not do (name pages outside the range, non-candidates) is ignored.
 import { describe, expect, it } from 'vitest';
 import { HmmError, PAGE_SIZE } from '../../src/index.ts';
-import type { EvictionCandidate, EvictionPolicy, PlacementContext, PlacementPolicy, PrefetchPolicy } from '../../src/policy/types.ts';
+import type { EvictionCandidate, EvictionPolicy, PlacementContext, PlacementPolicy, PolicySet, PrefetchPolicy, PrefetchView } from '../../src/policy/types.ts';
 import { failure, makeSystem } from './helpers.ts';
 
 const P = PAGE_SIZE;
@@ -122,5 +122,48 @@ describe('pluggable policies', () => {
     const e = await failure(dev.mirror(mm).dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([mm.mmap(P), 1, 0, 0]), policy: { batching: 42 as never } }));
     expect(e).toBeInstanceOf(HmmError);
     expect(e.message).toContain("dispatch 'bump' policy: batching policy 42");
+  });
+
+  it('a policy set (a module\'s default export) is taken whole by createSystem; its name is only a label', async () => {
+    const seen: PlacementContext[] = [];
+    const set: PolicySet = { name: 'my lab set', placement: { name: 'watch', decide: (c) => (seen.push(c), 'migrate') } };
+    const sys = await makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: set }] });
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const k = await dev.createKernel({ code: BUMP, label: 'bump' });
+    const va = mm.mmap(4 * P);
+    await dev.mirror(mm).dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([va, 1, 0, 0]) });
+    // placement is asked about the faulting page, and about the pages the prefetcher proposes, and says which
+    expect(seen.some((c) => !c.prefetch && c.page === va / P)).toBe(true);
+    expect(seen.some((c) => c.prefetch && c.page !== va / P)).toBe(true);
+    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { name: 7 } as never }] })).rejects.toThrow(/devices\[0\]\.policy\.name 7 is not a string/);
+  });
+
+  it('a prefetch policy is told which device, address space, dispatch and round ask (to keep streams apart)', async () => {
+    const asked: PrefetchView[] = [];
+    const watch: PrefetchPolicy = { name: 'watch', select: (_f, view) => (asked.push(view), []) };
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const k = await dev.createKernel({ code: BUMP, label: 'bump' });
+    const va = mm.mmap(2 * P);
+    await dev.mirror(mm).dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([va, 2, 0, 0]), policy: { prefetch: watch } });
+    expect(asked.map((v) => [v.device, v.space, v.round])).toEqual([[dev.id, mm.id, 1]]);
+    expect(asked[0]!.dispatch).toBeGreaterThan(0);
+  });
+
+  it('an eviction policy that picks none of the units offered leaves the fault short: ENOMEM names the policy; nothing is lost', async () => {
+    const none: EvictionPolicy = { name: 'keep everything', victims: () => [] };
+    const sys = await makeSystem({ devices: [{ memoryBytes: 8 * P, evictionBytes: 4096 }] });
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const k = await dev.createKernel({ code: BUMP, label: 'bump' });
+    const va = mm.mmap(12 * P);
+    await m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va, 8, 0, 0]) }); // the device is full
+    const e = await failure(m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va + 8 * P, 4, 0, 0]), policy: { eviction: none } }));
+    expect(e.code).toBe('ENOMEM');
+    expect(e.message).toContain("eviction policy 'keep everything' chose none of the 8 units it was offered");
+    expect(await words(mm.read(va, 12 * P), 12)).toEqual([...new Array(8).fill(1), 0, 0, 0, 0]);
   });
 });

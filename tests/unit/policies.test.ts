@@ -9,9 +9,12 @@ import { advicePlacement } from '../../src/policy/placement.ts';
 import { DEFAULT_PREFETCH, densityPrefetch, prefetchPages } from '../../src/policy/prefetch.ts';
 import type { EvictionCandidate, PlacementContext, PrefetchView } from '../../src/policy/types.ts';
 
+/** Which fault round asks (a prefetch view's ids). */
+const AT = { device: 0, space: 1, dispatch: 1, round: 1 };
+
 const unit = (page: number, accessed: boolean, pages = 16): EvictionCandidate => ({ page, pages, owner: 1, accessed, dirty: false, arrived: 0, lastAccess: 0, clock: page });
-const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({ page: 5, device: 0, write: false, advice: {}, thrashing: false, faults: 1, ...over });
-const everything: PrefetchView = { resident: () => false, allowed: () => true };
+const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({ page: 5, device: 0, write: false, advice: {}, thrashing: false, faults: 1, prefetch: false, ...over });
+const everything: PrefetchView = { ...AT, resident: () => false, allowed: () => true };
 
 function throwsHmm(f: () => unknown, ...parts: string[]): HmmError {
   let err: unknown;
@@ -61,7 +64,7 @@ describe('built-in policies', () => {
   });
 
   it('density prefetch is the density rule, under a name that says its settings', () => {
-    const view: PrefetchView = { resident: (p) => p >= 8 && p < 12, allowed: (p) => p < 512 };
+    const view: PrefetchView = { ...AT, resident: (p) => p >= 8 && p < 12, allowed: (p) => p < 512 };
     expect(densityPrefetch().select([3], view)).toEqual(prefetchPages([3], view, DEFAULT_PREFETCH));
     expect(densityPrefetch().name).toBe('density 51% / 64 KiB');
     expect(densityPrefetch({ ...DEFAULT_PREFETCH, enabled: false }).select([3], view)).toEqual([3]);
@@ -70,7 +73,7 @@ describe('built-in policies', () => {
 
 describe('the policy guard', () => {
   it('prefetch: keeps the faults, adds what may be populated and is not resident, drops the rest; sorted, once each', () => {
-    const view: PrefetchView = { resident: (p) => p === 4, allowed: (p) => p !== 6 };
+    const view: PrefetchView = { ...AT, resident: (p) => p === 4, allowed: (p) => p !== 6 };
     const p = { name: 'mine', select: () => [9, 4, 6, 5, 5, 2] };
     expect(askPrefetch(p, [3, 2], view, 'dispatch k round 1')).toEqual([2, 3, 5, 9]);
   });

@@ -2,7 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_PREFETCH, prefetchPages, type PrefetchView } from '../../src/policy/prefetch.ts';
 
+/** Which fault round asks (a prefetch view's ids). */
+const AT = { device: 0, space: 1, dispatch: 1, round: 1 };
+
 const view = (resident: Set<number> = new Set(), allowed: (p: number) => boolean = () => true): PrefetchView => ({
+  ...AT,
   resident: (p) => resident.has(p),
   allowed,
 });
