@@ -1,4 +1,4 @@
-// webgpu-hmm public API: everything a user imports comes from here (DESIGN §3), as the package's
+// webgpu-hmm public API: everything a user imports comes from here (docs/contract.md), as the package's
 // `webgpu-hmm`; a worker imports `webgpu-hmm/thread` (src/thread.ts). Types that public calls
 // take or return are exported too; internals carry the TSDoc tag `internal` and are left out of
 // the .d.ts (stripInternal).

@@ -1,7 +1,7 @@
 // Headless Chromium with software WebGPU, as the bench's --browser mode and the e2e tests use
 // it: start Vite (the dev server, or `vite build` then `vite preview`), cross-origin isolated,
 // and launch Debian's /usr/bin/chromium (or CHROMIUM=path) through playwright-core with the
-// flags of DESIGN §6. Node only; the bench runner never imports it.
+// CHROMIUM_ARGS below (software WebGPU through SwiftShader). Node only; the bench runner never imports it.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';

@@ -1,4 +1,4 @@
-// Kernel isolation (DESIGN §4 "Isolation", docs/threat-model.md): the check that keeps a user
+// Kernel isolation (docs/contract.md "Kernels", docs/threat-model.md): the check that keeps a user
 // kernel to the prelude's public surface. User WGSL is compiled into one module with the
 // prelude (shaders/hmm.wgsl), so without this check a kernel could name the device memory
 // buffers, the page tables or the frame-taking helpers and read or map any address space's

@@ -1,4 +1,4 @@
-// Consumer tests: the package as its users get it (DESIGN §7). `npm pack` (prepack builds dist/),
+// Consumer tests: the package as its users get it (docs/contract.md; issue 13). `npm pack` (prepack builds dist/),
 // then in a fresh temporary folder with its own package.json (fixture/), `npm install` of the
 // tarball, and:
 //   (a) plain `node` (no tsx, no loader): a validated and a replayable kernel, a CPU thread in a

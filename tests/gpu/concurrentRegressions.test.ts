@@ -1,7 +1,7 @@
 // Bugs the concurrent fuzzer (tests/fuzz/concurrent.test.ts) found, each as the smallest
 // batch that shows it, made deterministic: the calls start in one synchronous turn, in the
 // order that loses, with no timing in between. Each test says what was observed and what the
-// contract (DESIGN §5 invariant 7: as in some sequential order, per page) allows instead.
+// contract (invariant 7, docs/contract.md: as in some sequential order, per page) allows instead.
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE } from '../../src/index.ts';
 import { ADD_KERNEL, COPY_KERNEL } from '../fuzz/harness.ts';
@@ -71,7 +71,7 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
   // space: a page-table directory, leaf table and control buffer for each of mm1..mm7, all
   // destroyed by then. Cause: HmmDevice.mirror() keeps every Mirror in its map for the life of
   // the device; AddressSpace.destroy() fires a 'release' invalidation, which Mirror.invalidate
-  // only turns into dropMappings, and nothing calls Mirror.close() (DESIGN §5 invariant 9:
+  // only turns into dropMappings, and nothing calls Mirror.close() (invariant 9, docs/contract.md:
   // destroying an address space gives back every GPU buffer it held).
   it("destroying an address space destroys its mirrors' GPU buffers", async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P }] });

@@ -1,4 +1,4 @@
-// DESIGN §5 invariants 1–5, each checked on a real adapter.
+// Invariants 1–5 (docs/contract.md), each checked on a real adapter.
 import { describe, expect, it } from 'vitest';
 import { HmmError, PAGE_SIZE, PROT } from '../../src/index.ts';
 import { pageOf } from '../../src/constants.ts';

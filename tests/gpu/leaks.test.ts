@@ -1,4 +1,4 @@
-// Nothing leaks (DESIGN §5 invariant 9): destroying an address space gives back its mirrors'
+// Nothing leaks (invariant 9, docs/contract.md): destroying an address space gives back its mirrors'
 // GPU buffers (after the operations still in flight on them), the system forgets it, and a
 // migration whose download fails for a page unmapped meanwhile gives its device frame back.
 import { describe, expect, it } from 'vitest';
