@@ -12,6 +12,10 @@ export type HmmErrorCode =
   | 'EPOISON' // data that lived only on a lost device
   | 'ESEGV'; // a kernel touched an address outside every mapping
 
+/**
+ * The one error type the library throws: `code` is the errno-style name ({@link HmmErrorCode}),
+ * the message says what was wrong and where. It crosses to and from CPU threads with its code.
+ */
 export class HmmError extends Error {
   override readonly name = 'HmmError';
   constructor(
@@ -25,5 +29,6 @@ export class HmmError extends Error {
   }
 }
 
+/** Is `e` an HmmError (with this `code`, when given)? */
 export const isHmmError = (e: unknown, code?: HmmErrorCode): e is HmmError =>
   e instanceof HmmError && (code === undefined || e.code === code);

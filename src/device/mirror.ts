@@ -25,7 +25,6 @@ import type { HmmKernel } from './kernel.ts';
 export type { DispatchOptions, DispatchRange, DispatchResult } from './dispatch.ts';
 
 /** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
-/** Snapshot byte values: the kernel's HMM_DMIRROR_PROT_*. */
 export const PROT = {
   ERROR: 0xff,
   NONE: 0x00,
@@ -40,14 +39,32 @@ export const PROT = {
 
 const EXPLICIT_MIGRATE: Cause = { kind: 'call', call: 'm.migrateToDevice() (HMM_DMIRROR_MIGRATE_TO_DEV)' };
 
+/**
+ * One device's view of one address space (the kernel's dmirror test driver): the dmirror calls
+ * (read, write, migrate, exclusive access, prefetch, snapshot) and kernel dispatch. Made by
+ * `dev.mirror(mm)`; it closes when its address space is destroyed.
+ */
 export class Mirror {
+  /**
+   * This device's page table for the address space.
+   * @internal
+   */
   readonly table: DevicePageTable;
   private readonly sub: NotifierSubscription;
-  /** Control buffers (status, fault queue, pending and done bitmaps): one per launch or replayable dispatch. */
+  /**
+   * Control buffers (status, fault queue, pending and done bitmaps): one per launch or replayable dispatch.
+   * @internal
+   */
   readonly controls: ControlBuffers;
-  /** Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them. */
+  /**
+   * Pages this device holds for atomics (make_device_exclusive) until a CPU touch revokes them.
+   * @internal
+   */
   readonly exclusive = new Set<number>();
-  /** Device fault-in for this address space (faultIn.ts). */
+  /**
+   * Device fault-in for this address space (faultIn.ts).
+   * @internal
+   */
   readonly faults: DeviceFaultIn;
   private readonly dispatcher: Dispatcher;
   /** What a launch on this mirror binds (hmmDevice.ts launch). */
@@ -57,8 +74,14 @@ export class Mirror {
   private active = 0;
   private closing = false;
 
+  /**
+   * Mirrors are made by `dev.mirror(mm)`.
+   * @internal
+   */
   constructor(
+    /** The device. */
     readonly dev: HmmDevice,
+    /** The address space. */
     readonly mm: AddressSpace,
   ) {
     const leafCapacity = Math.min(2048, Math.max(16, dev.memory.frameCount));
@@ -75,14 +98,25 @@ export class Mirror {
     this.faults.dropMappings(r.start, r.end);
   }
 
-  /** Unmap [start, end) runs from this device (copies of RAM pages are freed, private pages stay). */
+  /**
+   * Unmap [start, end) runs from this device (copies of RAM pages are freed, private pages stay).
+   * @internal
+   */
   dropRuns(ranges: readonly (readonly [number, number])[]): void {
     this.faults.dropRuns(ranges);
   }
 
   // ------------------------------------------------------------------ dmirror API
 
-  /** HMM_DMIRROR_READ: the device reads npages through its page table. */
+  /**
+   * HMM_DMIRROR_READ: the device reads npages through its page table; `faults` counts the fault rounds.
+   * @throws {@link HmmError} EINVAL: a bad argument (named), or the address space was destroyed.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} EFAULT: a page is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} ENOMEM: device memory (or system RAM) is exhausted.
+   * @throws {@link HmmError} EBUSY: still faulting after the round limit.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   async read(va: number, npages: number): Promise<{ data: Uint8Array; cpages: number; faults: number }> {
     return this.op(async () => {
       this.alive('mirror.read');
@@ -101,7 +135,16 @@ export class Mirror {
     });
   }
 
-  /** HMM_DMIRROR_WRITE: the device writes data (a multiple of 4 bytes) through its page table. */
+  /**
+   * HMM_DMIRROR_WRITE: the device writes data (a multiple of 4 bytes) through its page table.
+   * @throws {@link HmmError} EINVAL: an unaligned address, data that is not a Uint8Array of a non-zero multiple of 4 bytes, or the address space was destroyed.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} EFAULT: a page is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: a page is mapped read-only.
+   * @throws {@link HmmError} ENOMEM: device memory (or system RAM) is exhausted.
+   * @throws {@link HmmError} EBUSY: still faulting after the round limit.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   async write(va: number, data: Uint8Array): Promise<{ cpages: number; faults: number }> {
     return this.op(() => this.faults.thenWriteBackShared(() => this.writeOnce(va, data)));
   }
@@ -148,6 +191,9 @@ export class Mirror {
   /**
    * HMM_DMIRROR_MIGRATE_TO_DEV. EINVAL if a page is unmapped or unreadable (nothing moves);
    * ENOENT if any page is not on this device afterwards (shared, pinned, another device's).
+   * @throws {@link HmmError} EINVAL: a bad address or npages, a page not mapped or mapped with prot 'none' (nothing moves), or the address space was destroyed.
+   * @throws {@link HmmError} ENOENT: some page is not on this device afterwards; the message names the first and why.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
    */
   async migrateToDevice(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
     return this.op(async () => {
@@ -197,7 +243,13 @@ export class Mirror {
     });
   }
 
-  /** HMM_DMIRROR_MIGRATE_TO_SYS: this device's private pages in the range go back to RAM. */
+  /**
+   * HMM_DMIRROR_MIGRATE_TO_SYS: this device's private pages in the range go back to RAM.
+   * @throws {@link HmmError} EINVAL: a bad address or npages, a page not mapped, or the address space was destroyed.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted.
+   * @throws {@link HmmError} EBUSY: a readback (mapAsync) was refused on a live device; retry.
+   */
   async migrateToSystem(va: number, npages: number): Promise<{ cpages: number; pages: string[] }> {
     return this.op(async () => {
       const { start, npages: n } = checkPages('mirror.migrateToSystem', va, npages);
@@ -217,6 +269,13 @@ export class Mirror {
    * access. They stay in system RAM but the CPU loses access: its next touch (read or write)
    * makes the device write them back and let go, and only then completes. Needs a writable,
    * private mapping, as the kernel's does.
+   * @throws {@link HmmError} EINVAL: a bad address or npages, a shared mapping, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: a page is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: a page is mapped read-only.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} ENOMEM: system RAM or device memory is exhausted.
+   * @throws {@link HmmError} EBUSY: the pages kept migrating.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
    */
   async makeExclusive(va: number, npages: number): Promise<{ cpages: number }> {
     return this.op(async () => {
@@ -270,7 +329,11 @@ export class Mirror {
     });
   }
 
-  /** HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM if the device still holds any page exclusively. */
+  /**
+   * HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM if the device still holds any page exclusively (fine on a lost device).
+   * @throws {@link HmmError} EINVAL: a bad address or npages, or the address space was destroyed.
+   * @throws {@link HmmError} EPERM: the device still holds a page of the range exclusively.
+   */
   async checkExclusive(va: number, npages: number): Promise<void> {
     this.mm.checkAlive(`${this.dev.name}: checkExclusive`); // host-side state: fine on a lost device
     const { start, npages: n } = checkPages('mirror.checkExclusive', va, npages);
@@ -284,6 +347,12 @@ export class Mirror {
   /**
    * Explicit prefetch (as cudaMemPrefetchAsync): bring [va, va+bytes) to this device, or back
    * to system RAM. Rounded out to whole pages; a hole or prot 'none' in the range is EFAULT.
+   * @throws {@link HmmError} EINVAL: a bad address, byte count or location, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: a page is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} ENOMEM: device memory or system RAM is exhausted.
+   * @throws {@link HmmError} EBUSY: the pages kept changing under the fault-in.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
    */
   async prefetch(va: number, bytes: number, location: 'device' | 'system'): Promise<{ pages: number }> {
     return this.op(async () => {
@@ -313,7 +382,10 @@ export class Mirror {
     });
   }
 
-  /** HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values. */
+  /**
+   * HMM_DMIRROR_SNAPSHOT: one byte per page, the kernel's HMM_DMIRROR_PROT_* values ({@link PROT}); fine on a lost device.
+   * @throws {@link HmmError} EINVAL: a bad address or npages, or the address space was destroyed.
+   */
   async snapshot(va: number, npages: number): Promise<Uint8Array> {
     this.mm.checkAlive(`${this.dev.name}: snapshot`); // host-side state: fine on a lost device
     const { start, npages: n } = checkPages('mirror.snapshot', va, npages);
@@ -347,7 +419,19 @@ export class Mirror {
 
   // ------------------------------------------------------------------ kernels
 
-  /** Run a kernel (dispatch.ts): validated or replayable. */
+  /**
+   * Run a kernel from `dev.createKernel`: 'validated' (the declared `ranges` are faulted in and
+   * mapped first; a miss is an error) or 'replayable' (faults are serviced in rounds and the
+   * unfinished invocations relaunched).
+   * @throws {@link HmmError} EINVAL: a bad kernel, option, range, uniforms or workgroups, a kernel of another device, a policy that threw or answered nonsense, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: a declared range is not mapped (or prot 'none'), or (validated) the kernel touched an address outside its declared ranges.
+   * @throws {@link HmmError} EPERM: the kernel wrote (or a range declared 'rw') read-only memory.
+   * @throws {@link HmmError} ESEGV: the kernel touched an address outside every mapping.
+   * @throws {@link HmmError} ENOMEM: declared ranges larger than device memory, or device memory or system RAM exhausted.
+   * @throws {@link HmmError} EBUSY: (replayable) still faulting after `maxRounds`, or the same pages kept faulting; ranges kept being invalidated.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
     return this.op(() => this.faults.thenWriteBackShared(() => this.dispatcher.dispatch(kernel, opts)));
   }
@@ -388,7 +472,10 @@ export class Mirror {
     }
   }
 
-  /** Give back the page table's and control buffers' GPU memory (when the last operation ends). */
+  /**
+   * Give back the page table's and control buffers' GPU memory (when the last operation ends).
+   * @internal
+   */
   close(): void {
     if (this.closed) return;
     this.sub.remove(); // no more invalidations: the address space is gone, or the device

@@ -41,6 +41,7 @@ let nodeGpu: Promise<{ gpu: GPU; adapter: GPUAdapter }> | undefined;
 const isNode = (): boolean =>
   typeof process !== 'undefined' && typeof process.versions === 'object' && !!process.versions.node;
 
+/** An adapter in a few words: vendor, architecture, device, description (what `dev.adapterName` says). */
 export function describeAdapter(adapter: GPUAdapter): string {
   const i = adapter.info;
   const parts = [i.vendor, i.architecture, i.device, i.description].filter((s) => s && s.length > 0);
@@ -105,7 +106,12 @@ async function getAdapter(): Promise<{ adapter: GPUAdapter; runtime: 'node' | 'b
   }
 }
 
-/** A GPUDevice whose limits fit the request, raised above the defaults only where needed. */
+/**
+ * A GPUDevice whose limits fit the request, raised above the defaults only where needed. In
+ * Node it loads Dawn (the `webgpu` package) and falls back to SwiftShader when there is no GPU.
+ * @throws {@link HmmError} EDEVLOST: no WebGPU adapter (in Node: `webgpu` is not installed or failed to load, or no GPU or software Vulkan driver was found).
+ * @throws {@link HmmError} EINVAL: the request exceeds the adapter's storage binding or storage buffer limits.
+ */
 export async function acquireDevice(req: DeviceRequest): Promise<AcquiredDevice> {
   const { adapter, runtime } = await getAdapter();
   const lim = adapter.limits;

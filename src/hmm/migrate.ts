@@ -41,24 +41,50 @@ export interface MigrateResult {
 export interface MigrationDevice {
   readonly id: number;
   readonly name: string;
+  /** @internal */
   readonly stats: Stats;
+  /** @internal */
   allocFrames(n: number): number[];
-  /** A 2 MiB run of frames (first frame), or null. */
+  /**
+   * A 2 MiB run of frames (first frame), or null.
+   * @internal
+   */
   allocHuge(): number | null;
+  /** @internal */
   freeFrames(frames: readonly number[]): void;
+  /** @internal */
   upload(frames: readonly number[], sources: readonly Uint8Array[]): void;
+  /** @internal */
   download(frames: readonly number[]): Promise<Uint8Array>;
-  /** Resolves once all submitted GPU work finished; rejects if the device failed. */
+  /**
+   * Resolves once all submitted GPU work finished; rejects if the device failed.
+   * @internal
+   */
   settle(): Promise<void>;
-  /** A committed page: record ownership and map it in this device's table for mm. */
+  /**
+   * A committed page: record ownership and map it in this device's table for mm.
+   * @internal
+   */
   adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[], huge?: boolean): void;
-  /** The page left the device: forget ownership (its frame is freed by the caller). */
+  /**
+   * The page left the device: forget ownership (its frame is freed by the caller).
+   * @internal
+   */
   disown(frames: readonly number[]): void;
-  /** Drop this device's own mappings and copies of pages it is migrating, given as sorted [start, end) runs (the notifier skips its own migrations). */
+  /**
+   * Drop this device's own mappings and copies of pages it is migrating, given as sorted [start, end) runs (the notifier skips its own migrations).
+   * @internal
+   */
   unmapOwn(mm: AddressSpace, runs: readonly [number, number][]): void;
-  /** Test hook: a real failure may be caused here (src/device/faultInjection.ts). */
+  /**
+   * Test hook: a real failure may be caused here (src/device/faultInjection.ts).
+   * @internal
+   */
   inject?(point: FaultPoint, ctx: Partial<FaultContext>): void;
-  /** Frames in use (device-private pages and copies), for the trace's counter track. */
+  /**
+   * Frames in use (device-private pages and copies), for the trace's counter track.
+   * @internal
+   */
   residentPages(): number;
 }
 

@@ -28,12 +28,15 @@ export interface RangeFaultRequest {
   write: boolean;
   /** dev_private_owner: this device's private pages are reported, not faulted. */
   owner: number | null;
+  /** A subscription covering the range (`mm.notifier.insert(start, end, callback)`). */
   notifier: NotifierSubscription;
+  /** `notifier.readBegin()`, taken before the call: an invalidation since then is EBUSY. */
   seq: number;
   /**
    * Pages to leave alone rather than fault (another device holds them for its relaunch): they
    * are reported as they are, without PFN_VALID if they are not valid for `owner`, and the
    * caller comes back for them later.
+   * @internal
    */
   leave?: (page: number) => boolean;
   /** Why the device is faulting (provenance of the pages the fault brings home from elsewhere). */
@@ -92,6 +95,16 @@ export function pageFlags(mm: AddressSpace, p: number, owner: number | null): nu
 
 const MAX_WALKS = 64;
 
+/**
+ * hmm_range_fault: the PFN_* flags (and the entry and map order) of pages [start, end) of `mm`
+ * for device `owner`; with `fault`, first make every page valid (writable with `write`) or fail.
+ * Start again from `notifier.readBegin()` on EBUSY.
+ * @throws {@link HmmError} EFAULT: (fault) a page is not mapped, or mapped with prot 'none'.
+ * @throws {@link HmmError} EPERM: (fault, write) a page is mapped read-only.
+ * @throws {@link HmmError} EBUSY: the range was invalidated since `seq`, or kept changing under the walk.
+ * @throws {@link HmmError} ENOMEM: (fault) system RAM is exhausted.
+ * @throws {@link HmmError} EPOISON: (fault) a page's only current data was on a lost device.
+ */
 export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Promise<RangeFaultResult> {
   const n = req.end - req.start;
   const flags = new Uint8Array(n);

@@ -17,9 +17,11 @@ export interface InvalidateRange {
   owner: unknown;
 }
 
+/** A subscription from `mm.notifier.insert(start, end, callback)` (an mmu_interval_notifier). */
 export interface NotifierSubscription {
   readonly start: number;
   readonly end: number;
+  /** mmu_interval_read_begin: the sequence now (rangeFault's `seq`). */
   readBegin(): number;
   /**
    * Was the subscription invalidated since `readBegin` returned `seq`? With `range` ([start,
@@ -27,6 +29,7 @@ export interface NotifierSubscription {
    * whole address space, and work elsewhere in it must not make every fault-in start over.
    */
   readRetry(seq: number, range?: readonly [number, number]): boolean;
+  /** Unsubscribe. */
   remove(): void;
 }
 
@@ -68,23 +71,33 @@ class Subscription implements NotifierSubscription {
   }
 }
 
+/** An address space's interval notifier (`mm.notifier`): subscribe with `insert`. */
 export class IntervalNotifier {
   private subs: Subscription[] = [];
   /** Global sequence: even when idle, odd during an invalidation (as the kernel's). */
   private seq = 2;
+  /** Invalidations so far (one per range). */
   invalidations = 0;
 
+  /**
+   * Subscribe to invalidations of pages [start, end): `invalidate` runs synchronously before the
+   * CPU side of an overlapping range changes. `remove()` the subscription when done.
+   */
   insert(start: number, end: number, invalidate: Callback, self: unknown = undefined): NotifierSubscription {
     const s = new Subscription(this, start, end, invalidate, self);
     this.subs.push(s);
     return s;
   }
 
+  /** @internal */
   remove(sub: Subscription): void {
     this.subs = this.subs.filter((s) => s !== sub);
   }
 
-  /** Call every overlapping subscriber; returns after all of them stopped using the range. */
+  /**
+   * Call every overlapping subscriber; returns after all of them stopped using the range.
+   * @internal
+   */
   invalidate(range: InvalidateRange): void {
     if (range.end <= range.start) return;
     this.seq |= 1;
@@ -107,6 +120,7 @@ export class IntervalNotifier {
    * invalidate() for several ranges of one event (a migration batch of scattered pages): every
    * subscriber still gets one callback per range it overlaps, but the batch takes one sequence
    * bump and one pass over the subscribers instead of one per range. Counted per range.
+   * @internal
    */
   invalidateMany(ranges: readonly (readonly [number, number])[], event: NotifierEvent, owner: unknown): void {
     const live = ranges.filter(([start, end]) => end > start);

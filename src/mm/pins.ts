@@ -8,11 +8,16 @@
 // it for that address, while the frame stays alive for the holder until unpin() (the pinner
 // still has the memory, as a GUP reference keeps a page).
 
+/** A pin from `mm.pin(va, length)` (pin_user_pages): the pages stay put until `unpin()`. */
 export class PinHandle {
   private released = false;
 
   private pageList: number[];
 
+  /**
+   * Pins are taken with `mm.pin`.
+   * @internal
+   */
   constructor(
     private readonly owner: PagePins,
     pages: readonly number[],
@@ -27,7 +32,10 @@ export class PinHandle {
     return this.pageList;
   }
 
-  /** (PagePins.move) page `from` now lives at `to`. */
+  /**
+   * (PagePins.move) page `from` now lives at `to`.
+   * @internal
+   */
   moved(from: number, to: number): void {
     const i = this.pageList.indexOf(from);
     if (i >= 0) this.pageList[i] = to;
@@ -40,6 +48,7 @@ export class PinHandle {
     this.owner.release(this);
   }
 
+  /** Whether unpin() ran. */
   get isReleased(): boolean {
     return this.released;
   }

@@ -33,6 +33,7 @@ function nonsense(kind: string, policy: { name?: unknown }, where: string, got: 
 /**
  * The pages to fault in with `faults`: the faults, plus what the policy selects that
  * `view.allowed` admits and that is not resident. Sorted, without duplicates.
+ * @throws {@link HmmError} EINVAL: the policy threw, or answered something that is not an array of page numbers; the message names the policy and `where`.
  */
 export function askPrefetch(policy: PrefetchPolicy, faults: readonly number[], view: PrefetchView, where: string): number[] {
   const got = call('prefetch', policy, where, () => policy.select(faults, view));
@@ -46,7 +47,10 @@ export function askPrefetch(policy: PrefetchPolicy, faults: readonly number[], v
   return [...out].sort((a, b) => a - b);
 }
 
-/** The victims among `candidates` (anything the policy names that is not one is ignored), in its order. */
+/**
+ * The victims among `candidates` (anything the policy names that is not one is ignored), in its order.
+ * @throws {@link HmmError} EINVAL: the policy threw, or answered something that is not an array; the message names the policy and `where`.
+ */
 export function askEviction(policy: EvictionPolicy, need: number, candidates: readonly EvictionCandidate[], where: string): EvictionCandidate[] {
   const got = call('eviction', policy, where, () => policy.victims(need, candidates));
   if (!Array.isArray(got)) throw nonsense('eviction', policy, where, got, 'an array of candidates');
@@ -56,13 +60,20 @@ export function askEviction(policy: EvictionPolicy, need: number, candidates: re
   return out;
 }
 
+/**
+ * The policy's placement for a faulted page: 'migrate', 'copy' or 'pin'.
+ * @throws {@link HmmError} EINVAL: the policy threw, or answered something that is not one of those; the message names the policy and `where`.
+ */
 export function askPlacement(policy: PlacementPolicy, ctx: PlacementContext, where: string): Placement {
   const got = call('placement', policy, where, () => policy.decide(ctx));
   if (got !== 'migrate' && got !== 'copy' && got !== 'pin') throw nonsense('placement', policy, where, got, "'migrate', 'copy' or 'pin'");
   return got;
 }
 
-/** The plan, with `take` kept within [1, faulted]. */
+/**
+ * The plan, with `take` kept within [1, faulted].
+ * @throws {@link HmmError} EINVAL: the policy threw, or answered something that is not a plan with `take` of at least 1 and `napMs` in [0, 1000]; the message names the policy and `where`.
+ */
 export function askBatching(policy: BatchingPolicy, ctx: BatchContext, where: string): BatchPlan {
   const got = call('batching', policy, where, () => policy.plan(ctx)) as unknown;
   const plan = got as Partial<BatchPlan> | null;

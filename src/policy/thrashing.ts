@@ -28,12 +28,17 @@ interface PageHistory {
   bounces: number;
 }
 
+/** Per address space (`mm.thrash`): notices pages that bounce and pins them in RAM for a while. */
 export class ThrashDetector {
+  /** The settings (createSystem's `thrashing`); replace it to change them for this address space. */
   config: ThrashConfig = { ...DEFAULT_THRASH };
   private readonly history = new Map<number, PageHistory>();
   private readonly pinnedUntil = new Map<number, number>();
 
-  /** A page migrated; true when this migration made it thrashing (it is now pinned). */
+  /**
+   * A page migrated; true when this migration made it thrashing (it is now pinned).
+   * @internal
+   */
   record(page: number, dir: Direction, now: number): boolean {
     if (!this.config.enabled) return false;
     const h = this.history.get(page);
@@ -53,11 +58,18 @@ export class ThrashDetector {
     return false;
   }
 
-  /** Pin a page in system RAM for `pinMs` from now (a placement policy said 'pin'). */
+  /**
+   * Pin a page in system RAM for `pinMs` from now (a placement policy said 'pin').
+   * @internal
+   */
   pin(page: number, now: number): void {
     this.pinnedUntil.set(page, now + this.config.pinMs);
   }
 
+  /**
+   * Is the page pinned in RAM at time `now` (performance.now())?
+   * @internal
+   */
   isPinned(page: number, now: number): boolean {
     const until = this.pinnedUntil.get(page);
     if (until === undefined) return false;
@@ -66,7 +78,10 @@ export class ThrashDetector {
     return false;
   }
 
-  /** Forget a range (munmap). */
+  /**
+   * Forget a range (munmap).
+   * @internal
+   */
   forget(start: number, end: number): void {
     for (const m of [this.history, this.pinnedUntil]) for (const p of [...m.keys()]) if (p >= start && p < end) m.delete(p);
   }

@@ -10,6 +10,7 @@ import { HmmError } from '../errors.ts';
 import { Kind, pte } from '../mm/cpuPageTable.ts';
 import type { AddressSpace } from '../mm/addressSpace.ts';
 
+/** Residence states: the low nibble of a {@link residency} byte. */
 export const Residence = {
   /** No mapping covers the page. */
   UNMAPPED: 0,
@@ -32,13 +33,19 @@ export const Residence = {
 } as const;
 export type ResidenceName = Lowercase<keyof typeof Residence>;
 
+/** A residency byte's state ({@link Residence}). */
 export const residenceState = (code: number): number => code & 0xf;
+/** A residency byte's device (for DEVICE and EXCLUSIVE). */
 export const residenceDevice = (code: number): number => code >>> 4;
 
 const NAMES = Object.fromEntries(Object.entries(Residence).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, ResidenceName>;
+/** A residency byte's state name: 'ram', 'device', 'copy', ... */
 export const residenceName = (code: number): ResidenceName => NAMES[residenceState(code)]!;
 
-/** One residence byte per page of [va, va + npages * 4096). */
+/**
+ * One residence byte per page of [va, va + npages * 4096), across every device at once.
+ * @throws {@link HmmError} EINVAL: `va` is not page-aligned, or `npages` is not a count.
+ */
 export function residency(mm: AddressSpace, va: number, npages: number): Uint8Array {
   if (!Number.isSafeInteger(va) || va < 0 || va % PAGE_SIZE !== 0) {
     throw new HmmError('EINVAL', `residency: address ${va} is not a page-aligned address`, va);

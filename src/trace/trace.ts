@@ -57,17 +57,26 @@ function hex(va: number): string {
   return `0x${va.toString(16).padStart(8, '0')}`;
 }
 
+/**
+ * A bounded, timestamped log of what the system did (faults, migrations, evictions, kernels,
+ * copies): `sys.trace()`. Exports Chrome trace-event JSON that opens in Perfetto.
+ */
 export class TraceLog {
   /** When false, record and span do nothing (span still runs its function). */
   enabled = true;
   /** Events overwritten because the buffer was full, since construction or the last clear. */
   dropped = 0;
 
+  /** The most events it holds; older ones are overwritten (counted in `dropped`). */
   readonly capacity: number;
   private readonly ring: (TraceEvent | undefined)[];
   private head = 0; // index of the oldest event
   private size = 0;
 
+  /**
+   * An empty log of `capacity` events.
+   * @throws {RangeError} `capacity` is not a positive integer.
+   */
   constructor(capacity = 100_000) {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError(`TraceLog capacity must be a positive integer, got ${capacity}`);
@@ -78,7 +87,10 @@ export class TraceLog {
 
   private flows = 0;
 
-  /** A new flow id, for a fault round whose moves will point back at it. */
+  /**
+   * A new flow id, for a fault round whose moves will point back at it.
+   * @internal
+   */
   newFlow(): number {
     return ++this.flows;
   }
@@ -131,6 +143,7 @@ export class TraceLog {
     return out.sort((a, b) => a.ts - b.ts); // stable
   }
 
+  /** Forget every event (and the `dropped` count). */
   clear(): void {
     this.ring.fill(undefined);
     this.head = 0;

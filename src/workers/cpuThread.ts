@@ -32,6 +32,13 @@ export interface ThreadHandle {
 /** Slow-path trips one access may take before EBUSY (each one may be raced by the GPU again). */
 const MAX_TRIPS = 64;
 
+/**
+ * Synchronous loads and stores at virtual addresses, in a worker (a Web Worker or a Node
+ * worker_thread), through the shared CPU page table. A touch the thread cannot make by itself
+ * (a device-private or held page, an untouched page, a copy-on-write break) blocks on the fault
+ * mailbox until the main thread has served it. Errors are those of `mm.read` / `mm.write`.
+ * Never on the main thread: it must not block.
+ */
 export class CpuThread {
   private readonly ram: Uint8Array;
   private readonly ramWords: Uint32Array;
@@ -43,8 +50,13 @@ export class CpuThread {
   private frames: number[] = [];
   /** Accesses served, and how many needed the main thread. */
   accesses = 0;
+  /** Accesses that went to the main thread (the slow path). */
   slowPaths = 0;
 
+  /**
+   * Attach to the address space `handle` (from `threadHandle(mm)` on the main thread) names.
+   * @throws {@link HmmError} EINVAL: the handle is not one threadHandle made.
+   */
   constructor(readonly handle: ThreadHandle) {
     if (!handle || !(handle.ram instanceof SharedArrayBuffer) || !(handle.pageTable instanceof SharedArrayBuffer) || !(handle.mailbox instanceof SharedArrayBuffer))
       throw new HmmError('EINVAL', 'CpuThread: the handle must come from threadHandle(mm)');
@@ -58,6 +70,14 @@ export class CpuThread {
 
   // ------------------------------------------------------------------ public accesses
 
+  /**
+   * A u32 at `va` (4-byte aligned).
+   * @throws {@link HmmError} EINVAL: an address that is not a 4-byte aligned address below 4 GiB, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   loadU32(va: number): number {
     let v = 0;
     this.access('loadU32', va, 4, false, true, () => {
@@ -67,17 +87,42 @@ export class CpuThread {
     return v;
   }
 
+  /**
+   * Store a u32 at `va` (4-byte aligned).
+   * @throws {@link HmmError} EINVAL: an address that is not a 4-byte aligned address below 4 GiB, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: an address is mapped read-only.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   storeU32(va: number, value: number): void {
     this.access('storeU32', va, 4, true, true, () => Atomics.store(this.ramWords, this.offset(va) >> 2, value >>> 0));
   }
 
-  /** Atomic add; returns the old value. Exact against other threads and the main thread. */
+  /**
+   * Atomic add; returns the old value. Exact against other threads and the main thread.
+   * @throws {@link HmmError} EINVAL: an address that is not a 4-byte aligned address below 4 GiB, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: an address is mapped read-only.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   atomicAddU32(va: number, value: number): number {
     let old = 0;
     this.access('atomicAddU32', va, 4, true, true, () => (old = Atomics.add(this.ramWords, this.offset(va) >> 2, value >>> 0)));
     return old;
   }
 
+  /**
+   * An f32 at `va` (4-byte aligned).
+   * @throws {@link HmmError} EINVAL: an address that is not a 4-byte aligned address below 4 GiB, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   loadF32(va: number): number {
     let v = 0;
     this.access('loadF32', va, 4, false, true, () => {
@@ -87,18 +132,42 @@ export class CpuThread {
     return v;
   }
 
+  /**
+   * Store an f32 at `va` (4-byte aligned).
+   * @throws {@link HmmError} EINVAL: an address that is not a 4-byte aligned address below 4 GiB, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: an address is mapped read-only.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   storeF32(va: number, value: number): void {
     this.access('storeF32', va, 4, true, true, () => (this.ramFloats[this.offset(va) >> 2] = value));
   }
 
-  /** `length` bytes from va (any alignment, across pages). */
+  /**
+   * `length` bytes from va (any alignment, across pages).
+   * @throws {@link HmmError} EINVAL: a bad address or length, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   load(va: number, length: number): Uint8Array {
     const out = new Uint8Array(length > 0 && Number.isInteger(length) ? length : 0);
     this.access('load', va, length, false, false, () => this.copy(va, length, (from, at, n) => out.set(this.ram.subarray(from, from + n), at)));
     return out;
   }
 
-  /** Write bytes at va (any alignment, across pages). */
+  /**
+   * Write bytes at va (any alignment, across pages); EINVAL also when data is not a Uint8Array.
+   * @throws {@link HmmError} EINVAL: a bad address or length, or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: an address is mapped read-only.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted serving the fault.
+   * @throws {@link HmmError} EBUSY: the main thread did not serve the fault in time (`faultTimeoutMs`), or the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   store(va: number, data: Uint8Array): void {
     if (!(data instanceof Uint8Array)) throw new HmmError('EINVAL', `store: data at ${String(va)} is not a Uint8Array`);
     this.access('store', va, data.length, true, false, () => this.copy(va, data.length, (from, at, n) => this.ram.set(data.subarray(at, at + n), from)));

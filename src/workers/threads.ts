@@ -41,6 +41,7 @@ Comlink.transferHandlers.set('throw', {
  * The handle CPU threads need to access `mm` (give it to `new CpuThread(handle)` in the
  * thread). The first call starts serving the address space's fault mailbox on this thread;
  * it stops when the address space is destroyed.
+ * @throws {@link HmmError} EINVAL: the address space was destroyed.
  */
 export function threadHandle(mm: AddressSpace): ThreadHandle {
   if (mm.isDestroyed) throw new HmmError('EINVAL', `threadHandle: address space ${mm.id} was destroyed`);
@@ -70,7 +71,9 @@ const isNode = typeof process !== 'undefined' && !!process.versions?.node && typ
 
 /** A CPU thread started from the main thread: its comlink API and a way to end it. */
 export interface SpawnedThread<T> {
+  /** The worker's exposed API (its calls return promises). */
   api: Comlink.Remote<T>;
+  /** End the worker. */
   terminate(): Promise<void>;
 }
 
@@ -103,7 +106,10 @@ export async function spawnThread<T>(worker: URL | Worker): Promise<SpawnedThrea
   };
 }
 
-/** In a worker: serve `api` to the thread that started it (browser or Node). */
+/**
+ * In a worker: serve `api` to the thread that started it (browser or Node).
+ * @throws {@link HmmError} EINVAL: (Node) not running in a worker thread.
+ */
 export async function exposeThread(api: object): Promise<void> {
   if (isNode) {
     const { parentPort } = await import('node:worker_threads');
