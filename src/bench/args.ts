@@ -21,6 +21,12 @@ export interface BenchOptions {
   /** Also run the suite in headless Chromium and print both tables. */
   browser: boolean;
   help: boolean;
+  /**
+   * Policy modules (`--policy FILE`, repeatable or a comma list): each default-exports a
+   * PolicySet, run on every workload as strategy `policy:<name>` beside the built-ins. The CLI
+   * loads them (policyModules.ts) and hands the sets to runBench.
+   */
+  policy?: string[];
 }
 
 export class BenchArgError extends Error {
@@ -37,10 +43,15 @@ export const USAGE = `usage: npm run bench -- [options]
   --json FILE        write the result as JSON
   --html FILE        write a self-contained HTML report with plots
   --browser          also run the suite in headless Chromium, print both tables
+  --policy FILE      a policy module (default export: a PolicySet, e.g. examples/policies/lru.ts),
+                     run fault-driven on every workload as strategy policy:<name> beside the
+                     built-ins; repeat it or give a comma list for several (Node only)
   --help             this text`;
 
 const FLAGS = new Set(['quick', 'browser', 'help']);
-const VALUED = new Set(['mib', 'reps', 'warmup', 'only', 'json', 'html']);
+const VALUED = new Set(['mib', 'reps', 'warmup', 'only', 'json', 'html', 'policy']);
+/** Options that may be given more than once (their values add up). */
+const REPEATABLE = new Set(['policy']);
 
 function integer(name: string, raw: string, min: number, max: number): number {
   const n = Number(raw);
@@ -59,7 +70,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     const eq = arg.indexOf('=');
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
     if (!FLAGS.has(name) && !VALUED.has(name)) throw new BenchArgError(`unknown option --${name} (see --help)`);
-    if (seen.has(name)) throw new BenchArgError(`--${name} given twice`);
+    if (seen.has(name) && !REPEATABLE.has(name)) throw new BenchArgError(`--${name} given twice`);
     seen.add(name);
     if (FLAGS.has(name)) {
       if (eq >= 0) throw new BenchArgError(`--${name} takes no value`);
@@ -98,6 +109,15 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         if (value.trim() === '') throw new BenchArgError(`--${name} needs a file name`);
         opts[name] = value;
         break;
+      case 'policy': {
+        const files = value.split(',').map((f) => f.trim());
+        if (files.some((f) => f === '')) throw new BenchArgError(`--policy ${value}: expected a module file, or a comma list of them`);
+        for (const f of files) {
+          if (opts.policy?.includes(f)) throw new BenchArgError(`--policy ${f} given twice`);
+          (opts.policy ??= []).push(f);
+        }
+        break;
+      }
     }
   }
   return opts;

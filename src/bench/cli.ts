@@ -1,7 +1,9 @@
 // `npm run bench`: the bench in Node (Dawn), with a progress bar, the tables on stdout, and
 // --json / --html files; --browser also runs the same suite in headless Chromium (browser.ts)
-// and prints its tables too. Exit status 1 when a goal could not be measured or a workload
-// gave a wrong result; unmet goals are results, not failures.
+// and prints its tables too; --policy FILE loads a user's policy set and runs it beside the
+// built-in strategies (policyModules.ts). Exit status 1 when a goal could not be measured or a
+// workload gave a wrong result; unmet goals are results, not failures; 2 for bad options or a
+// policy module that cannot be used.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -9,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { BenchArgError, parseArgs, USAGE, type BenchOptions } from './args.ts';
 import { renderHtmlReport } from './html.ts';
+import { loadPolicyModules, PolicyModuleError, type LoadedPolicy } from './policyModules.ts';
 import { formatText, toJson } from './report.ts';
 import { runBench, type BenchResult, type Progress } from './runner.ts';
 
@@ -66,20 +69,34 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  let loaded: LoadedPolicy[] = [];
+  try {
+    // relative to where the user typed the command: npm runs scripts in the package root, and says where it was started in INIT_CWD
+    loaded = await loadPolicyModules(opts.policy ?? [], process.env.INIT_CWD ?? process.cwd());
+  } catch (e) {
+    if (e instanceof PolicyModuleError) {
+      console.error(`bench: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (loaded.length > 0 && opts.only === 'goals') console.error('bench: note: --only goals runs no workloads, so the --policy sets do not run');
+  if (loaded.length > 0 && opts.browser) console.error('bench: note: --policy sets run in Node only; the Chromium run has the built-in strategies');
   const nodeBar = progressBar('node');
   let node: BenchResult;
   try {
-    node = await runBench(opts, nodeBar.update);
+    node = await runBench(opts, nodeBar.update, { policies: loaded.map((l) => l.set) });
   } finally {
     nodeBar.stop();
   }
+  node.policies?.forEach((p, i) => (p.source = loaded[i]!.source));
   console.log(formatText(node));
   let browser: BenchResult | undefined;
   if (opts.browser) {
     const { runInBrowser } = await import('./browser.ts');
     const bar = progressBar('chromium');
     try {
-      browser = await runInBrowser(opts, bar.update);
+      browser = await runInBrowser({ ...opts, policy: undefined }, bar.update);
     } finally {
       bar.stop();
     }

@@ -1,5 +1,6 @@
-// Plots of a BenchResult with uPlot: how far each goal is from its target, and the workload ×
-// strategy times. Used by the perf page (uPlot imported) and by the HTML report, which inlines
+// Plots of a BenchResult with uPlot: how far each goal is from its target, the workload ×
+// strategy times, and, when user policy sets ran (--policy), the fault-driven strategies' fault
+// rounds, bytes moved and evictions side by side. Used by the perf page (uPlot imported) and by the HTML report, which inlines
 // this file as plain JS; so it must stay self-contained: no imports but types, no helpers
 // outside the exported function.
 
@@ -116,5 +117,59 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
       [xs, ...cols] as uPlot.AlignedData,
       box,
     );
+  }
+
+  // ---- policy sets: the fault-driven strategies' counters, one plot per figure (linear: 0 is common)
+  if (result.workloads.some((c) => c.strategy.startsWith('policy:'))) {
+    const faultDriven = (s: string): boolean => s === 'replayable' || s === 'replayable+prefetch' || s.startsWith('policy:');
+    const workloads = [...new Set(result.workloads.map((c) => c.workload))];
+    const all: string[] = [...new Set(result.workloads.map((c) => c.strategy))];
+    const strategies = all.filter(faultDriven);
+    const colour = (s: string): string => colors[all.indexOf(s) % colors.length]!; // as in the time plot
+    const step = 0.8 / strategies.length;
+    const figures: { title: string; unit: string; of: (c: (typeof result.workloads)[number]) => number | undefined }[] = [
+      { title: 'GPU fault rounds', unit: 'rounds', of: (c) => c.faultRounds.median },
+      { title: 'MiB moved (both ways)', unit: 'MiB', of: (c) => c.bytesMoved.median / (1 << 20) },
+      { title: 'pages evicted', unit: 'pages', of: (c) => c.evictions?.median },
+    ];
+    for (const f of figures) {
+      const xs: number[] = [];
+      const cols: (number | null)[][] = strategies.map(() => []);
+      let top = 0;
+      workloads.forEach((w, wi) => {
+        strategies.forEach((s, si) => {
+          xs.push(wi + 1 + (si - (strategies.length - 1) / 2) * step);
+          const cell = result.workloads.find((c) => c.workload === w && c.strategy === s);
+          const v = cell && !cell.error ? f.of(cell) : undefined;
+          if (v !== undefined && Number.isFinite(v)) top = Math.max(top, v);
+          strategies.forEach((_, k) => cols[k]!.push(k === si && v !== undefined && Number.isFinite(v) ? v : null));
+        });
+      });
+      const box = section(`Policy sets: ${f.title}`, `Median ${f.unit} per run of each fault-driven strategy, the built-in replayable ones and each --policy set; lower is better.`);
+      new UPlot(
+        {
+          width,
+          height: 260,
+          scales: { x: { time: false, range: [0.4, workloads.length + 0.6] }, y: { range: [0, top > 0 ? top * 1.1 : 1] } },
+          axes: [
+            { splits: () => workloads.map((_, i) => i + 1), values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''), size: 40 },
+            { label: f.unit, values: (_u: uPlot, ticks: number[]) => ticks.map((t) => fmt(t)) },
+          ],
+          series: [
+            { label: 'workload', value: (_u: uPlot, v: number) => workloads[Math.round(v) - 1] ?? '' },
+            ...strategies.map((s) => ({
+              label: s,
+              fill: colour(s),
+              stroke: colour(s),
+              paths: UPlot.paths.bars!({ size: [0.95, 40] }),
+              points: { show: false },
+              value: (_u: uPlot, v: number | null) => (v == null ? '' : `${fmt(v)} ${f.unit}`),
+            })),
+          ],
+        },
+        [xs, ...cols] as uPlot.AlignedData,
+        box,
+      );
+    }
   }
 }

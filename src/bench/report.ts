@@ -1,8 +1,10 @@
-// Presenting a BenchResult: the terminal tables (goals, then the workload × strategy matrix),
-// the same tables as HTML (the perf page and the HTML report), and JSON. Pure string
-// building, shared by the CLI and the browser page.
+// Presenting a BenchResult: the terminal tables (goals, then the workload × strategy matrix,
+// then, with user policy sets, the fault-driven strategies' counters side by side), the same
+// tables as HTML (the perf page and the HTML report), and JSON. Pure string building, shared
+// by the CLI and the browser page.
 
 import type { CheckResult, GoalResult } from './goals.ts';
+import { isFaultDriven } from './strategies.ts';
 import type { BenchResult, CellResult } from './runner.ts';
 import type { Summary } from './stats.ts';
 
@@ -64,6 +66,48 @@ function cellText(c: CellResult | undefined, explicit: CellResult | undefined): 
   return `${fmt(c.ms.median)}${rel}`;
 }
 
+/** The columns of the fault-driven comparison: what users compare policies by (medians). */
+export const POLICY_HEADER = ['workload', 'strategy', 'ms', 'fault rounds', 'pages moved', 'moved', 'evictions', 'prefetched'];
+
+/**
+ * With user policy sets: one row per workload and fault-driven strategy (the two built-in
+ * replayable ones, then each policy set), with the median time, GPU fault rounds, pages and
+ * bytes moved, pages evicted and pages prefetched. Empty without policy strategies.
+ */
+export function policyRows(r: BenchResult): string[][] {
+  if (!r.workloads.some((c) => c.strategy.startsWith('policy:'))) return [];
+  const { rows } = matrix(r);
+  const out: string[][] = [];
+  for (const row of rows) {
+    row.cells
+      .filter((c) => isFaultDriven(c.strategy))
+      .forEach((c, i) => {
+        const name = i === 0 ? row.workload : '';
+        if (c.error) out.push([name, c.strategy, 'FAILED', '', '', '', '', '']);
+        else
+          out.push([
+            name,
+            c.strategy,
+            fmt(c.ms.median),
+            fmt(c.faultRounds.median),
+            c.pagesMoved ? fmt(c.pagesMoved.median) : '–',
+            fmtBytes(c.bytesMoved.median),
+            c.evictions ? fmt(c.evictions.median) : '–',
+            c.prefetchedPages ? fmt(c.prefetchedPages.median) : '–',
+          ]);
+      });
+  }
+  return out;
+}
+
+/** "policy:lru (eviction lru) from examples/policies/lru.ts" for each policy set that ran. */
+export function policyLines(r: BenchResult): string[] {
+  return (r.policies ?? []).map((p) => {
+    const kinds = Object.entries(p.policies).map(([k, n]) => `${k} ${n}`).join(', ');
+    return `${p.strategy}: ${kinds}${p.source ? ` (${p.source})` : ''}; the kinds it leaves out are the built-ins`;
+  });
+}
+
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
@@ -102,6 +146,12 @@ export function formatText(r: BenchResult): string {
     );
     const failed = r.workloads.filter((c) => c.error);
     for (const c of failed) out.push(`  FAILED ${c.workload} / ${c.strategy}: ${c.error}`);
+    const prows = policyRows(r);
+    if (prows.length > 0) {
+      out.push('', 'Fault-driven strategies and policy sets: medians per run (GPU fault rounds, pages and bytes moved both ways, pages evicted and prefetched)');
+      for (const line of policyLines(r)) out.push(`  ${line}`);
+      out.push(table(POLICY_HEADER, prows));
+    }
   }
   return out.join('\n');
 }
@@ -146,7 +196,8 @@ export function tablesHtml(r: BenchResult): string {
         const explicit = row.cells.find((c) => c.strategy === 'explicit');
         const cells = strategies.map((s) => {
           const c = row.cells.find((x) => x.strategy === s);
-          const title = c ? (c.error ? c.error : `${summaryTitle(c.ms, 'ms')}; launches ${fmt(c.launches.median)}, fault rounds ${fmt(c.faultRounds.median)}, moved ${fmtBytes(c.bytesMoved.median)}`) : '';
+          const extra = c && c.evictions ? `, evictions ${fmt(c.evictions.median)}` : '';
+          const title = c ? (c.error ? c.error : `${summaryTitle(c.ms, 'ms')}; launches ${fmt(c.launches.median)}, fault rounds ${fmt(c.faultRounds.median)}, moved ${fmtBytes(c.bytesMoved.median)}${extra}`) : '';
           return `<td class="num${c?.error ? ' fail' : ''}" title="${escapeHtml(title)}">${escapeHtml(cellText(c, explicit))}</td>`;
         });
         return `<tr><td title="${escapeHtml(row.title)}">${escapeHtml(row.workload)}</td>${cells.join('')}</tr>`;
@@ -155,6 +206,16 @@ export function tablesHtml(r: BenchResult): string {
     parts.push(
       `<table class="table bench-matrix"><thead><tr>${th('workload')}${strategies.map((s) => th(s, 'num')).join('')}</tr></thead><tbody>${body}</tbody></table>`,
     );
+    const prows = policyRows(r);
+    if (prows.length > 0) {
+      const lines = policyLines(r).map((l) => `<p class="muted bench-policy-line">${escapeHtml(l)}</p>`).join('');
+      const pbody = prows
+        .map((row) => `<tr${row[0] ? ' class="group"' : ''} data-strategy="${escapeHtml(row[1]!)}">${row.map((cell, i) => td(cell, i >= 2 ? 'num' : '')).join('')}</tr>`)
+        .join('');
+      parts.push(
+        `${lines}<table class="table bench-policies"><thead><tr>${POLICY_HEADER.map((h, i) => th(h, i >= 2 ? 'num' : '')).join('')}</tr></thead><tbody>${pbody}</tbody></table>`,
+      );
+    }
   }
   return parts.join('\n');
 }

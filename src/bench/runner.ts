@@ -1,28 +1,46 @@
 // The bench runner: one System with two devices (a big pool that holds every workload, and a
 // small pool to oversubscribe), the workload × strategy matrix, then the goal microbenchmarks,
 // reported as medians with min and max. It imports nothing from node: so the perf page runs
-// exactly this code; the CLI (cli.ts) and the page only present what it returns.
+// exactly this code; the CLI (cli.ts) and the page only present what it returns. User policy
+// sets (`--policy`, loaded by the CLI) run every workload as strategy `policy:<name>`, beside
+// and interleaved with the built-in strategies.
 
-import { createSystem, type AddressSpace, type HmmDevice, type HmmKernel, type System } from 'webgpu-hmm';
+import { createSystem, type AddressSpace, type HmmDevice, type HmmKernel, type PolicySet, type System } from 'webgpu-hmm';
 import type { BenchOptions } from './args.ts';
 import { evaluateGoal, GOALS, type GoalId, type GoalResult } from './goals.ts';
 import { GOAL_GROUPS, measureGoals, type BenchContext } from './microbench.ts';
 import { compileHmm, compilePlain, type KernelName, type PlainKernel } from './shaders.ts';
 import { benchSizes, defaultMib, defaultReps, defaultWarmup, type BenchSizes } from './sizes.ts';
 import { summarize, type Summary } from './stats.ts';
-import { PlainRegion, runOnce, STRATEGIES, type StrategyName, type Target } from './strategies.ts';
+import { policyKinds, policySetProblem, policyStrategyName, type PolicyKind } from './policySets.ts';
+import { PlainRegion, runOnce, runPolicy, STRATEGIES, type AnyStrategyName, type RunOutcome, type StrategyName, type Target } from './strategies.ts';
 import { workloadMatrix, type Layout } from './workloads.ts';
 
 export interface CellResult {
   workload: string;
   title: string;
-  strategy: StrategyName;
+  strategy: AnyStrategyName;
   ms: Summary;
   launches: Summary;
   faultRounds: Summary;
   bytesMoved: Summary;
+  /** Pages that crossed between RAM and the device (migrations both ways, device copies). */
+  pagesMoved?: Summary;
+  /** Pages evicted from the device to make room. */
+  evictions?: Summary;
+  /** Pages brought in ahead of a fault (prefetch policy or explicit prefetch). */
+  prefetchedPages?: Summary;
   /** Set when a run failed (wrong result or an error); the figures then cover the runs before it. */
   error?: string;
+}
+
+/** A user policy set the bench ran (`--policy`): its strategy name and its policies by kind. */
+export interface PolicyInfo {
+  name: string;
+  strategy: `policy:${string}`;
+  policies: Partial<Record<PolicyKind, string>>;
+  /** The module it came from (the CLI fills it in). */
+  source?: string;
 }
 
 export interface BenchResult {
@@ -38,6 +56,8 @@ export interface BenchResult {
   /** g1 … g10 (absent with --only workloads). */
   goals: Partial<Record<GoalId, GoalResult>>;
   workloads: CellResult[];
+  /** The user policy sets that ran beside the built-ins (absent without --policy). */
+  policies?: PolicyInfo[];
 }
 
 export interface Progress {
@@ -55,7 +75,36 @@ function platform(): string {
   return p ? `Node ${p.version} ${p.platform}/${p.arch}` : 'unknown';
 }
 
-export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => void = () => {}): Promise<BenchResult> {
+type Samples = Record<'ms' | 'launches' | 'faultRounds' | 'bytesMoved' | 'pagesMoved' | 'evictions' | 'prefetchedPages', number[]>;
+
+/** Check the policy sets: each a PolicySet, no two with one name, as many as --policy named. */
+function checkPolicies(opts: BenchOptions, policies: readonly PolicySet[]): void {
+  const files = opts.policy ?? [];
+  if (files.length !== policies.length)
+    throw new Error(`--policy ${files.join(',')}: ${files.length} module(s) named but ${policies.length} policy set(s) loaded (npm run bench loads them; runBench takes the sets)`);
+  const names = new Set<string>();
+  policies.forEach((set, i) => {
+    const problem = policySetProblem(set);
+    if (problem !== null) throw new Error(`policy set ${files[i] ?? i}: ${problem}`);
+    if (names.has(set.name)) throw new Error(`two policy sets are named '${set.name}': strategy ${policyStrategyName(set)} would be both`);
+    names.add(set.name);
+  });
+}
+
+/** What runBench takes beside the command-line options. */
+export interface RunExtras {
+  /**
+   * User policy sets: what the `--policy` files default-export, loaded by the caller (the CLI),
+   * in the order of `opts.policy`. Each runs on every workload as strategy `policy:<name>`.
+   */
+  policies?: readonly PolicySet[];
+  /** Run only the workloads with these names (e.g. 'triad', 'oversub 2x'); all by default. */
+  workloads?: readonly string[];
+}
+
+export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => void = () => {}, extras: RunExtras = {}): Promise<BenchResult> {
+  const policies = extras.policies ?? [];
+  checkPolicies(opts, policies);
   const started = performance.now();
   const sizes = benchSizes(opts);
   const reps = opts.reps ?? defaultReps(opts.quick);
@@ -69,9 +118,19 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
   });
   try {
     const [main, small] = sys.devices as [HmmDevice, HmmDevice];
-    const workloads = opts.only === 'goals' ? [] : workloadMatrix(sizes);
+    const matrix = opts.only === 'goals' ? [] : workloadMatrix(sizes);
+    const unknown = extras.workloads?.find((n) => !matrix.some((w) => w.name === n));
+    if (unknown !== undefined && opts.only !== 'goals') throw new Error(`no workload '${unknown}' (there are ${matrix.map((w) => `'${w.name}'`).join(', ')})`);
+    const workloads = extras.workloads ? matrix.filter((w) => extras.workloads!.includes(w.name)) : matrix;
     const goalsWanted = opts.only !== 'workloads';
-    const total = workloads.length * STRATEGIES.length * (reps + warmup) + (goalsWanted ? GOAL_GROUPS * (reps + warmup) : 0);
+    // the built-in strategies, then one per policy set
+    const setOf = new Map<AnyStrategyName, PolicySet>(policies.map((p) => [policyStrategyName(p), p]));
+    const strategies: AnyStrategyName[] = [...STRATEGIES, ...setOf.keys()];
+    const run = (s: AnyStrategyName, w: (typeof workloads)[number], t: Target): Promise<RunOutcome> => {
+      const set = setOf.get(s);
+      return set ? runPolicy(set, w, t) : runOnce(s as StrategyName, w, t);
+    };
+    const total = workloads.length * strategies.length * (reps + warmup) + (goalsWanted ? GOAL_GROUPS * (reps + warmup) : 0);
     let done = 0;
     const tick = (label: string): void => onProgress({ done: ++done, total, label });
     onProgress({ done, total, label: 'compiling kernels' });
@@ -104,22 +163,25 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
       const dev = w.device === 'main' ? main : small;
       const mm = sys.createAddressSpace();
       const t = target(dev, mm, w.kernel, w.layout);
-      const samples = new Map<StrategyName, { ms: number[]; launches: number[]; faultRounds: number[]; bytesMoved: number[]; error?: string }>();
-      for (const s of STRATEGIES) samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [] });
+      const samples = new Map<AnyStrategyName, Samples & { error?: string }>();
+      for (const s of strategies) samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [], pagesMoved: [], evictions: [], prefetchedPages: [] });
       try {
         for (let rep = -warmup; rep < reps; rep++) {
           // strategies interleaved, in alternating order, so slow drift hits them alike
-          const order = rep % 2 === 0 ? STRATEGIES : [...STRATEGIES].reverse();
+          const order = rep % 2 === 0 ? strategies : [...strategies].reverse();
           for (const s of order) {
             const acc = samples.get(s)!;
             if (acc.error === undefined) {
               try {
-                const r = await runOnce(s, w, t);
+                const r = await run(s, w, t);
                 if (rep >= 0) {
                   acc.ms.push(r.ms);
                   acc.launches.push(r.launches);
                   acc.faultRounds.push(r.faultRounds);
                   acc.bytesMoved.push(r.bytesMoved);
+                  acc.pagesMoved.push(r.pagesMoved);
+                  acc.evictions.push(r.evictions);
+                  acc.prefetchedPages.push(r.prefetchedPages);
                 }
               } catch (e) {
                 acc.error = e instanceof Error ? e.message : String(e);
@@ -133,7 +195,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
         t.region.destroy();
         mm.destroy();
       }
-      for (const s of STRATEGIES) {
+      for (const s of strategies) {
         const a = samples.get(s)!;
         cells.push({
           workload: w.name,
@@ -143,6 +205,9 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
           launches: summarize(a.launches),
           faultRounds: summarize(a.faultRounds),
           bytesMoved: summarize(a.bytesMoved),
+          pagesMoved: summarize(a.pagesMoved),
+          evictions: summarize(a.evictions),
+          prefetchedPages: summarize(a.prefetchedPages),
           ...(a.error !== undefined ? { error: a.error } : {}),
         });
       }
@@ -177,6 +242,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
       durationMs: performance.now() - started,
       goals,
       workloads: cells,
+      ...(policies.length > 0 ? { policies: policies.map((p) => ({ name: p.name, strategy: policyStrategyName(p), policies: policyKinds(p) })) } : {}),
     };
   } finally {
     sys.destroy();

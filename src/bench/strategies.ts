@@ -8,16 +8,26 @@
 //   advice+prefetch      cudaMemAdvise/cudaMemPrefetchAsync style: preferred location the
 //                        device, explicit prefetch of every range before each launch and back
 //                        to system RAM before the CPU reads.
+// And, with `npm run bench -- --policy FILE`, one more per policy set the user loads:
+//   policy:<name>        fault-driven (replayable) like replayable+prefetch, with the set passed
+//                        as the dispatch's `policy` (the kinds it leaves out are the built-ins).
 // Explicit, validated and advice+prefetch stay within the device pool (chunks of half of it,
 // as a program written for that pool would); the fault-driven ones launch once over all data.
 // Every run's result is checked word for word against the workload's CPU reference.
 
-import { PAGE_SIZE, type AddressSpace, type DispatchRange, type HmmDevice, type HmmKernel } from 'webgpu-hmm';
+import { PAGE_SIZE, type AddressSpace, type DispatchRange, type HmmDevice, type HmmKernel, type PolicySet } from 'webgpu-hmm';
 import type { PlainKernel } from './shaders.ts';
 import { Image, type Span, type Step, type Workload } from './workloads.ts';
 
 export const STRATEGIES = ['explicit', 'validated', 'replayable', 'replayable+prefetch', 'advice+prefetch'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
+/** A user's policy set, run fault-driven: `policy:<its name>`. */
+export type PolicyStrategyName = `policy:${string}`;
+/** Any strategy a bench cell can have: a built-in one, or a policy set's. */
+export type AnyStrategyName = StrategyName | PolicyStrategyName;
+
+/** The fault-driven strategies: the ones whose fault rounds, evictions and prefetches come from the policies. */
+export const isFaultDriven = (s: string): boolean => s === 'replayable' || s === 'replayable+prefetch' || s.startsWith('policy:');
 
 export const STRATEGY_TITLES: Record<StrategyName, string> = {
   explicit: 'explicit copies into plain GPU buffers',
@@ -48,6 +58,12 @@ export interface RunOutcome {
   faultRounds: number;
   /** Bytes that crossed between system RAM and the device: migrations, device copies, explicit copies. */
   bytesMoved: number;
+  /** Pages that crossed (migrations both ways and device copies; explicit copies: their bytes in pages). */
+  pagesMoved: number;
+  /** Pages evicted from the device to make room (the `evictions` counter). */
+  evictions: number;
+  /** Pages brought in ahead of a fault (the `prefetchedPages` counter: a prefetch policy, or explicit prefetch). */
+  prefetchedPages: number;
 }
 
 /** A plain GPU buffer holding one workload's region at the same offsets as in the address space. */
@@ -101,6 +117,11 @@ export function bytesMoved(stats: Record<string, number>): number {
   return (stats.bytesToDevice ?? 0) + (stats.bytesToSystem ?? 0) + (stats.deviceCopies ?? 0) * PAGE_SIZE;
 }
 
+/** Pages that crossed between RAM and a device, from the system counters. */
+export function pagesMoved(stats: Record<string, number>): number {
+  return (stats.pagesToDevice ?? 0) + (stats.pagesToSystem ?? 0) + (stats.deviceCopies ?? 0);
+}
+
 /** One cold run of a workload under a strategy: inputs in CPU memory, result back in CPU memory, checked. */
 export async function runOnce(strategy: StrategyName, w: Workload, t: Target): Promise<RunOutcome> {
   const img = new Image(w.layout);
@@ -112,7 +133,18 @@ export async function runOnce(strategy: StrategyName, w: Workload, t: Target): P
   return out;
 }
 
-function check(w: Workload, strategy: StrategyName, got: Image, want: Image): void {
+/** One cold run of a workload under a user's policy set (strategy `policy:<name>`), checked like the others. */
+export async function runPolicy(set: PolicySet, w: Workload, t: Target): Promise<RunOutcome> {
+  const img = new Image(w.layout);
+  w.init(img, t.base);
+  const expected = img.copy();
+  w.reference(expected);
+  const out = await runHmm('policy', w, t, img, set);
+  check(w, `policy:${set.name}`, img, expected);
+  return out;
+}
+
+function check(w: Workload, strategy: AnyStrategyName, got: Image, want: Image): void {
   for (const a of w.layout.arrays) {
     if (a.role === 'in') continue;
     const g = got.view(a.name);
@@ -145,7 +177,7 @@ async function runExplicit(w: Workload, t: Target, img: Image): Promise<RunOutco
     }
     if (w.cpuPhase) w.cpuPhase(img);
   }
-  return { ms: performance.now() - t0, launches, faultRounds: 0, bytesMoved: moved };
+  return { ms: performance.now() - t0, launches, faultRounds: 0, bytesMoved: moved, pagesMoved: Math.ceil(moved / PAGE_SIZE), evictions: 0, prefetchedPages: 0 };
 }
 
 /** Launch one plain step, copy what it wrote into a readback buffer, map it, and copy into the image. */
@@ -176,7 +208,7 @@ async function launchAndDownload(t: Target, step: Step, img: Image): Promise<num
 
 // ---------------------------------------------------------------------------- through HMM
 
-async function runHmm(strategy: Exclude<StrategyName, 'explicit'>, w: Workload, t: Target, img: Image): Promise<RunOutcome> {
+async function runHmm(strategy: Exclude<StrategyName, 'explicit'> | 'policy', w: Workload, t: Target, img: Image, policy?: PolicySet): Promise<RunOutcome> {
   const { mm, dev } = t;
   const m = dev.mirror(mm);
   const lay = w.layout;
@@ -200,6 +232,11 @@ async function runHmm(strategy: Exclude<StrategyName, 'explicit'>, w: Workload, 
         continue;
       }
       if (strategy === 'advice+prefetch') for (const s of [...step.reads, ...step.writes]) await m.prefetch(va(s), s.bytes, 'device');
+      if (strategy === 'policy') {
+        // the device's policies (the built-ins here) with the set's over them
+        launches += (await m.dispatch(t.hmm, { mode: 'replayable', policy, workgroups: step.workgroups, uniforms: step.uniforms })).rounds;
+        continue;
+      }
       const prefetch = strategy !== 'replayable';
       launches += (await m.dispatch(t.hmm, { mode: 'replayable', prefetch, workgroups: step.workgroups, uniforms: step.uniforms })).rounds;
     }
@@ -216,5 +253,14 @@ async function runHmm(strategy: Exclude<StrategyName, 'explicit'>, w: Workload, 
   const ms = performance.now() - t0;
   const after = dev.stats.snapshot();
   await mm.munmap(t.base, lay.bytes);
-  return { ms, launches, faultRounds: (after.gpuFaults ?? 0) - (before.gpuFaults ?? 0), bytesMoved: bytesMoved(after) - bytesMoved(before) };
+  const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
+  return {
+    ms,
+    launches,
+    faultRounds: delta('gpuFaults'),
+    bytesMoved: bytesMoved(after) - bytesMoved(before),
+    pagesMoved: pagesMoved(after) - pagesMoved(before),
+    evictions: delta('evictions'),
+    prefetchedPages: delta('prefetchedPages'),
+  };
 }
