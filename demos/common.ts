@@ -89,7 +89,12 @@ export function reportUnhandledErrors(): void {
 }
 
 export function describeError(e: unknown): string {
-  if (e && typeof e === 'object' && 'code' in e && 'message' in e) return `${String(e.code)}: ${String(e.message)}`;
+  // An HmmError's message starts with its code already ("EINVAL: ..."); other coded errors may not.
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    const code = String(e.code);
+    const message = String(e.message);
+    return message.startsWith(`${code}: `) ? message : `${code}: ${message}`;
+  }
   if (e instanceof Error) return `${e.name}: ${e.message}`;
   return String(e);
 }
