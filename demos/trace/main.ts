@@ -186,7 +186,11 @@ async function main(): Promise<void> {
     // The export must parse, with one trace event per logged event (plus lane metadata).
     const exported = JSON.parse(json) as { traceEvents?: { ph?: string; name?: string }[] };
     const traceEvents = Array.isArray(exported.traceEvents) ? exported.traceEvents : [];
-    const exportedEvents = traceEvents.filter((e) => e.ph !== 'M');
+    // one 'X' (span) or 'i' (instant) per logged event; beside them flow arrows ('s'/'f': a fault
+    // round to the moves it caused) and counter tracks ('C'), which are not log events
+    const exportedEvents = traceEvents.filter((e) => e.ph === 'X' || e.ph === 'i');
+    const flowEvents = traceEvents.filter((e) => e.ph === 's' || e.ph === 'f');
+    const counterEvents = traceEvents.filter((e) => e.ph === 'C');
     const kinds = new Set(events.map((e) => e.kind));
     const exportedKinds = new Set(exportedEvents.map((e) => e.name));
     const missing = EXPECTED_KINDS.filter((k) => !kinds.has(k) || !exportedKinds.has(k));
@@ -195,6 +199,8 @@ async function main(): Promise<void> {
       events: String(events.length),
       kinds: [...kinds].join(','),
       exportEvents: String(exportedEvents.length),
+      flowEvents: String(flowEvents.length),
+      counterEvents: String(counterEvents.length),
       exportBytes: String(json.length),
       lanes: timeline.lanes.join(','),
     });

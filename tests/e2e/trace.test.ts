@@ -38,6 +38,9 @@ describe('trace demo in Chromium', () => {
       const events = Number(d.events);
       expect(events).toBeGreaterThan(0);
       expect(Number(d.exportEvents)).toBe(events);
+      expect(Number(d.flowEvents)).toBeGreaterThan(0); // fault rounds linked to the moves they caused
+      expect(Number(d.flowEvents) % 2).toBe(0); // each flow starts and finishes
+      expect(Number(d.counterEvents)).toBeGreaterThan(0); // resident pages, bytes moved
       for (const k of KINDS) expect(d.kinds!.split(','), `kind ${k}`).toContain(k);
 
       // the timeline drew every event, one lane per kind
@@ -56,7 +59,7 @@ describe('trace demo in Chromium', () => {
       expect(download.suggestedFilename()).toBe('webgpu-hmm-trace.json');
       const trace = JSON.parse(await readFile((await download.path())!, 'utf8')) as ChromeTrace;
       expect(Array.isArray(trace.traceEvents)).toBe(true);
-      const real = trace.traceEvents.filter((e) => e.ph !== 'M');
+      const real = trace.traceEvents.filter((e) => e.ph === 'X' || e.ph === 'i'); // flows and counters are extra
       expect(real.length).toBe(events);
       const names = new Set(real.map((e) => e.name));
       for (const k of KINDS) expect([...names], `kind ${k} in the download`).toContain(k);
