@@ -31,13 +31,35 @@ import { Launcher } from './launch.ts';
 /** dev.release(): passes over the device's frames, for pages that operations in flight bring meanwhile. */
 const RELEASE_ROUNDS = 4;
 
+/**
+ * One GPU device (its own GPUDevice) acting as an HMM driver: device-private memory, kernels,
+ * and `mirror(mm)`, its view of an address space. `sys.devices` holds them.
+ */
 export class HmmDevice implements DevicePagemap, MigrationDevice {
+  /**
+   * The device memory pool (frames in up to four GPU buffers).
+   * @internal
+   */
   readonly memory: DeviceMemory;
+  /**
+   * Batched copies between system RAM and device frames.
+   * @internal
+   */
   readonly copy: CopyEngine;
+  /**
+   * The bind group layouts every kernel on this device shares.
+   * @internal
+   */
   readonly layouts: PipelineLayouts;
-  /** Kernel launches on this device (launch.ts). */
+  /**
+   * Kernel launches on this device (launch.ts).
+   * @internal
+   */
   readonly launcher: Launcher;
-  /** Tiny buffers bound where the pool has fewer than four memory buffers (one each: writable bindings may not alias). */
+  /**
+   * Tiny buffers bound where the pool has fewer than four memory buffers (one each: writable bindings may not alias).
+   * @internal
+   */
   readonly dummyBuffers: GPUBuffer[];
   private readonly mirrors = new Map<AddressSpace, Mirror>();
   // Reverse map: which page each device frame holds, and whether it is a copy of a RAM page.
@@ -51,8 +73,12 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private readonly lastAccess: Uint32Array;
   /** The device's policies (createSystem's `devices[i].policy`, the built-ins by default); a dispatch may override them. */
   policies: Required<Policies>;
-  /** Test hook: real failures at named points of migration, copy and launch (faultInjection.ts). Never set in production. */
+  /**
+   * Test hook: real failures at named points of migration, copy and launch (faultInjection.ts). Never set in production.
+   * @internal
+   */
   faultInjection: FaultInjection | undefined;
+  /** Why the device was lost ('destroyed' after destroy()); undefined while it works. Calls on a lost device are EDEVLOST. */
   lostReason: string | undefined;
   /** Eviction unit in pages: 1 (4 KiB), 16 (64 KiB) or 512 (2 MiB). */
   evictionPages = 16;
@@ -65,16 +91,28 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * rest fault again next round. Default: the whole fault queue. A dispatch may override it.
    */
   faultBatchPages = FAULT_QUEUE_CAP;
-  /** WebGPU errors no error scope caught (tests assert this stays empty). */
+  /**
+   * WebGPU errors no error scope caught (tests assert this stays empty).
+   * @internal
+   */
   readonly uncaptured: string[] = [];
 
+  /**
+   * Devices are made by createSystem, one per `devices` entry.
+   * @internal
+   */
   constructor(
+    /** The device's index in `sys.devices` (what `advise` takes as a device id). */
     readonly id: number,
+    /** Its label (`devices[i].label`, default `gpu<i>`). */
     readonly name: string,
+    /** The WebGPU device it runs on. */
     readonly device: GPUDevice,
+    /** The adapter's description (vendor, architecture, device). */
     readonly adapterName: string,
     memoryBytes: number,
     maxBufferBytes: number,
+    /** @internal */
     readonly stats: Stats,
   ) {
     this.memory = new DeviceMemory(device, name, memoryBytes, maxBufferBytes);
@@ -98,7 +136,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.launcher = new Launcher(this);
   }
 
-  /** dmirror: this device's view of an address space (one per address space). */
+  /**
+   * dmirror: this device's view of an address space (one per address space; the same one each call).
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} EINVAL: `mm` is not an AddressSpace, was destroyed, or belongs to another System.
+   */
   mirror(mm: AddressSpace): Mirror {
     this.checkAlive('mirror');
     if (!(mm instanceof AddressSpace)) throw new HmmError('EINVAL', `${this.name}: mirror: ${String(mm)} is not an AddressSpace`);
@@ -119,7 +161,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return m;
   }
 
-  /** Compile a user kernel (WGSL `fn kernel(gid: vec3u)`) with the HMM prelude. */
+  /**
+   * Compile a user kernel (WGSL `fn kernel(gid: vec3u)`) with the HMM prelude.
+   * @throws {@link HmmError} EDEVLOST: the device is lost.
+   * @throws {@link HmmError} EINVAL: bad options or workgroupSize, code without `fn kernel`, a use of the prelude's internals (docs/threat-model.md), or WGSL that does not compile (errors at the kernel's own lines).
+   */
   async createKernel(opts: KernelOptions): Promise<HmmKernel> {
     this.checkAlive('createKernel');
     return compileUserKernel(this.device, this.layouts, this.memory, opts);
@@ -131,6 +177,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * flight may bring pages here meanwhile; what they bring is looked at again (a few rounds),
    * and a held copy is always written back, never dropped: it may be the page's only current
    * data. A device lost on the way fails the call with EDEVLOST.
+   * @throws {@link HmmError} EDEVLOST: the device is lost (before or during the call).
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted.
+   * @throws {@link HmmError} EBUSY: a readback (mapAsync) was refused on a live device; nothing was lost, retry.
    */
   async release(): Promise<{ pages: number }> {
     this.checkAlive('release');
@@ -181,6 +230,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * Device-private pages are written back to RAM; copies are dropped (held ones written back).
    * Returns the frames freed (0 when nothing may go) and how many units were offered to the
    * policy (a policy that picks none of several leaves the caller short: its error says so).
+   * @internal
    */
   async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity, policy: EvictionPolicy = this.policies.eviction, why = 'a fault-in'): Promise<{ freed: number; offered: number }> {
     const t0 = performance.now();
@@ -310,6 +360,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * take a younger one's pages (it faults them again); its evictions spare the pages of
    * operations as old as it or older. The oldest never waits for a device, so every
    * operation finishes in turn and none waits in a cycle.
+   * @internal
    */
   ticket(): number {
     return nextTicket();
@@ -319,6 +370,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * When an operation of age `ticket` finds the device full of pages it may not evict: a
    * promise that resolves when one of the older operations holding or claiming pages here ends
    * (its own hold, `except`, aside); null when there is none, and waiting would not help.
+   * @internal
    */
   olderEnded(ticket: number, except?: DeviceHold): Promise<void> | null {
     const waits: Promise<unknown>[] = [];
@@ -333,12 +385,18 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return waits.length > 0 ? Promise.race(waits).then(() => undefined) : null;
   }
 
-  /** Frames in use (MigrationDevice: the trace's counter track). */
+  /**
+   * Frames in use (MigrationDevice: the trace's counter track).
+   * @internal
+   */
   residentPages(): number {
     return this.memory.frameCount - this.memory.freeFrames;
   }
 
-  /** Frames owned by some page (private pages and copies); with the free ones, every frame. */
+  /**
+   * Frames owned by some page (private pages and copies); with the free ones, every frame.
+   * @internal
+   */
   get ownedFrames(): number {
     let n = 0;
     for (const mm of this.rmapMm) if (mm) n++;
@@ -347,6 +405,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
 
   // ------------------------------------------------------------------ DevicePagemap
 
+  /**
+   * migrate_to_ram (DevicePagemap): bring these device-private pages of mm back to RAM; EPOISON on a lost device.
+   * @internal
+   */
   async migrateToRam(mm: AddressSpace, pages: number[], cause?: Cause): Promise<void> {
     if (this.lostReason === undefined) {
       try {
@@ -364,7 +426,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     if (first !== undefined) throw this.poisonError(first);
   }
 
-  /** Held copies go back to RAM: unmap first (so no later kernel writes them), then gather. */
+  /**
+   * Held copies go back to RAM: unmap first (so no later kernel writes them), then gather.
+   * @internal
+   */
   async revoke(mm: AddressSpace, pages: number[], cause: Cause = { kind: 'call', call: 'a write-back' }): Promise<void> {
     const mine = pages.filter((p) => {
       const e = mm.pageTable.get(p);
@@ -398,7 +463,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       // held (and mapped) again as it was, never left with the stale RAM bytes.
       const gone: number[] = [];
       mine.forEach((p, i) => {
-        if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) {
+        if (mm.pageTable.get(p) === pte.migrating(held[i]!)) {
           mm.pageTable.set(p, held[i]!);
           if (frames[i]! >= 0) mirror?.table.map(p, frames[i]!, true);
           if (wasExclusive[i]) mirror?.exclusive.add(p);
@@ -426,19 +491,24 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         const e = mm.pageTable.get(p);
         // Unmapped meanwhile (munmap, MAP_FIXED, destroy), the frame is still ours to write while
         // a fork relative maps it too (a shared mapping): the device's writes are its data.
-        if (pte.kind(e) === Kind.Migrating || mm.ram.refCount(ramFrames[i]!) > 1) mm.ram.frame(ramFrames[i]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+        if (e === pte.migrating(held[i]!) || mm.ram.refCount(ramFrames[i]!) > 1) mm.ram.frame(ramFrames[i]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
         k++;
       });
       this.stats.add('bytesToSystem', k * PAGE_SIZE);
       this.stats.provenance.record(mm.id, mine, 'write-back', this.id, cause);
       for (let i = 0; i < mine.length; i++) {
         const p = mine[i]!;
-        if (pte.kind(mm.pageTable.get(p)) === Kind.Migrating) mm.pageTable.set(p, pte.ram(ramFrames[i]!));
+        // (still our isolation: another operation's Migrating entry, after an unmap and a move,
+        // is not ours to end)
+        if (mm.pageTable.get(p) === pte.migrating(held[i]!)) mm.pageTable.set(p, pte.ram(ramFrames[i]!));
         // The copy is home: the relatives that map the frame lose its flag in this same turn.
         // (Later, as a separate step, it could already be a newer copy's flag, and clearing it
         // would leave that copy mapped with no flag to revoke it: a stale device mapping.)
         this.clearRelativesFlags(mm, p, ramFrames[i]!);
-        if (pte.kind(mm.pageTable.get(p)) !== Kind.Ram) mm.ram.free(ramFrames[i]!); // unmapped meanwhile
+        // Unmapped meanwhile: the entry no longer names the frame (none, or, after MREMAP_FIXED
+        // over it, another page's frame): the write-back's reference goes.
+        const now = mm.pageTable.get(p);
+        if (pte.kind(now) !== Kind.Ram || pte.frame(now) !== ramFrames[i]) mm.ram.free(ramFrames[i]!);
         else mm.copyOwner.delete(p);
         mm.inflight.delete(p);
       }
@@ -521,12 +591,20 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return true;
   }
 
+  /**
+   * mremap (DevicePagemap): the device-private pages in `frames` now belong to pages `to` of mm.
+   * @internal
+   */
   moved(mm: AddressSpace, frames: readonly number[], to: readonly number[]): void {
     frames.forEach((f, i) => {
       if (this.rmapMm[f] === mm) this.rmapPage[f] = to[i]!;
     });
   }
 
+  /**
+   * munmap (DevicePagemap): free the pages' device frames without copying.
+   * @internal
+   */
   discard(mm: AddressSpace, pages: number[]): void {
     const frames = pages.map((p) => pte.frame(mm.pageTable.get(p)));
     this.disown(frames);
@@ -535,18 +613,38 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
 
   // ------------------------------------------------------------------ MigrationDevice
 
+  /**
+   * MigrationDevice: take up to n free device frames.
+   * @internal
+   */
   allocFrames(n: number): number[] {
     return this.memory.allocUpTo(n);
   }
+  /**
+   * MigrationDevice: an aligned 2 MiB run of device frames (its first frame), or null.
+   * @internal
+   */
   allocHuge(): number | null {
     return this.memory.allocHuge();
   }
+  /**
+   * MigrationDevice: give frames back to the pool.
+   * @internal
+   */
   freeFrames(frames: readonly number[]): void {
     this.memory.free(frames);
   }
+  /**
+   * MigrationDevice: queue copies of RAM pages into device frames.
+   * @internal
+   */
   upload(frames: readonly number[], sources: readonly Uint8Array[]): void {
     this.copy.upload(frames, sources);
   }
+  /**
+   * MigrationDevice: read device frames back (EDEVLOST on a lost device, EBUSY if mapAsync is refused).
+   * @internal
+   */
   async download(frames: readonly number[]): Promise<Uint8Array> {
     if (frames.length === 0) return new Uint8Array(0);
     try {
@@ -555,11 +653,19 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       throw await this.gpuFailure(`download of ${frames.length} frames`, e);
     }
   }
+  /**
+   * MigrationDevice: wait for the queued copies (EDEVLOST on a lost device).
+   * @internal
+   */
   async settle(): Promise<void> {
     const lost = this.device.lost.then(() => 'lost' as const);
     const outcome = await Promise.race([this.device.queue.onSubmittedWorkDone().then(() => 'done' as const), lost]);
     if (outcome === 'lost' || this.lostReason !== undefined) throw this.lostError('copy');
   }
+  /**
+   * MigrationDevice: pages of mm now live in these device frames: reverse map and device page table.
+   * @internal
+   */
   adopt(mm: AddressSpace, pages: readonly number[], frames: readonly number[], writable: readonly boolean[], huge = false): void {
     if (pages.length === 0) return; // every page raced (e.g. its address space was destroyed meanwhile)
     const mirror = this.mirror(mm);
@@ -575,6 +681,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     if (huge) mirror.table.mapHuge(pages[0]! >>> 9, frames[0]!, writable[0]!); // one directory entry for 2 MiB
     this.stats.add('pageTableWrites', mirror.table.flush());
   }
+  /**
+   * MigrationDevice: frames no page owns any more (reverse map only).
+   * @internal
+   */
   disown(frames: readonly number[]): void {
     for (const f of frames) {
       this.rmapMm[f] = undefined;
@@ -582,10 +692,18 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.rmapCopy[f] = 0;
     }
   }
+  /**
+   * MigrationDevice: drop this device's mappings of page runs of mm.
+   * @internal
+   */
   unmapOwn(mm: AddressSpace, pageRuns: readonly [number, number][]): void {
     this.mirrors.get(mm)?.dropRuns(pageRuns);
   }
 
+  /**
+   * Device frame `frame` holds a copy of page `page` of mm (reverse map).
+   * @internal
+   */
   ownCopy(frame: number, mm: AddressSpace, page: number): void {
     this.rmapMm[frame] = mm;
     this.rmapPage[frame] = page;
@@ -594,6 +712,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.arrivedAt[frame] = this.launcher.launches;
     this.lastAccess[frame] = 0;
   }
+  /**
+   * Does `frame` hold a copy of a RAM page (not a device-private page)?
+   * @internal
+   */
   isCopyFrame(frame: number): boolean {
     return this.rmapCopy[frame] === 1;
   }
@@ -607,6 +729,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * device touch reports EPOISON for them, page by page, until they are unmapped. Held copies
    * no launch followed are clean (RAM is current): they let go now. Read-only copies need
    * nothing: RAM has the data. Nothing else in the system changes.
+   * @internal
    */
   markLost(reason: string): void {
     if (this.lostReason !== undefined) return;
@@ -620,7 +743,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     }
   }
 
-  /** Test hook point (faultInjection.ts): lets a test cause a real failure here. */
+  /**
+   * Test hook point (faultInjection.ts): lets a test cause a real failure here.
+   * @internal
+   */
   inject(point: FaultPoint, ctx: Partial<FaultContext>): void {
     if (this.faultInjection) this.faultInjection.at(point, { ...ctx, device: this.device });
   }
@@ -634,6 +760,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * A readback failed: if the device is lost (device.lost wins the race against an empty
    * queue), EDEVLOST; otherwise the mapAsync was refused on a live device: EBUSY, the caller
    * has put everything back, and a retry may succeed.
+   * @internal
    */
   async gpuFailure(what: string, cause: unknown): Promise<HmmError> {
     if (cause instanceof HmmError) return cause;
@@ -646,6 +773,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return new HmmError('EBUSY', `${this.name}: ${what} failed: mapAsync was rejected (${why || 'no reason given'}) on a live device; nothing changed, retry`);
   }
 
+  /**
+   * EDEVLOST once the device is lost.
+   * @internal
+   */
   checkAlive(what: string): void {
     if (this.lostReason !== undefined) throw new HmmError('EDEVLOST', `${this.name}: ${what}: device lost (${this.lostReason})`);
   }
@@ -655,6 +786,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return new HmmError('EDEVLOST', `${this.name}: ${what} failed: ${this.lostReason ?? String(cause)}`);
   }
 
+  /**
+   * Give back every GPU object and the GPUDevice; later calls are EDEVLOST, and pages whose only
+   * copy was here are EPOISON. `sys.destroy()` does this for every device. Throws nothing.
+   */
   destroy(): void {
     for (const m of this.mirrors.values()) m.close();
     this.mirrors.clear();

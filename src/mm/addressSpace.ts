@@ -47,20 +47,47 @@ const WORKER_FAULT: Cause = { kind: 'cpu-fault', thread: 'worker' };
 /** How long fork() waits for in-flight CPU thread accesses to finish before EBUSY. */
 const FORK_DRAIN_MS = 10_000;
 
+/**
+ * One "process": a 32-bit virtual address space of 4 KiB pages, its mappings and its CPU page
+ * table. Made by `sys.createAddressSpace()`; `dev.mirror(mm)` is a device's view of it.
+ */
 export class AddressSpace {
+  /**
+   * The CPU page table (shared with CPU threads).
+   * @internal
+   */
   readonly pageTable = new CpuPageTable();
+  /**
+   * The mappings (VMAs).
+   * @internal
+   */
   readonly vmas = new VmaList();
+  /**
+   * The interval notifier (mmu_interval_notifier): `insert(start, end, callback)` (pages)
+   * subscribes to invalidations of a range; its `readBegin()` / `readRetry(seq)` give
+   * `rangeFault` its `notifier` and `seq`.
+   */
   readonly notifier = new IntervalNotifier();
-  /** Pages being migrated: a CPU access waits for the migration instead of tearing data. */
+  /**
+   * Pages being migrated: a CPU access waits for the migration instead of tearing data.
+   * @internal
+   */
   readonly inflight = new Map<number, Promise<void>>();
-  /** Pages bouncing between RAM and devices (policy: migrations report, the mirror asks). */
+  /**
+   * Pages bouncing between RAM and devices (policy: migrations report, the mirror asks). Its
+   * `config` (createSystem's `thrashing`) may be changed per address space.
+   */
   readonly thrash = new ThrashDetector();
   /**
    * Address spaces related by fork. A shared mapping's frames are mapped by several of them;
    * device copies of such a frame are flagged in every one, so a touch from any side finds them.
+   * @internal
    */
   family: Set<AddressSpace> = new Set([this]);
-  /** Pages whose held device copy was made through another family member (it owns the copy). */
+  /**
+   * Pages whose held device copy was made through another family member (it owns the copy).
+   * @internal
+   */
   readonly copyOwner = new Map<number, AddressSpace>();
   /** Set while fork() runs; thread faults wait for it. */
   private forking: Promise<unknown> | null = null;
@@ -74,9 +101,15 @@ export class AddressSpace {
   private readonly lazyFree = new Map<number, number>();
   /** 2 MiB blocks given a run of RAM as a whole (huge pages in RAM): see isRamHuge. */
   private readonly ramHuge = new Set<number>();
-  /** Users' pins on pages (mm.pin, pin_user_pages): a pinned page does not migrate. */
+  /**
+   * Users' pins on pages (mm.pin, pin_user_pages): a pinned page does not migrate.
+   * @internal
+   */
   readonly pins = new PagePins();
-  /** Pages a device is servicing a fault on, until its kernel has run: CPU accesses and other devices wait. */
+  /**
+   * Pages a device is servicing a fault on, until its kernel has run: CPU accesses and other devices wait.
+   * @internal
+   */
   readonly holds: DeviceHolds;
   /**
    * Pins of main-thread reads and writes. They are taken across awaits but never observed by
@@ -86,10 +119,17 @@ export class AddressSpace {
   private readonly unpinWaiters: (() => void)[] = [];
   private destroyed = false;
 
+  /**
+   * Address spaces are made by `sys.createAddressSpace()`.
+   * @internal
+   */
   constructor(
+    /** This address space's number in its System (trace events' `mm`). */
     readonly id: number,
+    /** @internal */
     readonly ram: SystemRam,
     private readonly pagemaps: () => readonly (DevicePagemap | undefined)[],
+    /** @internal */
     readonly stats: Stats,
     /** Makes the child address space for fork() (the system registers it). */
     private readonly spawn?: () => AddressSpace,
@@ -100,6 +140,12 @@ export class AddressSpace {
 
   // ------------------------------------------------------------------ mappings
 
+  /**
+   * mmap: map `length` bytes (rounded up to whole pages, or 2 MiB blocks with `huge`) and return
+   * the address. Pages are demand-zero. A fixed `addr` (MAP_FIXED) replaces what is mapped there.
+   * @throws {@link HmmError} EINVAL: a bad length or option, or an `addr` that is unaligned, below 0x10000 or past 4 GiB; or the address space was destroyed.
+   * @throws {@link HmmError} ENOMEM: no free range of that size in the 4 GiB address space.
+   */
   mmap(length: number, opts: MmapOptions = {}): number {
     this.checkAlive('mmap');
     checkCount('mmap', 'length', length);
@@ -144,6 +190,11 @@ export class AddressSpace {
    * otherwise. Errors as Linux: EINVAL (unaligned, zero length, overlapping fixed ranges,
    * dontUnmap without a move or with another length), EFAULT (the old range is not inside one
    * mapping), ENOMEM (no room and no move allowed).
+   * @throws {@link HmmError} EINVAL: an unaligned address, a bad length or option, overlapping fixed ranges, `dontUnmap` without a move or with another length; or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: the old range is not inside one mapping.
+   * @throws {@link HmmError} ENOMEM: no room to grow in place and no move allowed, or no free range to move to.
+   * @throws {@link HmmError} EBUSY: devices kept taking the pages while they were written back.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a device lost during its write-back.
    */
   async mremap(va: number, oldLength: number, newLength: number, opts: { addr?: number; mayMove?: boolean; dontUnmap?: boolean } = {}): Promise<number> {
     this.checkAlive('mremap');
@@ -205,6 +256,16 @@ export class AddressSpace {
       if (attempt >= CPU_FAULT_RETRIES) throw new HmmError('EBUSY', `mremap ${hex(va)}: devices kept taking the pages`, va);
     }
     const v = source();
+    // A shared mapping's page that a fork relative also maps moves only in this address space:
+    // the two would map one frame at two addresses, and sharing between relatives is keyed by
+    // address here (design-notes §17). Refused, as Linux refuses what it cannot do: nothing moved.
+    if (v.shared && this.family.size > 1) {
+      for (let p = start; p < start + Math.min(oldPages, newPages); p++) {
+        const e = this.pageTable.get(p);
+        if (pte.kind(e) === Kind.Ram && this.ram.refCount(pte.frame(e)) > 1)
+          throw new HmmError('EINVAL', `mremap ${hex(va)}: page ${hex(p * PAGE_SIZE)} of a shared mapping is also mapped by a fork relative; a shared range that relatives map cannot move (grow or shrink it in place)`, p * PAGE_SIZE);
+      }
+    }
     let to: number;
     if (fixed !== undefined) {
       this.unmapPages(fixed, fixed + newPages); // MREMAP_FIXED replaces what is there
@@ -224,6 +285,13 @@ export class AddressSpace {
     return to * PAGE_SIZE;
   }
 
+  /**
+   * munmap: unmap [va, va+length) (rounded up to whole pages): devices drop their mappings
+   * first, frames are freed, and the next touch is EFAULT. Holes in the range are fine.
+   * @throws {@link HmmError} EINVAL: an unaligned address or a bad length; or the address space was destroyed.
+   * @throws {@link HmmError} EBUSY: (after fork) a device's copy of a shared page kept moving during its write-back.
+   * @throws {@link HmmError} EPOISON: (after fork) a shared page's only current data was on a device lost during its write-back.
+   */
   async munmap(va: number, length: number): Promise<void> {
     this.checkAlive('munmap');
     const { start, end } = this.pageRange('munmap', va, length);
@@ -233,6 +301,14 @@ export class AddressSpace {
     this.unmapPages(start, end);
   }
 
+  /**
+   * mprotect: change the protection of [va, va+length) to 'none', 'r' or 'rw'. Devices give back
+   * pages they hold writable and drop their mappings before the change.
+   * @throws {@link HmmError} EINVAL: an unaligned address, a bad length or prot; or the address space was destroyed.
+   * @throws {@link HmmError} ENOMEM: a page of the range is not mapped (as Linux).
+   * @throws {@link HmmError} EBUSY: devices kept taking the pages.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a device lost during its write-back.
+   */
   async mprotect(va: number, length: number, prot: Prot): Promise<void> {
     this.checkAlive('mprotect');
     const { start, end } = this.pageRange('mprotect', va, length);
@@ -264,6 +340,8 @@ export class AddressSpace {
    * Advice on [va, va+length) (cudaMemAdvise, madvise): `preferred` location ('system' or a
    * device id; null clears it), `readMostly`, `accessedBy` devices. Policy reads it; nothing
    * moves when it is given. The range must be mapped (ENOMEM names the hole).
+   * @throws {@link HmmError} EINVAL: an unaligned address, a bad length, advice that is not an object, an unknown key, a device id that is not one of this system's; or the address space was destroyed.
+   * @throws {@link HmmError} ENOMEM: a page of the range is not mapped.
    */
   async advise(va: number, length: number, advice: Advice): Promise<void> {
     this.checkAlive('advise');
@@ -292,6 +370,11 @@ export class AddressSpace {
    * they are. A pinned page does not migrate (per page, 'pinned'): devices use copies of it.
    * `unpin()` the result when done; munmap ends the pin for that address, the frame living on
    * until unpin. EFAULT names the first address not mapped (or prot 'none').
+   * @throws {@link HmmError} EINVAL: a bad address, length or option; or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address of the range is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} ENOMEM: (longterm) system RAM is exhausted.
+   * @throws {@link HmmError} EBUSY: (longterm) the pages kept moving away.
+   * @throws {@link HmmError} EPOISON: (longterm) a page's only current data was on a lost device.
    */
   async pin(va: number, length: number, opts: { longterm?: boolean } = {}): Promise<PinHandle> {
     this.checkAlive('pin');
@@ -339,6 +422,10 @@ export class AddressSpace {
    * read sees the old bytes or zeros, never anything else. `willneed` brings the range into RAM
    * (device-private pages home, held copies written back). The range must be mapped (ENOMEM
    * names the first hole); placement advice is `advise`.
+   * @throws {@link HmmError} EINVAL: an unaligned address, a bad length or advice, 'free' on a shared mapping; or the address space was destroyed.
+   * @throws {@link HmmError} ENOMEM: a page of the range is not mapped, or ('willneed') system RAM is exhausted.
+   * @throws {@link HmmError} EBUSY: devices kept taking the pages.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
    */
   async madvise(va: number, length: number, advice: 'dontneed' | 'free' | 'willneed'): Promise<void> {
     this.checkAlive('madvise');
@@ -356,7 +443,22 @@ export class AddressSpace {
     checkLayout();
     const pages = pageList(start, end - start);
     if (advice === 'willneed') {
-      await this.faultPages(pages, false, { kind: 'call', call: "mm.madvise('willneed')" });
+      // As a CPU access brings pages home: after the devices' operations that hold them, and
+      // holding devices off meanwhile (without that, a kernel's fault service and this took the
+      // pages from each other until one gave up). It is advice: pages that a device takes again
+      // at once stay there (Linux never fails MADV_WILLNEED for contention); lost data is still EPOISON.
+      const held = this.holdsEnded(pages, isDeviceHold);
+      if (held) await held;
+      this.checkAlive('madvise');
+      checkLayout();
+      const hold = this.holds.hold(CPU_HOLDER, pages, 0);
+      try {
+        await this.faultPages(pages, false, { kind: 'call', call: "mm.madvise('willneed')" });
+      } catch (e) {
+        if (!(e instanceof HmmError && e.code === 'EBUSY')) throw e;
+      } finally {
+        hold.release();
+      }
       return;
     }
     // No page moving and none held by a device, checked in the same turn as the change: a held
@@ -388,7 +490,10 @@ export class AddressSpace {
     }
   }
 
-  /** Page p was written (or is about to be): madvise('free') no longer lets it go. */
+  /**
+   * Page p was written (or is about to be): madvise('free') no longer lets it go.
+   * @internal
+   */
   endLazyFree(p: number): void {
     this.lazyFree.delete(p);
   }
@@ -411,12 +516,25 @@ export class AddressSpace {
     return freed;
   }
 
+  /**
+   * The mapping that contains `va`, if any.
+   * @internal
+   */
   vmaAt(va: number): Vma | undefined {
     return this.vmas.find(Math.floor(va / PAGE_SIZE));
   }
 
   // ------------------------------------------------------------------ CPU access
 
+  /**
+   * A CPU read of `length` bytes at `va`. Device-private pages fault home first (migrate_to_ram),
+   * held device copies are written back; untouched pages read as zeros.
+   * @throws {@link HmmError} EINVAL: a bad address or length, or a range past 4 GiB; or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address of the range is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted bringing pages home.
+   * @throws {@link HmmError} EBUSY: the pages kept moving away between the fault and the access.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   async read(va: number, length: number): Promise<Uint8Array> {
     this.checkAlive('read');
     checkAddress('read', va);
@@ -441,6 +559,16 @@ export class AddressSpace {
     return out;
   }
 
+  /**
+   * A CPU write of `data` at `va`. Device pages fault home first and read-only device copies are
+   * invalidated; untouched pages get zeroed frames, copy-on-write pages a copy.
+   * @throws {@link HmmError} EINVAL: a bad address, data that is not a non-empty Uint8Array, or a range past 4 GiB; or the address space was destroyed.
+   * @throws {@link HmmError} EFAULT: an address of the range is not mapped, or mapped with prot 'none'.
+   * @throws {@link HmmError} EPERM: an address of the range is mapped read-only.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted (nothing is written then).
+   * @throws {@link HmmError} EBUSY: the pages kept moving away between the fault and the access.
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
+   */
   async write(va: number, data: Uint8Array): Promise<void> {
     this.checkAlive('write');
     checkAddress('write', va);
@@ -495,7 +623,10 @@ export class AddressSpace {
     throw new HmmError('EBUSY', `${what} of ${length} bytes at ${hex(va)}: the pages kept moving away between the fault and the access`, va);
   }
 
-  /** May the CPU touch page p now: untouched, the zero page, or plain RAM (for a write, with no read-only device copies)? */
+  /**
+   * May the CPU touch page p now: untouched, the zero page, or plain RAM (for a write, with no read-only device copies)?
+   * @internal
+   */
   cpuAccessible(p: number, write: boolean): boolean {
     const e = this.pageTable.get(p);
     switch (pte.kind(e)) {
@@ -516,6 +647,7 @@ export class AddressSpace {
    * not do from the shared page table by itself. Checks the access as `read`/`write` do, brings
    * pages home, maps the zero page for a read, frames and copy-on-write breaks for a write.
    * The thread then re-checks the table and accesses the memory itself.
+   * @internal
    */
   async threadFault(va: number, length: number, write: boolean, pinForThread = false): Promise<void> {
     const what = write ? 'store' : 'load';
@@ -556,6 +688,7 @@ export class AddressSpace {
    * every page is CPU-accessible (None, Zero or plain RAM; with `write`, no device copies), as
    * of its last check. A CPU access waits for device holds before it starts, and holds the
    * devices off the pages while it runs (CPU_HOLDER), so the devices wait for it in turn.
+   * @internal
    */
   async faultPages(pages: readonly number[], write: boolean, cause: Cause = MAIN_THREAD_FAULT): Promise<void> {
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
@@ -571,6 +704,7 @@ export class AddressSpace {
    * rangeFault walks its range again after each pass, as hmm_range_fault does after
    * handle_mm_fault: by then a page may have become valid for the device asking (another of
    * its own faults mapped it), and a second pass here would have revoked that device's own copy.
+   * @internal
    */
   async faultPagesOnce(pages: readonly number[], write: boolean, cause: Cause = MAIN_THREAD_FAULT): Promise<boolean> {
     // A range names its first poisoned page (design-notes §14), whichever device call would
@@ -626,6 +760,7 @@ export class AddressSpace {
   /**
    * Revoke a device's held copies of pages (write them back). A copy made through another
    * address space of the fork family is revoked there; then no family member keeps the flag.
+   * @internal
    */
   async revokeHeld(dev: number, pages: readonly number[], cause: Cause = MAIN_THREAD_FAULT): Promise<void> {
     // A write-back of the copy already under way through its owner (a CPU fault there, or the
@@ -651,6 +786,7 @@ export class AddressSpace {
   /**
    * Address spaces whose entry for page p points at RAM frame `frame`: this one, and fork
    * relatives sharing the frame through a shared mapping (private frames break on write).
+   * @internal
    */
   sharers(p: number, frame: number): AddressSpace[] {
     if (this.family.size === 1 || this.ram.refCount(frame) < 2) return [this];
@@ -666,6 +802,7 @@ export class AddressSpace {
    * Demand-zero and copy-on-write for pages already CPU-accessible: a read maps the zero page;
    * a write gets a zeroed frame, or a private copy of a frame still shared with a fork
    * relative. All frames are allocated before any entry changes, so ENOMEM changes nothing.
+   * @internal
    */
   populate(pages: readonly number[], write: boolean, forWhat?: string): void {
     // Pages about to be written are not madvise('free') any more; and reclaiming under the
@@ -775,6 +912,7 @@ export class AddressSpace {
    * Was page p's only current data on a device that is now lost? Its device-private pages, and
    * copies it held writable that a kernel may have changed (clean ones were let go when the loss
    * was seen). Every touch of such a page is EPOISON until it is unmapped.
+   * @internal
    */
   poisoned(p: number): boolean {
     const e = this.pageTable.get(p);
@@ -790,7 +928,10 @@ export class AddressSpace {
     return pm;
   }
 
-  /** Every byte of [va, va+len) must be mapped with the needed permission; nothing changes otherwise. */
+  /**
+   * Every byte of [va, va+len) must be mapped with the needed permission; nothing changes otherwise.
+   * @internal
+   */
   checkAccess(what: string, va: number, len: number, write: boolean): void {
     let p = Math.floor(va / PAGE_SIZE);
     const last = Math.floor((va + len - 1) / PAGE_SIZE);
@@ -810,6 +951,7 @@ export class AddressSpace {
    * mapping, all in RAM on one aligned run of frames. Derived from the table, not remembered:
    * whatever splits it (a partial munmap or mprotect, a copy-on-write break of one page, a page
    * migrating away alone) makes this false by itself.
+   * @internal
    */
   isRamHuge(b: number): boolean {
     if (!this.ramHuge.has(b)) return false;
@@ -818,12 +960,18 @@ export class AddressSpace {
     return false;
   }
 
-  /** Block b was given an aligned 2 MiB run of RAM frames as a whole (a THP). */
+  /**
+   * Block b was given an aligned 2 MiB run of RAM frames as a whole (a THP).
+   * @internal
+   */
   markRamHuge(b: number): void {
     this.ramHuge.add(b);
   }
 
-  /** A page of block b left its frame (migrated, dropped, copied on write): the block is split. */
+  /**
+   * A page of block b left its frame (migrated, dropped, copied on write): the block is split.
+   * @internal
+   */
   splitRamHuge(b: number): void {
     this.ramHuge.delete(b);
   }
@@ -842,7 +990,10 @@ export class AddressSpace {
     return true;
   }
 
-  /** Migrations report here; a page that starts thrashing is counted and traced. */
+  /**
+   * Migrations report here; a page that starts thrashing is counted and traced.
+   * @internal
+   */
   noteMigration(pages: readonly number[], dir: Direction): void {
     const now = performance.now();
     let thrashing = 0;
@@ -890,7 +1041,9 @@ export class AddressSpace {
       news.push(q);
       switch (pte.kind(e)) {
         case Kind.Ram:
-          this.pageTable.set(q, pte.plainRam(e)); // the copies went with the invalidation
+          // The copies went with the invalidation; a copy held by a lost device did not: its
+          // data is gone, and the page stays poisoned where it moves (as a hwpoison entry does).
+          this.pageTable.set(q, this.poisoned(p) ? e : pte.plainRam(e));
           break;
         case Kind.Device: {
           this.pageTable.set(q, e);
@@ -932,7 +1085,9 @@ export class AddressSpace {
       const e = this.pageTable.get(p);
       this.lazyFree.delete(p);
       if (keepShared && this.vmas.find(p)?.shared) {
-        if (pte.kind(e) === Kind.Ram) this.pageTable.set(p, pte.plainRam(e)); // its copies are gone
+        // its copies are gone; a copy held by a lost device had the object's only current data:
+        // that stays lost (poisoned), it is not the frame's older bytes
+        if (pte.kind(e) === Kind.Ram && !this.poisoned(p)) this.pageTable.set(p, pte.plainRam(e));
         continue;
       }
       switch (pte.kind(e)) {
@@ -1007,6 +1162,10 @@ export class AddressSpace {
    * device, or are held by one, come home first: the child must see their current data, and
    * RAM is where copy-on-write happens. CPU threads of this address space are held off (slow
    * path) while the table is copied, and in-flight ones are waited for.
+   * @throws {@link HmmError} EINVAL: the address space was destroyed, or was not made by a System.
+   * @throws {@link HmmError} EBUSY: it is already forking, a CPU thread's access did not finish within 10 s, or pages kept moving to devices.
+   * @throws {@link HmmError} ENOMEM: system RAM is exhausted (pages brought home, frames for shared mappings, copies of pinned pages).
+   * @throws {@link HmmError} EPOISON: a page's only current data was on a lost device.
    */
   async fork(): Promise<AddressSpace> {
     this.checkAlive('fork');
@@ -1123,6 +1282,7 @@ export class AddressSpace {
    * Resolves when no main-thread read or write has any of `pages` pinned (at once when none
    * has). Such an access waits only for migrations and write-backs, never for a device's
    * operation (it lets go of its pins to wait for a device hold), so a device may wait here.
+   * @internal
    */
   async mainUnpinned(pages: readonly number[]): Promise<void> {
     while (pages.some((p) => this.mainPins.has(p))) await new Promise<void>((r) => this.unpinWaiters.push(r));
@@ -1131,22 +1291,32 @@ export class AddressSpace {
   /**
    * Is a CPU access in flight on page p: a CPU thread inside it (pins in the shared table), or
    * a main-thread read/write waiting for other pages of its range? Such a page does not migrate.
+   * @internal
    */
   isPinned(p: number): boolean {
     return this.pageTable.isPinned(p) || this.mainPins.has(p) || this.pins.isPinned(p);
   }
 
-  /** Is a main-thread read or write in flight on page p (pinned across its awaits)? */
+  /**
+   * Is a main-thread read or write in flight on page p (pinned across its awaits)?
+   * @internal
+   */
   isMainPinned(p: number): boolean {
     return this.mainPins.has(p);
   }
 
-  /** EINVAL once destroy() ran; devices and mirrors ask too before they touch this address space. */
+  /**
+   * EINVAL once destroy() ran; devices and mirrors ask too before they touch this address space.
+   * @internal
+   */
   checkAlive(what: string): void {
     if (this.destroyed) throw new HmmError('EINVAL', `${what}: address space ${this.id} was destroyed`);
   }
 
-  /** Unmap everything and refuse further use (process exit). */
+  /**
+   * Unmap everything and refuse further use (process exit): later calls are EINVAL, its mirrors
+   * close and its CPU threads' fault mailbox stops. Idempotent; throws nothing.
+   */
   destroy(): void {
     if (this.destroyed) return;
     // (held copies of frames relatives still map are written back: startSharedWriteBacks)
@@ -1177,12 +1347,18 @@ export class AddressSpace {
     return out;
   }
 
-  /** Is page p held (this address space's holds, or a relative's on the same shared frame) by a hold `which` selects? */
+  /**
+   * Is page p held (this address space's holds, or a relative's on the same shared frame) by a hold `which` selects?
+   * @internal
+   */
   heldBy(p: number, which: (h: DeviceHold) => boolean): boolean {
     return this.holdRegistries(p).some((r) => r.some(p, which));
   }
 
-  /** When every hold `which` selects on `pages` (and on the shared frames behind them) has ended; null when none. */
+  /**
+   * When every hold `which` selects on `pages` (and on the shared frames behind them) has ended; null when none.
+   * @internal
+   */
   holdsEnded(pages: readonly number[], which: (h: DeviceHold) => boolean): Promise<void> | null {
     const waits: Promise<void>[] = [];
     for (const p of pages) for (const r of this.holdRegistries(p)) {
@@ -1197,6 +1373,7 @@ export class AddressSpace {
    * its kernel has run once more (release() the result then), so a kernel under contention
    * always progresses: the pages it faulted in cannot be taken back between the fault service
    * and the relaunch (src/mm/deviceHolds.ts).
+   * @internal
    */
   holdForDevice(device: number, pages: readonly number[], ticket = Infinity, opts: HoldOptions = {}): DeviceHold {
     return this.holds.hold(device, pages, ticket, opts);
@@ -1220,12 +1397,16 @@ export class AddressSpace {
     });
   }
 
-  /** Run `hook` when this address space is destroyed (the CPU-thread mailbox stops then). */
+  /**
+   * Run `hook` when this address space is destroyed (the CPU-thread mailbox stops then).
+   * @internal
+   */
   onDestroy(hook: () => void): void {
     if (this.destroyed) hook();
     else this.destroyHooks.push(hook);
   }
 
+  /** Whether destroy() ran. */
   get isDestroyed(): boolean {
     return this.destroyed;
   }

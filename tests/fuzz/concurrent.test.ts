@@ -2,7 +2,9 @@
 // to 6 operations in one synchronous turn (main-thread reads and writes, two worker threads'
 // loads, stores and atomic adds, mirror reads and writes, add and copy kernels in both modes
 // on two devices, migrations both ways, exclusive access, release, mmap FIXED, munmap,
-// mprotect, advise, fork, destroy of a forked space, and now and then a real device loss),
+// mprotect, mremap (in place and FIXED inside the window, with DONTUNMAP), advise, madvise
+// (dontneed, free, willneed), pin and unpin, fork, destroy of a forked space, and now and then
+// a real device loss),
 // awaits them all, and asks tests/fuzz/linearize.ts whether some order of them, per page, gives
 // every observed result on the plain model. That file's header says what is checked and what
 // the batches leave out so the model stays exact. After every step: nothing left Migrating,
@@ -12,13 +14,17 @@
 // buffer's destroy are counted); after sys.destroy() every buffer is gone. When a batch leaves
 // too many model states (fork beside many writers), the open pages are read right after it
 // and the reads pick among them; a sweep of reads runs whenever more than 16 states remain.
+// The pages a madvise('free') let go are read right after their batch too (kept or dropped).
+// RAM never runs short here (checked: no reclaim is ever asked for), which that model needs.
 //
 // Deterministic: the batches (a pure function of the seed and path). Not deterministic: the
 // timing (GPU, workers, event loop), so the outcomes, and what the fuzzer generates after a
 // device loss (it skips writes over the pages that came back poisoned). A failure prints its
 // seed and path; replay with
 //   FUZZ_SEED=<seed> FUZZ_PATH=<path> npx vitest run --project fuzz tests/fuzz/concurrent.test.ts
-// (FUZZ_LOG=1 prints every batch; a timing-dependent failure may need a few replays).
+// (FUZZ_LOG=1 prints every batch and the CPU entries of its pages as it starts; a
+// timing-dependent failure may need a few replays). The bugs it found are reproduced in
+// tests/gpu/fidelityRegressions.test.ts and concurrentRegressions.test.ts.
 // Budget: FUZZ_CONCURRENT_RUNS runs (default 12, or half of FUZZ_RUNS when `npm run fuzz` sets
 // that) of FUZZ_STEPS steps (default 200).
 import fc from 'fast-check';
@@ -29,9 +35,10 @@ import type { Advice } from '../../src/mm/vmaList.ts';
 import type { ThreadHandle } from '../../src/workers/cpuThread.ts';
 import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
-import { ADD_KERNEL, COPY_KERNEL, bytesOf, checkAccounting, isLost } from './harness.ts';
-import { describeBatch, dropSpace, initialWorld, layoutKey, linearize, type Observation, type Op, type Outcome, type Thread, type World } from './linearize.ts';
-import { BASE_PAGE, BASE_VA, PAGE, WINDOW_PAGES, type Prot } from './model.ts';
+import type { PinHandle } from '../../src/mm/pins.ts';
+import { ADD_KERNEL, COPY_KERNEL, bytesOf, checkAccounting, deferredFrames, isLost } from './harness.ts';
+import { describeBatch, dropSpace, initialWorld, layoutKey, linearize, remapFootprint, type Observation, type Op, type Outcome, type Thread, type World } from './linearize.ts';
+import { BASE_PAGE, BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, type MadviseKind, type Prot } from './model.ts';
 
 const RUNS = Number(process.env.FUZZ_CONCURRENT_RUNS ?? (process.env.FUZZ_RUNS !== undefined ? Math.max(1, Math.round(Number(process.env.FUZZ_RUNS) / 2)) : 12));
 const STEPS = Number(process.env.FUZZ_STEPS ?? 200);
@@ -50,6 +57,8 @@ const SWEEP_ABOVE_WORLDS = 16;
 /** Live GPU buffers per device allowed after a step: pools and staging, plus a few per live mirror. */
 const BUFFERS_PER_DEVICE = 48;
 const BUFFERS_PER_MIRROR = 10;
+/** Pin handles kept live at once. */
+const MAX_PINS = 4;
 
 // ------------------------------------------------------------------ generated batches
 
@@ -70,7 +79,12 @@ type Raw =
   | { k: 'advise'; s: number; at: Pos; n: number; advice: number }
   | { k: 'fork'; s: number }
   | { k: 'destroy'; s: number }
-  | { k: 'lose'; d: number; roll: number };
+  | { k: 'lose'; d: number; roll: number }
+  /** mremap from `at` (moved onto a mapping when `aim`): in place, MAYMOVE where it stays, FIXED to `to`, FIXED with DONTUNMAP. */
+  | { k: 'mremap'; s: number; at: Pos; oldN: number; newN: number; mode: number; to: Pos; aim: boolean }
+  | { k: 'madvise'; s: number; at: Pos; n: number; advice: MadviseKind }
+  | { k: 'pin'; s: number; at: Pos; off: number; len: number; longterm: boolean }
+  | { k: 'unpin'; slot: number };
 interface RawBatch {
   focus: number;
   ops: Raw[];
@@ -119,6 +133,16 @@ const rawArb: fc.Arbitrary<Raw> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('destroy' as const), s: space }) },
   // a real loss ends that device's part of the run: rare (roll 0 of 40)
   { weight: 1, arbitrary: fc.record({ k: fc.constant('lose' as const), d: device, roll: fc.nat(39) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('mremap' as const), s: space, at: pos, oldN: fc.integer({ min: 1, max: 4 }), newN: fc.integer({ min: 1, max: 5 }), mode: fc.nat(3), to: pos,
+      aim: fc.constantFrom(true, true, true, false),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('madvise' as const), s: space, at: pos, n: pages, advice: fc.constantFrom<MadviseKind>('dontneed', 'free', 'free', 'willneed') }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('pin' as const), s: space, at: pos, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 2 * PAGE }), longterm: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('unpin' as const), slot: fc.nat(MAX_PINS - 1) }) },
 );
 
 const batchArb: fc.Arbitrary<RawBatch> = fc.record({ focus: fc.nat(WINDOW_PAGES - 1), ops: fc.array(rawArb, { minLength: 2, maxLength: 6 }) });
@@ -132,7 +156,12 @@ const runArb = fc.array(batchArb, { minLength: STEPS, maxLength: STEPS }).map((b
 
 const isKernelOp = (op: Op): op is Extract<Op, { kind: 'kernelAdd' | 'kernelCopy' }> => op.kind === 'kernelAdd' || op.kind === 'kernelCopy';
 const writes = (op: Op): boolean => ['write', 'atomicAdd', 'gpuWrite', 'kernelAdd', 'kernelCopy'].includes(op.kind);
-const layoutChange = (op: Op): op is Extract<Op, { kind: 'mmap' | 'munmap' | 'mprotect' }> => op.kind === 'mmap' || op.kind === 'munmap' || op.kind === 'mprotect';
+/** Changes which pages are mapped and how (VMAs: advise splits and merges them too). */
+const layoutChange = (op: Op): boolean => ['mmap', 'munmap', 'mprotect', 'mremap', 'advise'].includes(op.kind);
+/** Drops pages' data without a layout change: as a layout change in the rules (linearize.ts's header). */
+const dataDrop = (op: Op): boolean => op.kind === 'madvise' && op.advice !== 'willneed';
+/** No writer may share its pages (a write that fails or is dropped part way is not modelled). */
+const excludesWriters = (op: Op): boolean => (layoutChange(op) && op.kind !== 'advise') || dataDrop(op);
 /** What may run beside a device loss: operations that change no bytes and no layout. */
 const quiet = (op: Op): boolean => ['read', 'gpuRead', 'toDevice', 'toSystem', 'exclusive', 'release', 'advise'].includes(op.kind);
 
@@ -159,7 +188,12 @@ function footprint(op: Op): number[] {
     case 'munmap':
     case 'mprotect':
     case 'advise':
+    case 'madvise':
       return span(op.first, op.n);
+    case 'mremap':
+      return remapFootprint(op);
+    case 'pin':
+      return span(Math.floor((op.va - BASE_VA) / PAGE), Math.floor((op.va + op.len - 1 - BASE_VA) / PAGE) - Math.floor((op.va - BASE_VA) / PAGE) + 1);
     default:
       return [];
   }
@@ -179,7 +213,7 @@ const THREADS: Thread[] = ['main', 'w0', 'w1'];
  * The batch's operations, concrete, in the order generated, minus those the rules of
  * linearize.ts's header keep out (generated from the layout, which every model state shares).
  */
-function resolve(b: RawBatch, w: World): Op[] {
+function resolve(b: RawBatch, w: World, pinsLive: number): Op[] {
   const live = w.spaces.length;
   const ops: Op[] = [];
   const at = (p: Pos): number => (p.near ? Math.min(WINDOW_PAGES - 1, Math.max(0, b.focus + p.delta - 2)) : p.page);
@@ -252,9 +286,29 @@ function resolve(b: RawBatch, w: World): Op[] {
         if (r.k === 'mmap') op = { kind: 'mmap', s, first, n, prot: r.prot, shared: r.shared && !SKIP.has('shared') };
         else if (r.k === 'munmap') op = { kind: 'munmap', s, first, n };
         else if (r.k === 'mprotect') op = { kind: 'mprotect', s, first, n, prot: r.prot };
-        else op = { kind: 'advise', s, first, n, advice: ADVICE[r.advice]!.name };
+        else op = { kind: 'advise', s, first, n, advice: ADVICE[r.advice]!.name, fields: ADVICE[r.advice]!.advice };
         break;
       }
+      case 'mremap':
+        op = remapOf(r, s, w.spaces[s]!, at);
+        break;
+      case 'madvise': {
+        const first = at(r.at);
+        const n = clip(first, r.n);
+        // 'free' on a poisoned page: dropped or still poisoned depending on where it was (see linearize.ts)
+        if (r.advice === 'free' && pagesOf(s, first, n).some((p) => p.poisoned)) break;
+        op = { kind: 'madvise', s, first, n, advice: r.advice };
+        break;
+      }
+      case 'pin': {
+        if (pinsLive + ops.filter((o) => o.kind === 'pin').length >= MAX_PINS) break;
+        const va = BASE_VA + at(r.at) * PAGE + r.off;
+        op = { kind: 'pin', s, va, len: Math.min(r.len, BASE_VA + WINDOW_PAGES * PAGE - va), longterm: r.longterm };
+        break;
+      }
+      case 'unpin':
+        if (pinsLive > 0) op = { kind: 'unpin', handle: r.slot % pinsLive };
+        break;
       case 'fork':
         if (live < MAX_SPACES) op = { kind: 'fork', s };
         break;
@@ -291,14 +345,44 @@ function admissible(op: Op, ops: readonly Op[]): boolean {
     }
   for (const o of ops) {
     if (o.kind === 'destroy' && 's' in op && op.s === o.s && (writes(op) || layoutChange(op) || op.kind === 'fork' || op.kind === 'destroy')) return false;
-    if (op.kind === 'destroy' && 's' in o && o.s === op.s && (writes(o) || layoutChange(o) || o.kind === 'fork')) return false;
+    if (op.kind === 'destroy' && 's' in o && o.s === op.s && (writes(o) || layoutChange(o) || dataDrop(o) || o.kind === 'fork')) return false;
     if (op.kind === 'destroy' && o.kind === 'destroy') return false;
-    if (op.kind === 'fork' && (o.kind === 'fork' || (layoutChange(o) && o.s === op.s))) return false;
-    if (o.kind === 'fork' && layoutChange(op) && op.s === o.s) return false;
-    if (layoutChange(op) && sameSpace(op, o) && (writes(o) || layoutChange(o)) && overlaps(op, o)) return false;
-    if (layoutChange(o) && sameSpace(op, o) && writes(op) && overlaps(op, o)) return false;
+    if (op.kind === 'fork' && (o.kind === 'fork' || ((layoutChange(o) || dataDrop(o)) && sameSpace(op, o)))) return false;
+    if (o.kind === 'fork' && (layoutChange(op) || dataDrop(op)) && sameSpace(op, o)) return false;
+    if ((layoutChange(op) || dataDrop(op)) && (layoutChange(o) || dataDrop(o)) && sameSpace(op, o) && overlaps(op, o)) return false;
+    if (excludesWriters(op) && sameSpace(op, o) && writes(o) && overlaps(op, o)) return false;
+    if (excludesWriters(o) && sameSpace(op, o) && writes(op) && overlaps(op, o)) return false;
   }
   return true;
+}
+
+/**
+ * The mremap a raw one stands for, in the layout every model state shares: moved onto the next
+ * mapping and clipped to it when `aim`, kept inside the window, no argument errors (overlapping
+ * FIXED ranges are skipped), MAYMOVE only where the range stays in place. Null to skip it.
+ */
+function remapOf(r: Extract<Raw, { k: 'mremap' }>, s: number, m: ModelSpace, at: (p: Pos) => number): Op | null {
+  let first = at(r.at);
+  let oldN = Math.min(r.oldN, WINDOW_PAGES - first);
+  if (r.aim)
+    for (let k = 0; k < WINDOW_PAGES; k++) {
+      const i = (first + k) % WINDOW_PAGES;
+      if (!m.pages[i]) continue;
+      first = i;
+      oldN = Math.min(r.oldN, m.mappingEnd(i) - i);
+      break;
+    }
+  const mode = ['inPlace', 'mayMove', 'fixed', 'dontUnmap'][r.mode]!;
+  if (mode === 'inPlace' || mode === 'mayMove') {
+    const newN = Math.min(r.newN, WINDOW_PAGES - first);
+    const mayMove = mode === 'mayMove' && m.remapsInPlace(first, oldN, newN);
+    return { kind: 'mremap', s, first, oldN, newN, ...(mayMove ? { mayMove } : {}) };
+  }
+  const to = at(r.to);
+  const newN = Math.min(mode === 'dontUnmap' ? oldN : r.newN, WINDOW_PAGES - to);
+  if (mode === 'dontUnmap' && newN !== oldN) return null;
+  if (to < first + oldN && first < to + newN) return null; // EINVAL: the sequential fuzzer covers it
+  return { kind: 'mremap', s, first, oldN, newN, to, ...(mode === 'dontUnmap' ? { dontUnmap: true } : {}) };
 }
 
 // ------------------------------------------------------------------ the system under test
@@ -316,6 +400,10 @@ interface Run {
   mirrors: Map<string, Mirror>;
   /** Which address space each worker is attached to. */
   attached: (AddressSpace | null)[];
+  /** Live pins (mm.pin handles), oldest first: an unpin op names one by its index here. */
+  pins: PinHandle[];
+  /** Times system RAM asked for reclaim (madvise 'free' pages): must stay 0 (linearize.ts's header). */
+  pressure: number;
 }
 
 let workers: SpawnedThread<MemWorker>[] = [];
@@ -466,7 +554,23 @@ async function start(run: Run, op: Op, fork: { child?: AddressSpace }, loss: { s
         await run.spaces[op.s]!.mprotect(BASE_VA + op.first * PAGE, op.n * PAGE, op.prot);
         return { ok: true };
       case 'advise':
-        await run.spaces[op.s]!.advise(BASE_VA + op.first * PAGE, op.n * PAGE, ADVICE.find((a) => a.name === op.advice)!.advice);
+        await run.spaces[op.s]!.advise(BASE_VA + op.first * PAGE, op.n * PAGE, op.fields as Advice);
+        return { ok: true };
+      case 'mremap': {
+        const opts = { ...(op.to !== undefined ? { addr: BASE_VA + op.to * PAGE } : {}), mayMove: op.mayMove, dontUnmap: op.dontUnmap };
+        const got = await run.spaces[op.s]!.mremap(BASE_VA + op.first * PAGE, op.oldN * PAGE, op.newN * PAGE, opts);
+        const want = BASE_VA + (op.to ?? op.first) * PAGE;
+        if (got !== want) throw new Error(`mremap returned ${got.toString(16)}, not ${want.toString(16)}`);
+        return { ok: true };
+      }
+      case 'madvise':
+        await run.spaces[op.s]!.madvise(BASE_VA + op.first * PAGE, op.n * PAGE, op.advice);
+        return { ok: true };
+      case 'pin':
+        run.pins.push(await run.spaces[op.s]!.pin(op.va, op.len, { longterm: op.longterm }));
+        return { ok: true };
+      case 'unpin':
+        run.pins[op.handle]!.unpin(); // (released handles leave run.pins after the batch: indices hold meanwhile)
         return { ok: true };
       case 'fork':
         fork.child = await run.spaces[op.s]!.fork();
@@ -515,7 +619,7 @@ async function quiesce(run: Run): Promise<void> {
 
 /** Run one batch for real and check it; returns the operations it ran. */
 async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
-  const ops = resolve(raw, run.worlds[0]!);
+  const ops = resolve(raw, run.worlds[0]!, run.pins.length);
   if (ops.length === 0) return 0;
   // attach the workers first: each call below must start in the same turn
   for (const op of ops) {
@@ -527,7 +631,12 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
       run.attached[w] = mm;
     }
   }
-  if (LOG) console.log(`[fuzz concurrent] step ${index}: ${ops.map((o) => JSON.stringify(o, (k, v) => (k === 'data' ? `<${v.length ?? Object.keys(v).length} bytes>` : v))).join(' | ')}`);
+  if (LOG) {
+    console.log(`[fuzz concurrent] step ${index}: ${ops.map((o) => JSON.stringify(o, (k, v) => (k === 'data' ? `<${v.length ?? Object.keys(v).length} bytes>` : v))).join(' | ')}`);
+    // the CPU entries of the pages the batch touches, as it starts (hex; k=kind bits)
+    const touched = [...new Set(ops.flatMap(footprint))].sort((x, y) => x - y);
+    console.log(`[fuzz concurrent]   entries: ${run.spaces.map((mm, s) => `mm${s} ` + touched.map((i) => `${i}:${mm.pageTable.get(BASE_PAGE + i).toString(16)}`).join(' ')).join(' / ')}`);
+  }
   const forked: { child?: AddressSpace } = {};
   const loss: { snap?: LossSnapshot } = {};
   // all started in this one synchronous turn
@@ -552,11 +661,19 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
     lose.poisoned = newlyPoisoned(run, loss.snap, ops);
   }
 
-  let r = linearize(run.worlds, batch);
+  // pages a madvise('free') let go are kept or dropped (two model states each): read them now
+  const spaces = forked.child ? [...run.spaces, forked.child] : run.spaces;
+  const freed: Observation[] = [];
+  for (const b of batch)
+    if (b.op.kind === 'madvise' && b.op.advice === 'free' && b.outcome.ok)
+      for (let i = b.op.first; i < b.op.first + b.op.n; i++) {
+        const op: Op = { kind: 'read', s: b.op.s, va: BASE_VA + i * PAGE, len: PAGE, thread: 'main' };
+        freed.push({ op, outcome: await read(spaces[b.op.s]!, op) });
+      }
+  let r = linearize(run.worlds, batch, { probes: freed });
   if (!r.ok && r.ambiguous) {
     // too many model states to keep: read the open pages now (one at a time) and ask again
-    const spaces = forked.child ? [...run.spaces, forked.child] : run.spaces;
-    const probes: Observation[] = [];
+    const probes: Observation[] = [...freed];
     for (const i of r.ambiguous)
       for (let s = 0; s < spaces.length; s++) {
         const op: Op = { kind: 'read', s, va: BASE_VA + i * PAGE, len: PAGE, thread: 'main' };
@@ -567,6 +684,7 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
   }
   if (!r.ok) throw new FuzzFailure(`step ${index}: ${r.report}`);
   let worlds = r.worlds;
+  run.pins = run.pins.filter((h) => !h.isReleased);
   if (forked.child) {
     run.spaces.push(forked.child);
     run.handles.set(forked.child, threadHandle(forked.child));
@@ -616,6 +734,7 @@ function newlyPoisoned(run: Run, snap: LossSnapshot, ops: readonly Op[]): [numbe
 /** The invariants after a batch: accounting, poison as the model says, no WebGPU error, buffers bounded. */
 async function afterStep(run: Run, what: string, batch: readonly Observation[]): Promise<void> {
   await quiesce(run);
+  if (run.pressure > 0) throw new FuzzFailure(`${what}: system RAM ran short (reclaim asked for): the model of madvise('free') here assumes it never does; give the runs more RAM`);
   run.sys.ram.reap(); // frames unmapped under a worker's access are freed at the next allocation; count them free
   try {
     checkAccounting(run.spaces, run.sys.ram, run.sys.devices, what);
@@ -706,10 +825,19 @@ async function setUp(run: Run): Promise<void> {
 
 async function oneRun(batches: RawBatch[], runIndex: number): Promise<void> {
   const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096 }, { memoryBytes: 64 * PAGE }] });
+  // registered before any address space: asked first whenever an allocation finds RAM short
+  const pressure = { asked: 0 };
+  sys.ram.onPressure(() => {
+    pressure.asked++;
+    return 0;
+  });
   const mm = sys.createAddressSpace();
   const run: Run = {
     sys, spaces: [mm], handles: new Map([[mm, threadHandle(mm)]]), graveyard: [], worlds: [initialWorld(sys.devices.length)],
-    kernels: [], mirrors: new Map(), attached: [null, null],
+    kernels: [], mirrors: new Map(), attached: [null, null], pins: [],
+    get pressure() {
+      return pressure.asked;
+    },
   };
   let stepIndex = -1;
   try {
@@ -724,6 +852,11 @@ async function oneRun(batches: RawBatch[], runIndex: number): Promise<void> {
       totals.steps++;
     }
     await sweep(run, 'final sweep');
+    // every pin let go: the frames they kept for their pinners (unmapped since) are freed
+    for (const h of run.pins.splice(0)) h.unpin();
+    sys.ram.reap();
+    if (deferredFrames(sys.ram).length > 0) throw new FuzzFailure(`RAM frames ${deferredFrames(sys.ram).join(', ')} still deferred after every pin was let go`);
+    checkAccounting(run.spaces, sys.ram, sys.devices, 'the last unpin');
   } catch (e) {
     const why = e instanceof FuzzFailure ? e.message : `step ${stepIndex}: ${(e as Error).stack ?? String(e)}`;
     totals.failures.push(`run ${runIndex} (FUZZ_SEED=${SEED} FUZZ_PATH=${PATH ?? runIndex}): ${why}`);

@@ -2,10 +2,11 @@
 // fuzz kernels, byte patterns, catching HmmErrors as outcomes, and the frame accounting both
 // check after every step. Nothing here decides what the model expects (model.ts, linearize.ts).
 import { expect } from 'vitest';
-import { HmmError, type AddressSpace, type HmmDevice } from '../../src/index.ts';
+import { HmmError, rangeFault, type AddressSpace, type HmmDevice } from '../../src/index.ts';
 import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
 import type { SystemRam } from '../../src/mm/systemRam.ts';
-import { BASE_PAGE, WINDOW_PAGES } from './model.ts';
+import { BASE_PAGE, BASE_VA, WINDOW_PAGES } from './model.ts';
+import { snapshotFlagsDisagreement } from './snapshotFlags.ts';
 
 /** Atomically add `add` to each of `words` u32s from `base` (uniforms: base, words, add, pad). */
 export const ADD_KERNEL = /* wgsl */ `
@@ -56,13 +57,23 @@ export function diffAt(a: Uint8Array, b: Uint8Array): number {
 export const isLost = (d: HmmDevice): boolean => d.lostReason !== undefined;
 
 /**
+ * RAM frames unmapped while something still used them, freed later (SystemRam.freeWhen): a CPU
+ * thread inside the page, or a user's pin (mm.pin: the pinner keeps the frame until unpin).
+ * SystemRam keeps the list private; the accounting reads it (each entry holds one reference).
+ */
+export function deferredFrames(ram: SystemRam): number[] {
+  return (ram as unknown as { deferred: { frame: number }[] }).deferred.map((d) => d.frame);
+}
+
+/**
  * Frame accounting over the fuzz window, after `what`: no page left Migrating, every RAM
- * frame's reference count equal to the page-table entries that point at it, free + used RAM
- * frames equal to all of them, and on every live device free + owned frames equal to all of
- * them (a lost device's frames are gone with it).
+ * frame's reference count equal to the page-table entries that point at it plus the deferred
+ * frees waiting on it (pins), free + used RAM frames equal to all of them, and on every live
+ * device free + owned frames equal to all of them (a lost device's frames are gone with it).
  */
 export function checkAccounting(spaces: readonly AddressSpace[], ram: SystemRam, devices: readonly HmmDevice[], what: string): void {
   const refs = new Map<number, number>();
+  for (const f of deferredFrames(ram)) refs.set(f, (refs.get(f) ?? 0) + 1);
   for (const mm of spaces) {
     if (mm.isDestroyed) continue;
     for (let p = BASE_PAGE; p < BASE_PAGE + WINDOW_PAGES; p++) {
@@ -75,4 +86,27 @@ export function checkAccounting(spaces: readonly AddressSpace[], ram: SystemRam,
   expect(ram.freeFrames + refs.size, `RAM frames leaked after ${what}`).toBe(ram.frameCount);
   for (const d of devices.filter((x) => !isLost(x)))
     expect(d.memory.freeFrames + d.ownedFrames, `${d.name} frames after ${what}`).toBe(d.memory.frameCount);
+}
+
+/**
+ * Snapshot and rangeFault agree (tests/fuzz/snapshotFlags.ts) on every page of the window of
+ * `mm`, for `dev`. Both are taken in one turn (neither awaits before it has read the table), so
+ * they see the same state; rangeFault gets a temporary subscription, as a driver's would be.
+ */
+export async function checkSnapshotAgreement(mm: AddressSpace, dev: HmmDevice, what: string): Promise<void> {
+  const m = dev.mirror(mm);
+  const sub = mm.notifier.insert(BASE_PAGE, BASE_PAGE + WINDOW_PAGES, () => {});
+  try {
+    const snap = m.snapshot(BASE_VA, WINDOW_PAGES);
+    const rf = rangeFault(mm, { start: BASE_PAGE, end: BASE_PAGE + WINDOW_PAGES, fault: false, write: false, owner: dev.id, notifier: sub, seq: sub.readBegin() });
+    const poisoned = Array.from({ length: WINDOW_PAGES }, (_, i) => mm.poisoned(BASE_PAGE + i));
+    const huge = Array.from({ length: WINDOW_PAGES }, (_, i) => m.table.isHuge(BASE_PAGE + i));
+    const [bytes, flags] = await Promise.all([snap, rf]);
+    for (let i = 0; i < WINDOW_PAGES; i++) {
+      const why = snapshotFlagsDisagreement({ snapshot: bytes[i]!, flags: flags.flags[i]!, order: flags.orders[i]!, poisoned: poisoned[i]!, deviceHuge: huge[i]! });
+      if (why) expect.fail(`${dev.name} mm${mm.id} page ${i} (entry ${mm.pageTable.get(BASE_PAGE + i).toString(16)}) after ${what}: ${why}`);
+    }
+  } finally {
+    sub.remove();
+  }
 }

@@ -34,12 +34,31 @@
 //   that fails here has changed nothing (its error is decided by the layout at batch start).
 // - two layout changes of one address space on the same pages, fork beside a layout change of
 //   its parent, and more than one fork per batch: the layout (which pages are mapped, how) is
-//   then the same in every world, and the fuzzer generates the next batch from it.
+//   then the same in every world, and the fuzzer generates the next batch from it. Layout
+//   changes are mmap, munmap, mprotect, mremap (its footprint is its old range, any growth and
+//   its target) and advise (it splits and merges VMAs, which decides mremap's EFAULT; writers
+//   may share its pages).
+// - madvise 'dontneed' and 'free' drop data: they follow the rules of a layout change (no writer,
+//   no other layout change or data drop on their pages, no fork of their space beside them).
+//   Each is one atom per page (the system changes a page in one turn after waiting for held
+//   copies): 'dontneed' makes a private page demand-zero and leaves a shared one; 'free' is
+//   TWO possible worlds per page, kept or dropped (a device-private page is dropped at the call,
+//   one in RAM only when RAM runs short). The concurrent fuzzer's RAM never runs short (it checks
+//   that no reclaim was ever asked for), so a page 'free' kept stays kept, and reads after the
+//   batch pick the world. 'free' is kept off poisoned pages (dropped or still poisoned depends
+//   on where the page was). 'willneed' changes nothing but brings pages home (EPOISON).
+// - mremap is one atom over its whole footprint: it moves its entries in one turn (after its
+//   waits), so a read of one of its pages sees the page before or after it, never between;
+//   it is generated only where it stays inside the window (no MREMAP_MAYMOVE move that would
+//   leave it, no argument errors: the sequential fuzzer covers those).
+// - pin and unpin change no data: pins only refuse migration (toDevice's ENOENT, always
+//   accepted) and keep frames for their holders after munmap (the accounting counts those).
+//   A pin is checked per page (EFAULT for holes and prot none, EPOISON for a long-term pin).
 // A device loss is modelled from what is observed after the batch: the pages that became
 // EPOISON (the fuzzer checks that set against the page tables before the loss separately).
 // EBUSY and ENOMEM are never expected: contention slows work down, it does not stop it.
 
-import { BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, type Page, type Prot } from './model.ts';
+import { BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, sharedElsewhereIn, type MadviseKind, type Page, type PlacementAdvice, type Prot } from './model.ts';
 
 export type Thread = 'main' | 'w0' | 'w1';
 
@@ -64,8 +83,18 @@ export type Op =
   | { kind: 'mmap'; s: number; first: number; n: number; prot: Prot; shared: boolean }
   | { kind: 'munmap'; s: number; first: number; n: number }
   | { kind: 'mprotect'; s: number; first: number; n: number; prot: Prot }
-  /** mm.advise; the advice itself changes no bytes and no error, so the model ignores it. */
-  | { kind: 'advise'; s: number; first: number; n: number; advice: string }
+  /**
+   * mm.advise: changes no bytes, but splits and merges VMAs (which decides mremap's EFAULT), so
+   * the model keeps its fields per page (Page.advice); `advice` names it in reports.
+   */
+  | { kind: 'advise'; s: number; first: number; n: number; advice: string; fields: PlacementAdvice }
+  /** mm.mremap of [first, first+oldN) to newN pages: in place, or MREMAP_FIXED to `to` (always inside the window). */
+  | { kind: 'mremap'; s: number; first: number; oldN: number; newN: number; to?: number; mayMove?: boolean; dontUnmap?: boolean }
+  | { kind: 'madvise'; s: number; first: number; n: number; advice: MadviseKind }
+  /** mm.pin of [va, va+len); changes no data. The handle is kept for a later unpin. */
+  | { kind: 'pin'; s: number; va: number; len: number; longterm: boolean }
+  /** unpin() of a pin handle taken in an earlier batch (`handle` numbers it in reports). */
+  | { kind: 'unpin'; handle: number }
   /** mm.fork(); the child becomes space number (spaces before the batch). */
   | { kind: 'fork'; s: number }
   /** destroy() of a forked address space. */
@@ -141,7 +170,7 @@ export function worldKey(w: World, pages?: Iterable<number>): string {
       if (!p) return void (row += '-,');
       let ref = seen.indexOf(p.data);
       if (ref < 0) ref = seen.push(p.data) - 1;
-      row += `${p.prot}${p.shared ? 's' : 'p'}${ref}${m.poisoned.has(i) ? '!' : ''}${bytesHash(p.data.bytes)},`;
+      row += `${p.prot}${p.shared ? 's' : 'p'}${ref}${m.poisoned.has(i) ? '!' : ''}${p.advice ?? ''}${p.free ?? ''}${bytesHash(p.data.bytes)},`;
     });
     parts.push(row);
   }
@@ -151,7 +180,7 @@ export function worldKey(w: World, pages?: Iterable<number>): string {
 /** What the fuzzer generates from: mapping, prot, shared and poison of each page, per space. */
 export function layoutKey(w: World): string {
   return w.spaces
-    .map((m, s) => `${w.alive[s] ? '' : 'dead'}` + m.pages.map((p, i) => (p ? `${p.prot}${p.shared ? 's' : ''}${m.poisoned.has(i) ? '!' : ''}` : '-')).join(','))
+    .map((m, s) => `${w.alive[s] ? '' : 'dead'}` + m.pages.map((p, i) => (p ? `${p.prot}${p.shared ? 's' : ''}${m.poisoned.has(i) ? '!' : ''}${p.advice ?? ''}` : '-')).join(','))
     .join('/') + w.lost.map((l) => (l ? 'L' : 'l')).join('');
 }
 
@@ -160,8 +189,8 @@ export function layoutKey(w: World): string {
 /** Check order: the earlier check decides when several fail (then the lower address). */
 const R_DEVLOST = 0; // device ops: the device is lost
 const R_DEAD = 1; // the address space was destroyed
-const R_ACCESS = 2; // a page unmapped, prot 'none', read-only for a write, a hole for mprotect/advise
-const R_SHARED = 3; // makeExclusive on a shared mapping
+const R_ACCESS = 2; // a page unmapped, prot 'none', read-only for a write, a hole for mprotect/advise/madvise, mremap's EFAULT / ENOMEM
+const R_SHARED = 3; // makeExclusive on a shared mapping, madvise 'free' on one
 const R_POISON = 4; // the page's data went with a lost device
 const R_NOTMOVED = 5; // migrateToDevice: a page that cannot be on this device afterwards (ENOENT)
 
@@ -173,6 +202,13 @@ interface Err {
 }
 
 const pageVa = (i: number): number => BASE_VA + i * PAGE;
+
+/** Window pages an mremap reads or changes: its old range and any growth, and a fixed target. */
+export function remapFootprint(op: Extract<Op, { kind: 'mremap' }>): number[] {
+  const span = (first: number, n: number): number[] => Array.from({ length: Math.max(0, Math.min(n, WINDOW_PAGES - first)) }, (_, k) => first + k);
+  const pages = op.to === undefined ? span(op.first, Math.max(op.oldN, op.newN)) : [...span(op.first, op.oldN), ...span(op.to, op.newN)];
+  return [...new Set(pages)];
+}
 const isDeviceOp = (op: Op): op is Extract<Op, { d: number }> => 'd' in op && op.kind !== 'lose';
 const isKernel = (op: Op): op is Extract<Op, { kind: 'kernelAdd' | 'kernelCopy' }> => op.kind === 'kernelAdd' || op.kind === 'kernelCopy';
 
@@ -183,20 +219,23 @@ function observedErr(op: Op, code: string, address: number | undefined): Err | n
   switch (code) {
     case 'EINVAL':
       if ((op.kind === 'toDevice' || op.kind === 'toSystem') && address !== undefined) return { rank: R_ACCESS, code, address };
-      if (op.kind === 'exclusive' && address !== undefined) return { rank: R_SHARED, code, address };
-      return op.kind === 'release' || op.kind === 'lose' ? null : { rank: R_DEAD, code };
+      if ((op.kind === 'exclusive' || op.kind === 'madvise') && address !== undefined) return { rank: R_SHARED, code, address };
+      // mremap: a shared page a fork relative also maps does not move (the model's mremap says when)
+      if (op.kind === 'mremap' && address !== undefined) return { rank: R_ACCESS, code, address };
+      return op.kind === 'release' || op.kind === 'lose' || op.kind === 'unpin' ? null : { rank: R_DEAD, code };
     case 'EFAULT':
     case 'EPERM':
       if (kernel) return { rank: R_ACCESS, code };
       if (['read', 'write', 'atomicAdd', 'gpuRead', 'gpuWrite', 'exclusive'].includes(op.kind)) return { rank: R_ACCESS, code, address };
+      if (code === 'EFAULT' && (op.kind === 'mremap' || op.kind === 'pin')) return { rank: R_ACCESS, code, address };
       return null;
     case 'ESEGV':
       return kernel && !op.validated ? { rank: R_ACCESS, code } : null;
     case 'ENOMEM':
-      return op.kind === 'mprotect' || op.kind === 'advise' ? { rank: R_ACCESS, code, address } : null;
+      return ['mprotect', 'advise', 'madvise', 'mremap'].includes(op.kind) ? { rank: R_ACCESS, code, address } : null;
     case 'EPOISON':
       if (kernel || op.kind === 'fork') return { rank: R_POISON, code };
-      if (['read', 'write', 'atomicAdd', 'gpuRead', 'gpuWrite', 'exclusive'].includes(op.kind)) return { rank: R_POISON, code, address };
+      if (['read', 'write', 'atomicAdd', 'gpuRead', 'gpuWrite', 'exclusive', 'pin', 'madvise'].includes(op.kind)) return { rank: R_POISON, code, address };
       return null;
     case 'ENOENT':
       return op.kind === 'toDevice' ? { rank: R_NOTMOVED, code } : null;
@@ -229,6 +268,8 @@ interface Atom {
   effectFree: boolean;
   /** null: inconsistent with the observation in world w. Else the world after it (w itself when unchanged). */
   run(w: World): { world: World; witness: boolean } | null;
+  /** Where the contract allows several effects (madvise 'free'): every world it may leave; solve() tries each. */
+  runAll?(w: World): { world: World; witness: boolean }[];
   /** For reports: what it is. */
   what: string;
 }
@@ -248,6 +289,8 @@ interface Spec {
   unitCheck?(w: World, u: Unit): boolean;
   /** Success: the unit's effect, on a copy of the world. */
   unitEffect?(w: World, u: Unit): void;
+  /** Success, where the contract allows several effects (madvise 'free'): each, on its own copy of the world. */
+  unitBranches?: ((w: World, u: Unit) => void)[];
   opEffect?(w: World): void;
 }
 
@@ -298,6 +341,7 @@ function specOf(ob: Observation, batchIndexOfChild: number): Spec {
   const device = (d: number, s?: number) => (w: World): Err | null =>
     w.lost[d] ? { rank: R_DEVLOST, code: 'EDEVLOST' } : s === undefined ? null : dead(s)(w);
   const space = (w: World, s: number): ModelSpace => w.spaces[s]!;
+  const liveSpaces = (w: World): (ModelSpace | null)[] => w.spaces.map((m, j) => (w.alive[j] ? m : null));
   switch (op.kind) {
     case 'read':
     case 'write':
@@ -424,17 +468,61 @@ function specOf(ob: Observation, batchIndexOfChild: number): Spec {
           (op.kind === 'mprotect' || op.kind === 'advise') && !space(w, op.s).pages[u.pages[0]!]
             ? { rank: R_ACCESS, code: 'ENOMEM', address: pageVa(u.pages[0]!) }
             : null,
-        unitEffect:
-          op.kind === 'advise'
-            ? undefined
-            : (w, u) => {
-                const m = space(w, op.s);
-                const i = u.pages[0]!;
-                if (op.kind === 'mmap') m.mmap(i, 1, op.prot, op.shared);
-                else if (op.kind === 'munmap') m.munmap(i, 1);
-                else m.mprotect(i, 1, op.prot);
-              },
+        unitEffect: (w, u) => {
+          const m = space(w, op.s);
+          const i = u.pages[0]!;
+          if (op.kind === 'mmap') m.mmap(i, 1, op.prot, op.shared);
+          else if (op.kind === 'munmap') m.munmap(i, 1);
+          else if (op.kind === 'mprotect') m.mprotect(i, 1, op.prot);
+          else m.advise(i, 1, op.fields);
+        },
       };
+    case 'mremap': {
+      // one unit over the whole footprint: the move happens in one turn (see the header)
+      const opts = { to: op.to, mayMove: op.mayMove, dontUnmap: op.dontUnmap };
+      return {
+        units: [{ pages: remapFootprint(op) }],
+        globals: [`alive${op.s}`],
+        opErr: dead(op.s),
+        unitErr: (w) => {
+          const e = ModelSpace.cloneAll([space(w, op.s)])[0]!.mremap(op.first, op.oldN, op.newN, { ...opts, sharedElsewhere: sharedElsewhereIn(liveSpaces(w), op.s) }).error;
+          return e ? { rank: R_ACCESS, code: e.code, address: e.address } : null;
+        },
+        unitEffect: (w) => void space(w, op.s).mremap(op.first, op.oldN, op.newN, { ...opts, sharedElsewhere: sharedElsewhereIn(liveSpaces(w), op.s) }),
+      };
+    }
+    case 'madvise': {
+      const drop = (w: World, u: Unit): void => void space(w, op.s).madvise(u.pages[0]!, 1, 'dontneed');
+      return {
+        units: range(op.first, op.n),
+        globals: [`alive${op.s}`],
+        opErr: dead(op.s),
+        unitErr: (w, u) => {
+          const m = space(w, op.s);
+          const i = u.pages[0]!;
+          const p = m.pages[i];
+          if (!p) return { rank: R_ACCESS, code: 'ENOMEM', address: pageVa(i) };
+          if (op.advice === 'free' && p.shared) return { rank: R_SHARED, code: 'EINVAL', address: pageVa(i) };
+          return op.advice === 'willneed' ? poisonErr(m, i) : null;
+        },
+        // 'dontneed': private pages demand-zero, shared ones kept; 'free': kept, or dropped as 'dontneed' would
+        unitEffect: op.advice === 'dontneed' ? drop : undefined,
+        unitBranches: op.advice === 'free' ? [() => undefined, drop] : undefined,
+      };
+    }
+    case 'pin':
+      return {
+        units: windowPages(op.va, op.len).map((i) => ({ pages: [i] })),
+        globals: [`alive${op.s}`],
+        opErr: dead(op.s),
+        unitErr: (w, u) => {
+          const m = space(w, op.s);
+          const i = u.pages[0]!;
+          return accessErr(m, i, false, Math.max(op.va, pageVa(i))) ?? (op.longterm ? poisonErr(m, i) : null);
+        },
+      };
+    case 'unpin':
+      return { units: [], globals: [], opErr: () => null, unitErr: () => null };
     case 'fork':
       return {
         units: range(0, WINDOW_PAGES),
@@ -445,7 +533,7 @@ function specOf(ob: Observation, batchIndexOfChild: number): Spec {
         unitEffect: (w, u) => {
           const i = u.pages[0]!;
           const p: Page | null = space(w, op.s).pages[i] ?? null;
-          space(w, batchIndexOfChild).pages[i] = p ? { prot: p.prot, shared: p.shared, data: p.shared ? p.data : { bytes: p.data.bytes } } : null;
+          space(w, batchIndexOfChild).pages[i] = p ? { ...p, data: p.shared ? p.data : { bytes: p.data.bytes } } : null;
         },
       };
     case 'destroy':
@@ -503,21 +591,27 @@ function atomsOf(batch: readonly Observation[], childIndex: number): { atoms: At
       },
     });
     const unitEffect = res.ok ? spec.unitEffect : undefined;
+    const branches = res.ok ? spec.unitBranches : undefined;
     for (const u of spec.units) {
+      const run = (w: World): { world: World; witness: boolean }[] => {
+        const j = judge(spec.unitErr(w, u));
+        if (j === 'reject') return [];
+        if (res.ok && spec.unitCheck && !spec.unitCheck(w, u)) return [];
+        const effects = branches ?? (unitEffect ? [unitEffect] : []);
+        if (effects.length === 0) return [{ world: w, witness: j === 'witness' }];
+        return effects.map((effect) => {
+          const c = cloneWorld(w);
+          effect(c, u);
+          return { world: c, witness: j === 'witness' };
+        });
+      };
       atoms.push({
         op: index,
         keys: u.pages.map((i) => `p${i}`),
-        effectFree: !unitEffect,
-        what: `op ${index} ${op.kind} page ${u.pages.join('->')}`,
-        run: (w) => {
-          const j = judge(spec.unitErr(w, u));
-          if (j === 'reject') return null;
-          if (res.ok && spec.unitCheck && !spec.unitCheck(w, u)) return null;
-          if (!unitEffect) return { world: w, witness: j === 'witness' };
-          const c = cloneWorld(w);
-          unitEffect(c, u);
-          return { world: c, witness: j === 'witness' };
-        },
+        effectFree: !unitEffect && !branches,
+        what: `op ${index} ${op.kind} page ${u.pages.join(op.kind === 'mremap' ? ',' : '->')}`,
+        run: (w) => run(w)[0] ?? null,
+        runAll: branches ? run : undefined,
       });
     }
     // A lost device's pages: each poisoned at some point of the order. (Not tied to the loss
@@ -640,8 +734,7 @@ function solve(w: World, comp: Component, needsWitness: number, limits: SearchLi
     atoms.forEach((a, n) => {
       const bit = 1n << BigInt(n);
       if (done & bit) return;
-      const r = a.run(world);
-      if (r) visit(r.world, done | bit, r.witness ? witness | (1 << a.op) : witness);
+      for (const r of a.runAll ? a.runAll(world) : [a.run(world)]) if (r) visit(r.world, done | bit, r.witness ? witness | (1 << a.op) : witness);
     });
   };
   visit(w, 0n, 0);
@@ -659,7 +752,7 @@ function mergeInto(into: World, from: World, comp: Component): void {
       else {
         let d = copies.get(p.data);
         if (!d) copies.set(p.data, (d = { bytes: p.data.bytes }));
-        target.pages[i] = { prot: p.prot, shared: p.shared, data: d };
+        target.pages[i] = { ...p, data: d };
       }
       if (m.poisoned.has(i)) target.poisoned.add(i);
       else target.poisoned.delete(i);
@@ -832,6 +925,14 @@ export function describeOp(op: Op): string {
       return `mprotect mm${op.s} ${pages(op.first, op.n)} ${op.prot}`;
     case 'advise':
       return `advise mm${op.s} ${pages(op.first, op.n)} ${op.advice}`;
+    case 'mremap':
+      return `mremap mm${op.s} ${pages(op.first, op.oldN)} -> ${op.to !== undefined ? `FIXED ${pages(op.to, op.newN)}` : `${op.newN} pages in place`}${op.mayMove ? ' MAYMOVE' : ''}${op.dontUnmap ? ' DONTUNMAP' : ''}`;
+    case 'madvise':
+      return `madvise mm${op.s} ${pages(op.first, op.n)} ${op.advice}`;
+    case 'pin':
+      return `pin${op.longterm ? ' longterm' : ''} mm${op.s} ${at(op.va)} len ${op.len}`;
+    case 'unpin':
+      return `unpin handle ${op.handle}`;
     case 'fork':
       return `fork mm${op.s}`;
     case 'destroy':
