@@ -23,6 +23,9 @@
 //   pipeline has no fault queue, pending bits or done bitmap, not even a test of the mode.
 // - HMM_MEM_BUFFERS: how many memory buffers the pool really has; with one, the switch over
 //   hmm_mem0..3 folds away.
+// - Recording (sys.startRecording, src/replay/): a replayable pipeline with HMM_RECORD on also
+//   marks every (page, access) hmm_translate is asked for, hit or miss, in a touched bitmap;
+//   the other pipelines keep HMM_RECORD false and carry none of it.
 
 // log2(frames per memory buffer); set by the host from the pool's layout.
 override HMM_FRAME_SHIFT: u32 = 15u;
@@ -30,6 +33,8 @@ override HMM_FRAME_SHIFT: u32 = 15u;
 override HMM_MEM_BUFFERS: u32 = 4u;
 // True in a kernel's replayable pipeline, false in its validated one.
 override HMM_REPLAYABLE: bool = false;
+// True only in the recording variant of a replayable pipeline (see "Recording" above).
+override HMM_RECORD: bool = false;
 
 @group(1) @binding(0) var<storage, read> hmm_dir: array<u32>;
 @group(1) @binding(1) var<storage, read_write> hmm_leaves: array<atomic<u32>>;
@@ -51,8 +56,10 @@ const HMM_MISS: u32 = 0xffffffffu;
 // [3] mode (0 validated, 1 replayable; the kernel knows it from HMM_REPLAYABLE), [4]
 // fault-queue length, [5 ..) the fault queue (HMM_QUEUE_CAP entries of page*2 + write), then
 // the pending bitmap (one bit per page and access kind) that lets each (page, access) enter
-// the queue once per round, then the done bitmap of replayable mode (one bit per invocation,
-// set when it finished without a fault).
+// the queue once per round, then (recording pipelines only) the touched bitmap of the same
+// shape, then the done bitmap of replayable mode (one bit per invocation, set when it
+// finished without a fault). The touched bitmap sits before the done bitmap so that only
+// recording pipelines, whose control buffers are that much larger, see the done bitmap move.
 const HMM_STATUS_MISSES: u32 = 0u;
 const HMM_STATUS_MIN_MISS: u32 = 1u;
 const HMM_STATUS_MIN_WRITE_MISS: u32 = 2u;
@@ -61,7 +68,18 @@ const HMM_CTL_QUEUE: u32 = 5u;
 override HMM_QUEUE_CAP: u32 = 4096u;
 const HMM_PENDING_WORDS: u32 = 65536u; // 2^20 pages x 2 access kinds / 32
 fn hmm_done_base() -> u32 {
-  return HMM_CTL_QUEUE + HMM_QUEUE_CAP + HMM_PENDING_WORDS;
+  return HMM_CTL_QUEUE + HMM_QUEUE_CAP + HMM_PENDING_WORDS + select(0u, HMM_PENDING_WORDS, HMM_RECORD);
+}
+
+// Recording: this (page, access) was asked for this round. A plain load first, so a page many
+// invocations touch costs one atomic per round, not one per access.
+fn hmm_record_touch(va: u32, write: bool) {
+  let key = (va >> 12u) * 2u + select(0u, 1u, write);
+  let word = HMM_CTL_QUEUE + HMM_QUEUE_CAP + HMM_PENDING_WORDS + (key >> 5u);
+  let bit = 1u << (key & 31u);
+  if ((atomicLoad(&hmm_ctl[word]) & bit) == 0u) {
+    atomicOr(&hmm_ctl[word], bit);
+  }
 }
 
 // Set once this invocation missed; its later stores are suppressed.
@@ -109,6 +127,9 @@ fn hmm_mark_done(idx: u32) {
 // inlines this function, and a hit carries the miss path's code too (SwiftShader even runs
 // it, masked off, when no invocation misses).
 fn hmm_translate(va: u32, write: bool) -> u32 {
+  if (HMM_RECORD) { // a pipeline constant: only recording pipelines have this
+    hmm_record_touch(va, write);
+  }
   let d = hmm_dir[va >> 21u];
   var frame = HMM_MISS;
   if ((d & HMM_DIR_VALID) != 0u) {

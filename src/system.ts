@@ -18,6 +18,7 @@ import type { Policies } from './policy/types.ts';
 import { describeCause, type PageEvent } from './trace/provenance.ts';
 import { residency, residenceName, type ResidenceName } from './trace/residency.ts';
 import { PAGE_SIZE } from './constants.ts';
+import { Recorder, type Recording } from './replay/recorder.ts';
 
 export interface DeviceConfig {
   /** Device-private memory, a multiple of 4096 bytes. */
@@ -55,10 +56,21 @@ export interface SystemConfig {
   thrashing?: Partial<ThrashConfig>;
 }
 
+/**
+ * The top-level object: system RAM, the devices and the address spaces, and the counters and
+ * event log. Made by {@link createSystem}.
+ */
 export class System {
+  /**
+   * System RAM: the frames every address space's pages live in when they are not on a device.
+   * @internal
+   */
   readonly ram: SystemRam;
   readonly devices: HmmDevice[] = [];
-  /** The live counters (every part adds to them); `stats()` is a snapshot of them. */
+  /**
+   * The live counters (every part adds to them); `stats()` is a snapshot of them.
+   * @internal
+   */
   readonly counters = new Stats();
   /** The live address spaces (destroyed ones leave). */
   private readonly spaces = new Set<AddressSpace>();
@@ -67,6 +79,10 @@ export class System {
 
   private readonly thrashing: Partial<ThrashConfig>;
 
+  /**
+   * Systems are made by {@link createSystem}, which checks the config and creates the devices.
+   * @internal
+   */
   constructor(config: SystemConfig) {
     try {
       this.ram = new SystemRam(config.systemRamBytes);
@@ -77,7 +93,10 @@ export class System {
     this.thrashing = config.thrashing ?? {};
   }
 
-  /** A new, empty address space (a "process"). */
+  /**
+   * A new, empty address space (a "process").
+   * @throws {@link HmmError} EINVAL: the system was destroyed.
+   */
   createAddressSpace(): AddressSpace {
     if (this.destroyed) throw new HmmError('EINVAL', 'createAddressSpace: the system was destroyed');
     const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters, () => this.createAddressSpace());
@@ -110,6 +129,7 @@ export class System {
    * write-back, a dropped copy) with its cause (which kernel, dispatch and round faulted on it,
    * which prefetch or eviction policy chose it, which CPU fault or call moved it) and, for a
    * page a device faulted on, which placement policy decided what.
+   * @throws {@link HmmError} EINVAL: `mm` is not an address space of this system, or `va` is not a 32-bit address.
    */
   explain(mm: AddressSpace, va: number): PageStory {
     if (!(mm instanceof AddressSpace) || mm.stats !== this.counters) throw new HmmError('EINVAL', `explain: ${String(mm)} is not an address space of this system`);
@@ -119,12 +139,24 @@ export class System {
     return { va, page, now: residenceName(residency(mm, page * PAGE_SIZE, 1)[0]!), history };
   }
 
+  /**
+   * Record a fault trace from now until `stop()`: every dispatch's launches (the pages its
+   * kernel touched and the faults it reported, through a recording variant of its pipeline),
+   * the CPU faults and explicit page moves between them, the devices' sizes and policies.
+   * `npm run replay` replays the trace against any policies without a GPU (src/replay/).
+   * One recording at a time (EBUSY otherwise).
+   */
+  startRecording(): Recording {
+    if (this.destroyed) throw new HmmError('EINVAL', 'startRecording: the system was destroyed');
+    return new Recorder(this);
+  }
+
   /** Names of the adapters the devices run on. */
   adapters(): string[] {
     return this.devices.map((d) => d.adapterName);
   }
 
-  /** Destroy every address space and device; later calls on them are EINVAL / EDEVLOST. Idempotent. */
+  /** Destroy every address space and device; later calls on them are EINVAL / EDEVLOST. Idempotent; throws nothing. */
   destroy(): void {
     this.destroyed = true;
     for (const mm of [...this.spaces]) mm.destroy();
@@ -135,6 +167,15 @@ export class System {
 /** Where the README explains the headers a page needs (and how to send them from Vite). */
 const ISOLATION_HELP = 'https://www.npmjs.com/package/webgpu-hmm#use-it-in-your-app';
 
+/**
+ * The entry point: a System with `systemRamBytes` of system RAM and one HMM device per entry of
+ * `devices` (each its own GPUDevice; in Node, on Dawn from the `webgpu` package). Every option is
+ * checked before anything is allocated; a failure keeps no GPU device.
+ * @throws {@link HmmError} EINVAL: a bad config option (named), more devices than supported, a device memory the adapter's limits cannot bind.
+ * @throws {@link HmmError} EPERM: no SharedArrayBuffer (a browser page that is not cross-origin isolated: the message names both headers).
+ * @throws {@link HmmError} ENOMEM: system RAM of that size cannot be allocated.
+ * @throws {@link HmmError} EDEVLOST: no WebGPU adapter (in Node: the `webgpu` package is missing, or no GPU or SwiftShader was found).
+ */
 export async function createSystem(config: SystemConfig): Promise<System> {
   if (!config || typeof config !== 'object') throw new HmmError('EINVAL', 'createSystem: config object required');
   checkConfig(config);

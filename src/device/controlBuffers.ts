@@ -7,7 +7,7 @@
 // setting those bits would skip or rerun invocations of this one. Buffers go back to a small
 // free list when their launch or dispatch ends, so a steady stream of dispatches creates none.
 
-import { CTL_DONE } from './kernel.ts';
+import { CTL_DONE, CTL_DONE_RECORDING } from './kernel.ts';
 
 export interface Control {
   readonly buffer: GPUBuffer;
@@ -29,9 +29,12 @@ export class ControlBuffers {
     private readonly bind: (buffer: GPUBuffer) => GPUBindGroup,
   ) {}
 
-  /** A control buffer whose done bitmap has at least `doneBytes`, for one launch or dispatch. */
-  take(doneBytes = 16): Control {
-    const size = CTL_DONE * 4 + Math.max(16, Math.ceil(doneBytes / 16) * 16);
+  /**
+   * A control buffer whose done bitmap has at least `doneBytes`, for one launch or dispatch;
+   * with `record`, room for the touched bitmap of a recording pipeline before it.
+   */
+  take(doneBytes = 16, record = false): Control {
+    const size = (record ? CTL_DONE_RECORDING : CTL_DONE) * 4 + Math.max(16, Math.ceil(doneBytes / 16) * 16);
     const i = this.free.findIndex((c) => c.buffer.size >= size);
     if (i >= 0) return this.free.splice(i, 1)[0]!;
     const buffer = this.device.createBuffer({

@@ -66,6 +66,11 @@ export class DeviceMemory {
     return this.frames.take(n).sort((a, b) => a - b);
   }
 
+  /** The free frames in the order allocUpTo would take them (a recording's starting state, src/replay/). */
+  freeOrder(): number[] {
+    return this.frames.order();
+  }
+
   /**
    * 512 consecutive frames in one buffer, 512-aligned: a 2 MiB device frame for a huge page.
    * Null when none is free (or buffers are smaller than 2 MiB): the caller falls back to 4 KiB.

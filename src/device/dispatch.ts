@@ -129,6 +129,8 @@ export class Dispatcher {
     // for it, and this device's other operations evict them only if they are older.
     const ticket = this.dev.ticket();
     const hold = this.mm.holdForDevice(this.dev.id, [...declared].sort((a, b) => a - b), ticket);
+    // A recording in progress (src/replay/recorder.ts) learns of it, and of how it ended.
+    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, { kernel: kernel.label, ticket, mode, ranges, batchPages: this.dev.faultBatchPages, maxRounds: 1, policies, prefetch: opts.prefetch });
     try {
       for (let round = 0; round < MAX_ROUNDS; round++) {
         const cause: Cause = { kind: 'declared', device: this.dev.id, kernel: kernel.label, dispatch: ticket };
@@ -145,12 +147,18 @@ export class Dispatcher {
         const status = await this.launchOnce(kernel, workgroups, opts.uniforms);
         if (status.misses > 0) throw this.missError(kernel.label, status);
         this.dev.stats.add('dispatches');
+        rec?.end({ faults, rounds: 1, faultedPages: 0 });
         return { faults, rounds: 1, faultedPages: 0 };
       }
+    } catch (e) {
+      rec?.end(undefined, e);
+      throw e;
     } finally {
       hold.release();
     }
-    throw new HmmError('EBUSY', `dispatch '${kernel.label}': declared ranges kept being invalidated`);
+    const busy = new HmmError('EBUSY', `dispatch '${kernel.label}': declared ranges kept being invalidated`);
+    rec?.end(undefined, busy);
+    throw busy;
   }
 
   /**
@@ -176,7 +184,14 @@ export class Dispatcher {
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
     const policies = this.policiesFor(kernel.label, opts);
     const ticket = this.dev.ticket(); // this dispatch's age, for all its rounds
-    for (const r of ranges) await this.faults.faultIn(r.start, r.end, r.write, { ticket, policies, where: `dispatch '${kernel.label}'` });
+    // A recording in progress (src/replay/recorder.ts) gets each launch's touched pages and faults.
+    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, { kernel: kernel.label, ticket, mode: 'replayable', ranges, batchPages: batch, maxRounds, policies, prefetch: opts.prefetch });
+    try {
+      for (const r of ranges) await this.faults.faultIn(r.start, r.end, r.write, { ticket, policies, where: `dispatch '${kernel.label}'` });
+    } catch (e) {
+      rec?.end(undefined, e);
+      throw e;
+    }
     let faults = 0;
     let faultedPages = 0;
     let stalled = 0;
@@ -184,18 +199,22 @@ export class Dispatcher {
     let hold: DeviceHold | null = null;
     // This dispatch's own control buffer for all its rounds: its done bitmap (cleared by the
     // first launch) is what makes a relaunch skip the invocations that already finished.
-    const ctl = this.controls.take(Math.ceil(invocations / 32) * 4);
+    const ctl = this.controls.take(Math.ceil(invocations / 32) * 4, rec !== undefined);
     // Its interest in every page it faults on, until it ends: younger device operations wait
     // for it instead of taking those pages between its rounds (src/mm/deviceHolds.ts).
     const interest = this.mm.holdForDevice(this.dev.id, [], ticket, { interest: true });
     try {
       for (let round = 1; round <= maxRounds; round++) {
         checkAlive(this.dev, this.mm, 'dispatch');
-        const status = await this.dev.launcher.launch(this.target, ctl, kernel, workgroups, opts.uniforms, undefined, { replayable: true, clearDone: round === 1 });
+        const status = await this.dev.launcher.launch(this.target, ctl, kernel, workgroups, opts.uniforms, undefined, { replayable: true, clearDone: round === 1, record: rec !== undefined });
+        rec?.round(status);
         hold?.release();
         hold = null;
         this.dev.stats.add('dispatches');
-        if (status.misses === 0) return { faults, rounds: round, faultedPages };
+        if (status.misses === 0) {
+          rec?.end({ faults, rounds: round, faultedPages });
+          return { faults, rounds: round, faultedPages };
+        }
         faults++;
         this.dev.stats.add('gpuFaults');
         const keys = [...new Set(status.faults!)].sort((a, b) => a - b);
@@ -222,6 +241,9 @@ export class Dispatcher {
           device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`, id: flow,
         });
       }
+    } catch (e) {
+      rec?.end(undefined, e);
+      throw e;
     } finally {
       hold?.release();
       interest.release();

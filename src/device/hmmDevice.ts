@@ -720,6 +720,29 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     return this.rmapCopy[frame] === 1;
   }
 
+  /**
+   * What a recording (src/replay/recorder.ts) starts from: the clock hand, the launch count, the
+   * free frames in the order they would be handed out, and each frame in use (whose page, a
+   * copy or not, mapped writable, when it arrived and was last seen accessed).
+   * @internal
+   */
+  recordingState(): {
+    clockHand: number;
+    launches: number;
+    freeOrder: number[];
+    frames: { frame: number; space: number; page: number; copy: boolean; write: boolean; arrived: number; lastAccess: number }[];
+  } {
+    const frames = [];
+    for (let f = 0; f < this.memory.frameCount; f++) {
+      const mm = this.rmapMm[f];
+      if (!mm) continue;
+      const page = this.rmapPage[f]!;
+      const write = this.mirrors.get(mm)?.table.lookup(page)?.write ?? false;
+      frames.push({ frame: f, space: mm.id, page, copy: this.rmapCopy[f] === 1, write, arrived: this.arrivedAt[f]!, lastAccess: this.lastAccess[f]! });
+    }
+    return { clockHand: this.clockHand, launches: this.launcher.launches, freeOrder: this.memory.freeOrder(), frames };
+  }
+
   // ------------------------------------------------------------------ loss
 
   /**

@@ -29,25 +29,61 @@ export const FAULT_QUEUE_CAP = 4096;
 /** Control buffer words: 5 status words, the queue, a 2-bit-per-page pending bitmap, then the done bitmap. */
 export const CTL_QUEUE = 5;
 export const CTL_DONE = CTL_QUEUE + FAULT_QUEUE_CAP + (2 * (1 << 20)) / 32;
+/**
+ * Recording pipelines (HMM_RECORD): a touched bitmap of the pending bitmap's shape sits where
+ * the done bitmap would be, and the done bitmap follows it. Other pipelines never see it.
+ */
+export const TOUCHED_WORDS = (2 * (1 << 20)) / 32;
+export const CTL_TOUCHED = CTL_DONE;
+export const CTL_DONE_RECORDING = CTL_DONE + TOUCHED_WORDS;
 
+/** A compiled kernel from `dev.createKernel`, for `m.dispatch` on that device's mirrors. */
 export class HmmKernel {
   private replayable: Promise<GPUComputePipeline> | undefined;
+  private recording: Promise<GPUComputePipeline> | undefined;
+  /**
+   * Kernels are made by `dev.createKernel`.
+   * @internal
+   */
   constructor(
+    /** Its label (KernelOptions' `label`), as errors and traces name it. */
     readonly label: string,
-    /** The validated-mode pipeline. */
+    /**
+     * The validated-mode pipeline.
+     * @internal
+     */
     readonly pipeline: GPUComputePipeline,
+    /** Its workgroup size, [x, y, z]. */
     readonly workgroupSize: [number, number, number],
+    /** @internal */
     readonly ioBinding: boolean,
+    /** @internal */
     readonly device: GPUDevice,
-    /** Device memory is bound as array<atomic<u32>> (the kernel uses atomics or byte stores). */
+    /**
+     * Device memory is bound as array<atomic<u32>> (the kernel uses atomics or byte stores).
+     * @internal
+     */
     readonly atomicMemory: boolean,
-    private readonly makeReplayable: () => Promise<GPUComputePipeline>,
+    /** Compiles the replayable pipeline, with HMM_RECORD on when `record`. */
+    private readonly makeReplayable: (record: boolean) => Promise<GPUComputePipeline>,
   ) {}
 
-  /** The replayable-mode pipeline, compiled on first use: many kernels never replay. */
+  /**
+   * The replayable-mode pipeline, compiled on first use: many kernels never replay.
+   * @internal
+   */
   replayablePipeline(): Promise<GPUComputePipeline> {
-    this.replayable ??= this.makeReplayable();
+    this.replayable ??= this.makeReplayable(false);
     return this.replayable;
+  }
+
+  /**
+   * The replayable pipeline that also fills the touched bitmap (while a recording runs), compiled on first use.
+   * @internal
+   */
+  recordingPipeline(): Promise<GPUComputePipeline> {
+    this.recording ??= this.makeReplayable(true);
+    return this.recording;
   }
 }
 
@@ -246,10 +282,10 @@ export async function compileKernel(
     label,
     bindGroupLayouts: [opts.ioBinding ? layouts.group0io : layouts.group0, layouts.group1],
   });
-  const pipeline = async (replayable: boolean): Promise<GPUComputePipeline> => {
+  const pipeline = async (replayable: boolean, record = false): Promise<GPUComputePipeline> => {
     try {
       return await device.createComputePipelineAsync({
-        label: replayable ? `${label} (replayable)` : label,
+        label: record ? `${label} (replayable, recording)` : replayable ? `${label} (replayable)` : label,
         layout,
         compute: {
           module,
@@ -259,6 +295,8 @@ export async function compileKernel(
             HMM_MEM_BUFFERS: pool.buffers.length,
             HMM_QUEUE_CAP: FAULT_QUEUE_CAP,
             HMM_REPLAYABLE: replayable ? 1 : 0,
+            // only the recording variant names it: every other pipeline is the one it was before recording existed
+            ...(record ? { HMM_RECORD: 1 } : {}),
           },
         },
       });
@@ -266,5 +304,5 @@ export async function compileKernel(
       throw new HmmError('EINVAL', `kernel '${label}': pipeline creation failed: ${(e as Error).message}`);
     }
   };
-  return new HmmKernel(label, await pipeline(false), size, opts.ioBinding === true, device, atomicMemory, () => pipeline(true));
+  return new HmmKernel(label, await pipeline(false), size, opts.ioBinding === true, device, atomicMemory, (record) => pipeline(true, record));
 }

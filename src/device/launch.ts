@@ -9,7 +9,7 @@ import type { AddressSpace } from '../mm/addressSpace.ts';
 import type { Control, ControlBuffers } from './controlBuffers.ts';
 import type { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
-import { CTL_DONE, CTL_QUEUE, FAULT_QUEUE_CAP, compileKernel, type HmmKernel } from './kernel.ts';
+import { CTL_DONE, CTL_DONE_RECORDING, CTL_QUEUE, CTL_TOUCHED, FAULT_QUEUE_CAP, TOUCHED_WORDS, compileKernel, type HmmKernel } from './kernel.ts';
 import { shaderSource } from './shaders.ts';
 
 /** What a launch binds and flushes first: one address space's device page table and control buffers. */
@@ -25,6 +25,8 @@ export interface LaunchStatus {
   minWriteMiss: number;
   /** Replayable launches: the fault queue (page*2 + write), each key once per round. */
   faults?: Uint32Array;
+  /** Recording launches: the touched bitmap, bit page*2 + write set for every access asked for, hit or miss. */
+  touched?: Uint32Array;
 }
 
 export class Launcher {
@@ -64,13 +66,17 @@ export class Launcher {
     workgroups: [number, number, number],
     uniforms?: ArrayBufferView | ArrayBuffer,
     io?: GPUBuffer,
-    /** Replayable: the replay pipeline and fault queue; clearDone at a dispatch's first launch. */
-    replay: { replayable: boolean; clearDone: boolean } = { replayable: false, clearDone: false },
+    /**
+     * Replayable: the replay pipeline and fault queue; clearDone at a dispatch's first launch;
+     * record: the recording variant, whose touched bitmap comes back too (src/replay/).
+     */
+    replay: { replayable: boolean; clearDone: boolean; record?: boolean } = { replayable: false, clearDone: false },
   ): Promise<LaunchStatus> {
     const replayable = replay.replayable;
+    const record = replayable && replay.record === true;
     // Only a replayable launch may wait here (for its pipeline's first compile): a validated one
     // submits with no await after mirror.dispatch's last check.
-    const pipeline = replayable ? await kernel.replayablePipeline() : kernel.pipeline;
+    const pipeline = record ? await kernel.recordingPipeline() : replayable ? await kernel.replayablePipeline() : kernel.pipeline;
     const d = this.dev.device;
     const t0 = performance.now();
     const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
@@ -103,21 +109,26 @@ export class Launcher {
     // now, ahead of the kernel in queue order (nothing when nothing changed).
     this.dev.stats.add('pageTableWrites', mirror.table.flush());
     d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
-    const readBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
+    // (a recording launch reads the touched bitmap back behind the queue, in the same map)
+    const queueBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
+    const readBytes = queueBytes + (record ? TOUCHED_WORDS * 4 : 0);
     const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     d.pushErrorScope('validation');
     const enc = d.createCommandEncoder({ label: kernel.label });
     // A fresh pending bitmap each round: a page still missing must be able to report again.
-    if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (CTL_DONE - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
+    // (Recording: the touched bitmap after it too, one clear for both.)
+    const doneBase = record ? CTL_DONE_RECORDING : CTL_DONE;
+    if (replayable) enc.clearBuffer(ctl, (CTL_QUEUE + FAULT_QUEUE_CAP) * 4, (doneBase - CTL_QUEUE - FAULT_QUEUE_CAP) * 4);
     // And a fresh done bitmap at a dispatch's first launch (the control buffer is the dispatch's own).
-    if (replayable && replay.clearDone) enc.clearBuffer(ctl, CTL_DONE * 4, ctl.size - CTL_DONE * 4);
+    if (replayable && replay.clearDone) enc.clearBuffer(ctl, doneBase * 4, ctl.size - doneBase * 4);
     const pass = enc.beginComputePass({ label: kernel.label });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group0);
     pass.setBindGroup(1, control.bindGroup);
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     pass.end();
-    enc.copyBufferToBuffer(ctl, 0, readback, 0, readBytes);
+    enc.copyBufferToBuffer(ctl, 0, readback, 0, queueBytes);
+    if (record) enc.copyBufferToBuffer(ctl, CTL_TOUCHED * 4, readback, queueBytes, TOUCHED_WORDS * 4);
     this.launchCount++; // held copies handed out before this launch may be written from now on
     d.queue.submit([enc.finish()]);
     this.dev.inject('launchSubmitted', {});
@@ -146,6 +157,7 @@ export class Launcher {
     const head = new Uint32Array(range, 0, CTL_QUEUE);
     const words = replayable ? CTL_QUEUE + Math.min(head[4]!, FAULT_QUEUE_CAP) : CTL_QUEUE;
     const s = new Uint32Array(range, 0, words).slice();
+    const touched = record ? new Uint32Array(range, queueBytes, TOUCHED_WORDS).slice() : undefined;
     readback.unmap();
     this.readbackPool.give(readback);
     const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
@@ -154,6 +166,7 @@ export class Launcher {
       detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
     });
     if (replayable) status.faults = s.subarray(CTL_QUEUE);
+    if (touched) status.touched = touched;
     return status;
   }
 

@@ -691,6 +691,7 @@ export class AddressSpace {
    * @internal
    */
   async faultPages(pages: readonly number[], write: boolean, cause: Cause = MAIN_THREAD_FAULT): Promise<void> {
+    this.stats.recorder?.cpuAccess(this, pages, write, cause); // a recording's CPU event (src/replay/recorder.ts)
     for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
       if (await this.faultPagesOnce(pages, write, cause)) return;
     }

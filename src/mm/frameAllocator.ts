@@ -39,6 +39,13 @@ export class FrameAllocator {
     return out;
   }
 
+  /** The free frames in the order take() would hand them out (stale entries left out). */
+  order(): number[] {
+    const out: number[] = [];
+    for (let i = this.stack.length - 1; i >= 0; i--) if (!this.inUse[this.stack[i]!]) out.push(this.stack[i]!);
+    return out;
+  }
+
   /** `n` consecutive free frames starting at a multiple of `n`, or null. */
   takeAligned(n: number): number | null {
     for (let base = 0; base + n <= this.count; base += n) {

@@ -63,9 +63,12 @@ export class Provenance {
   /** Placement decisions waiting for the move they explain, per `${mm}:${page}:${device}`. */
   private readonly decided = new Map<string, string>();
   enabled = true;
+  /** Told of every move, whether or not histories are kept (a recording, src/replay/recorder.ts). */
+  readonly observers = new Set<(mm: number, pages: readonly number[], move: PageMove, device: number, cause: Cause) => void>();
 
   /** `move` happened to `pages` of address space `mm` on `device`, because of `cause`. */
   record(mm: number, pages: readonly number[], move: PageMove, device: number, cause: Cause): void {
+    for (const o of this.observers) o(mm, pages, move, device, cause);
     if (!this.enabled) return;
     const ts = performance.now();
     for (const p of pages) {
@@ -76,6 +79,7 @@ export class Provenance {
         this.pages.set(key, (list = []));
       }
       const placement = this.decided.get(`${key}:${device}`);
+      // Stryker disable next-line ConditionalExpression: deleting a decision that is not there changes nothing
       if (placement !== undefined) this.decided.delete(`${key}:${device}`);
       list.push(placement !== undefined ? { ts, move, device, cause, placement } : { ts, move, device, cause });
       if (list.length > HISTORY) list.shift();

@@ -2,6 +2,7 @@
 // way, invalidations), and the event log beside them. One instance per System; every part
 // increments its own names.
 
+import type { Recorder } from '../replay/recorder.ts';
 import { Provenance } from './provenance.ts';
 import { TraceLog } from './trace.ts';
 
@@ -39,6 +40,8 @@ export class Stats {
   readonly trace = new TraceLog();
   /** Why each page moved (sys.explain). */
   readonly provenance = new Provenance();
+  /** The recording in progress (sys.startRecording), told of dispatches and CPU faults; none most of the time. */
+  recorder: Recorder | undefined;
   add(name: Counter, n = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + n);
   }

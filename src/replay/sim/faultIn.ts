@@ -1,0 +1,152 @@
+// The simulator's device fault-in (src/device/faultIn.ts, one operation at a time): which pages
+// migrate and which get device copies (the placement policy, through the guard, with the same
+// context the mechanism gives it), room made by eviction, and the retry rounds with their one
+// shortcut: a fault service returns as soon as one of its faulted pages is mapped, leaving the
+// rest (prefetched company included) to fault again. Huge mappings take the 4 KiB path here.
+
+import { PAGE_SIZE, hex } from '../../constants.ts';
+import { HmmError } from '../../errors.ts';
+import { askPlacement } from '../../policy/guard.ts';
+import type { Policies } from '../../policy/types.ts';
+import type { SimDevice } from './device.ts';
+import { evict } from './evict.ts';
+import type { Machine } from './machine.ts';
+import { dropCopies, dropRuns, hasCopies, migrateToDevice, migrateToSystem, pageRuns, revoke } from './moves.ts';
+import type { SimSpace } from './space.ts';
+
+/** Fault-in rounds before EBUSY (faultIn.ts MAX_ROUNDS). */
+const MAX_ROUNDS = 32;
+
+/** Who is faulting pages in, and under what. */
+export interface FaultCtx {
+  policies: Required<Policies>;
+  /** Where the policies are asked (their errors name it). */
+  where: string;
+  /** Pages eviction must not take (default: the pages being faulted in). */
+  keep?: ReadonlySet<number>;
+  /** A fault service: return once one of these is mapped. */
+  progress?: ReadonlySet<number>;
+  /** Pages the operation holds (eviction spares them too): a fault round's faulted pages, a validated dispatch's declared ones. */
+  held?: ReadonlySet<number>;
+}
+
+/** May a fault on p move it to `dev` (FaultIn.migratable)? The mechanism's rules, then the placement policy. */
+export function migratable(m: Machine, dev: SimDevice, space: SimSpace, p: number, write: boolean, ctx: FaultCtx, asking: 'fault' | 'prefetch'): boolean {
+  const vma = space.find(p);
+  if (!vma || vma.shared || vma.prot === 'none') return false;
+  if (space.priv.has(p) || space.held.has(p)) return false;
+  const decision = askPlacement(ctx.policies.placement, {
+    page: p,
+    device: dev.id,
+    write,
+    advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
+    thrashing: space.thrash.isPinned(p, m.now),
+    faults: space.faults(dev.id, p),
+    prefetch: asking === 'prefetch',
+  }, ctx.where);
+  if (asking === 'fault' && decision === 'pin') space.thrash.pin(p, m.now);
+  return decision === 'migrate';
+}
+
+function checkPermissions(dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean): void {
+  for (const p of pages) {
+    const vma = space.find(p);
+    const at = p * PAGE_SIZE;
+    if (!vma || vma.prot === 'none') throw new HmmError('EFAULT', `${dev.name}: address ${hex(at)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, at);
+    if (write && vma.prot !== 'rw') throw new HmmError('EPERM', `${dev.name}: write to read-only address ${hex(at)}`, at);
+  }
+}
+
+/** Evict to free `need` frames, sparing what the operation keeps and holds. */
+function makeRoom(m: Machine, dev: SimDevice, space: SimSpace, need: number, protect: ReadonlySet<number>, ctx: FaultCtx): 'freed' | 'none' {
+  if (dev.freeFrames > 0) return 'freed';
+  const keep = (s: number, p: number): boolean => s === space.id && (protect.has(p) || ctx.held?.has(p) === true);
+  const { freed } = evict(m, dev, need, keep, ctx.policies.eviction, ctx.where);
+  return freed > 0 || dev.freeFrames > 0 ? 'freed' : 'none';
+}
+
+/** Device copies of pages that stay in RAM (read-only, or held for a write), evicting for frames. */
+export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, protect: ReadonlySet<number>, ctx: FaultCtx): void {
+  const frames = dev.take(pages.length);
+  for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < pages.length; sweep++) {
+    if (makeRoom(m, dev, space, pages.length - frames.length, protect, ctx) === 'none') break;
+    frames.push(...dev.take(pages.length - frames.length));
+  }
+  if (frames.length < pages.length) {
+    dev.free(frames);
+    throw new HmmError('ENOMEM', `${dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}`, pages[0]! * PAGE_SIZE);
+  }
+  if (write) for (const p of pages) space.held.set(p, dev.id);
+  const t = dev.table(space.id);
+  pages.forEach((p, i) => {
+    if (t.lookup(p)) dropRuns(dev, space, [[p, p + 1]]); // a read-only copy a write replaces
+    t.map(p, frames[i]!, write);
+    dev.ownCopy(frames[i]!, space.id, p);
+  });
+  m.metrics.deviceCopies += pages.length;
+}
+
+/**
+ * Make `pages` (sorted) valid in `dev`'s table for `space` (writable for `write`), as
+ * DeviceFaultIn.faultInPages does for one operation alone.
+ */
+export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, ctx: FaultCtx): void {
+  if (pages.length === 0) return;
+  const protect = ctx.keep ?? new Set(pages);
+  const t = dev.table(space.id);
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const missing = pages.filter((p) => {
+      const e = t.lookup(p);
+      return !e || (write && !e.write);
+    });
+    if (missing.length === 0) return;
+    if (ctx.progress && round > 0 && missing.length < pages.length) {
+      const still = new Set(missing);
+      const required = pages.filter((p) => ctx.progress!.has(p));
+      if (required.length === 0 || required.some((p) => !still.has(p))) return;
+    }
+    checkPermissions(dev, space, missing, write);
+    const movable = missing.filter((p) => migratable(m, dev, space, p, write, ctx, 'fault'));
+    if (movable.length > 0) {
+      const res = migrateToDevice(m, dev, space, movable);
+      if (res.nomem > 0 && makeRoom(m, dev, space, res.nomem, protect, ctx) === 'none' && res.moved === 0) {
+        const at = movable[0]! * PAGE_SIZE;
+        throw new HmmError('ENOMEM', `${dev.name}: device memory exhausted (${dev.frameCount} frames) faulting in ${hex(at)}`, at);
+      }
+      continue;
+    }
+    // hmm_range_fault, run by run (FaultIn.mapByRangeFault): the CPU side first (other devices'
+    // pages come home, held copies elsewhere are written back, a write breaks read-only
+    // copies); an invalidation of the run on the way fails its read-retry check and the round
+    // starts over, the runs before it done. Then this device's own pages are mapped and the
+    // pages that may not move get copies.
+    for (const [s, e] of pageRuns(missing)) {
+      let invalidated = false;
+      for (let p = s; p < e; p++) {
+        const priv = space.priv.get(p);
+        if (priv && priv.dev !== dev.id) {
+          migrateToSystem(m, m.devices[priv.dev]!, space, [p]);
+          invalidated = true;
+        }
+        const heldBy = space.held.get(p);
+        if (heldBy !== undefined && heldBy !== dev.id) revoke(m, m.devices[heldBy]!, space, [p]);
+        if (write && hasCopies(m, space, p)) {
+          dropCopies(m, space, p);
+          invalidated = true;
+        }
+      }
+      if (invalidated) break;
+      const copies: number[] = [];
+      for (let p = s; p < e; p++) {
+        const priv = space.priv.get(p);
+        if (priv) t.map(p, priv.frame, space.find(p)!.prot === 'rw');
+        else if (!migratable(m, dev, space, p, write, ctx, 'fault')) copies.push(p);
+        // (a page that may move migrates next round)
+      }
+      t.flush();
+      if (copies.length > 0) mapCopies(m, dev, space, copies, write, protect, ctx);
+      t.flush();
+    }
+  }
+  throw new HmmError('EBUSY', `${dev.name}: fault-in of ${hex(pages[0]! * PAGE_SIZE)}.. did not settle after ${MAX_ROUNDS} rounds`, pages[0]! * PAGE_SIZE);
+}
