@@ -4,7 +4,7 @@
 
 import type { Recorder } from '../replay/recorder.ts';
 import { Provenance } from './provenance.ts';
-import { TraceLog } from './trace.ts';
+import { PHASES, TraceLog, type Phase } from './trace.ts';
 
 export type Counter =
   | 'cpuFaults' // CPU touches that had to migrate device-private pages back first
@@ -50,5 +50,15 @@ export class Stats {
   }
   snapshot(): Record<string, number> {
     return Object.fromEntries(this.counts);
+  }
+  /** Milliseconds spent in each phase of fault service and migration so far (issue 15). */
+  private readonly phaseTotals = new Map<Phase, number>();
+  /** Add `ms` to a phase's total (the caller also records the span in the trace when it wants one). */
+  addPhase(phase: Phase, ms: number): void {
+    this.phaseTotals.set(phase, (this.phaseTotals.get(phase) ?? 0) + ms);
+  }
+  /** Each phase's total in milliseconds (every phase present, 0 when none). */
+  phaseMs(): Record<Phase, number> {
+    return Object.fromEntries(PHASES.map((p) => [p, this.phaseTotals.get(p) ?? 0])) as Record<Phase, number>;
   }
 }

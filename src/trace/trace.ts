@@ -12,7 +12,24 @@ export type TraceKind =
   | 'invalidate'
   | 'kernel'
   | 'thrash'
-  | 'copy';
+  | 'copy'
+  | 'phase';
+
+/**
+ * The phases of servicing a fault round and migrating its pages (issue 15): a 'phase' span
+ * names one in `phase`, and Stats sums the host time of each (`Stats.phaseMs`).
+ * - fault-readback: mapping the status and fault queue back after a launch (host side)
+ * - dedupe: deduplicating and sorting the round's fault records
+ * - policy: asking the batching, prefetch, placement and eviction policies
+ * - collect: collecting and isolating the pages to migrate (migrate_vma_setup)
+ * - copy-upload: staging and submitting the copies (host side of the copy engine)
+ * - gpu-wait: waiting for the GPU (copies, readbacks, kernels): not host CPU time
+ * - commit: committing the migrated entries, freeing sources (migrate_vma_finalize)
+ * - pt-upload: writing the device page table
+ * - relaunch: encoding and submitting the next launch
+ */
+export type Phase = 'fault-readback' | 'dedupe' | 'policy' | 'collect' | 'copy-upload' | 'gpu-wait' | 'commit' | 'pt-upload' | 'relaunch';
+export const PHASES: readonly Phase[] = ['fault-readback', 'dedupe', 'policy', 'collect', 'copy-upload', 'gpu-wait', 'commit', 'pt-upload', 'relaunch'];
 
 export interface TraceEvent {
   kind: TraceKind;
@@ -30,6 +47,8 @@ export interface TraceEvent {
   flow?: number;
   /** Counter samples taken at this event (Perfetto counter tracks): resident pages, bytes moved. */
   counters?: Record<string, number>;
+  /** A 'phase' span: which phase of a fault round or migration. */
+  phase?: Phase;
 }
 
 export interface TraceKindSummary {
