@@ -2,14 +2,14 @@
 // It owns @group(1): the device page table (a 2048-entry directory of 2 MiB regions, each
 // pointing at a 512-entry leaf table), the device memory buffers holding 4 KiB frames, and
 // the status buffer where misses are recorded. Kernels reach memory only through virtual
-// addresses; hmm_* functions translate them and set the accessed and dirty bits.
+// addresses; hmm_* functions translate them and set the accessed and dirty-block words.
 //
 // Isolation (docs/threat-model.md): a kernel may call only the functions under "the
 // kernel-facing API" below (and hmm_atomic_add_u32 / hmm_store_u8); everything else here is
 // out of its reach, and createKernel refuses a kernel that names it (src/device/kernelCheck.ts
 // KERNEL_API: add a function there to make it public). The page tables are the host's: the
 // directory is bound read-only, and the leaves read-write only so that hmm_translate can set
-// the accessed and dirty bits, the one write a kernel's access makes to them.
+// the accessed and dirty-block words, the one write a kernel's access makes to them.
 //
 // Variants. One source serves every kernel; src/device/kernel.ts specialises it so that the
 // resident path (a hit) carries as little code as possible (why: docs/design-notes.md §7):
@@ -45,26 +45,40 @@ override HMM_RECORD: bool = false;
 const HMM_DIR_VALID: u32 = 1u;
 const HMM_DIR_HUGE: u32 = 2u;
 const HMM_DIR_WRITE: u32 = 4u;
-// Leaf entry: bit 0 valid, bit 1 write, bit 2 accessed, bit 3 dirty, bits 8..31 frame.
+// A leaf table is 1536 words: 512 entries (bit 0 valid, bit 1 write, bits 8..31 frame), which
+// only the host writes, then 512 accessed words and 512 dirty-block words, which only the GPU
+// sets (the host zeroes them when it maps a page there, and the accessed word for a second
+// chance; it never uploads over them, so a page-table upload loses no bit a kernel set on
+// another page: design-notes §20). Dirty-block word: bit b set when a kernel wrote the
+// 256-byte block b of the page (16 blocks of a 4 KiB page); write-back copies only those.
+const HMM_LEAF_WORDS: u32 = 1536u;
+const HMM_LEAF_ACCESSED: u32 = 512u;
+const HMM_LEAF_DIRTY: u32 = 1024u;
 const HMM_PTE_VALID: u32 = 1u;
 const HMM_PTE_WRITE: u32 = 2u;
-const HMM_PTE_ACCESSED: u32 = 4u;
-const HMM_PTE_DIRTY: u32 = 8u;
 const HMM_MISS: u32 = 0xffffffffu;
 
-// Control words: [0] misses, [1] lowest missed address, [2] lowest missed write address,
-// [3] mode (0 validated, 1 replayable; the kernel knows it from HMM_REPLAYABLE), [4]
-// fault-queue length, [5 ..) the fault queue (HMM_QUEUE_CAP entries of page*2 + write), then
-// the pending bitmap (one bit per page and access kind) that lets each (page, access) enter
-// the queue once per round, then (recording pipelines only) the touched bitmap of the same
-// shape, then the done bitmap of replayable mode (one bit per invocation, set when it
-// finished without a fault). The touched bitmap sits before the done bitmap so that only
-// recording pipelines, whose control buffers are that much larger, see the done bitmap move.
+// Control words: [0] misses, [1] lowest missed address, [2] lowest missed write address, [3]
+// the fault buffer's capacity this round (replayable; the host's faultBufferPages, at most
+// HMM_QUEUE_CAP), [4] fault-queue length (every (page, access) that asked for a slot, those
+// past the capacity included: they overflowed and fault again next round), [5] invocations that
+// faulted this launch (replayable), [6] and [7] the window of invocations a replayable launch
+// runs, [start, end) of the linear ids (the host narrows it to guarantee progress, §20), [8 ..)
+// the fault queue (HMM_QUEUE_CAP entries of page*2 + write), then the pending bitmap (one bit
+// per page and access kind) that lets each (page, access) enter the queue once per round, then
+// (recording pipelines only) the touched bitmap of the same shape, then the done bitmap of
+// replayable mode (one bit per invocation, set when it finished without a fault). The touched
+// bitmap sits before the done bitmap so that only recording pipelines, whose control buffers
+// are that much larger, see the done bitmap move.
 const HMM_STATUS_MISSES: u32 = 0u;
 const HMM_STATUS_MIN_MISS: u32 = 1u;
 const HMM_STATUS_MIN_WRITE_MISS: u32 = 2u;
+const HMM_CTL_QCAP: u32 = 3u;
 const HMM_CTL_QLEN: u32 = 4u;
-const HMM_CTL_QUEUE: u32 = 5u;
+const HMM_CTL_FAULTED: u32 = 5u;
+const HMM_CTL_WINDOW_START: u32 = 6u;
+const HMM_CTL_WINDOW_END: u32 = 7u;
+const HMM_CTL_QUEUE: u32 = 8u;
 override HMM_QUEUE_CAP: u32 = 4096u;
 const HMM_PENDING_WORDS: u32 = 65536u; // 2^20 pages x 2 access kinds / 32
 fn hmm_done_base() -> u32 {
@@ -86,6 +100,9 @@ fn hmm_record_touch(va: u32, write: bool) {
 var<private> hmm_faulted: bool = false;
 
 fn hmm_record_miss(va: u32, write: bool) {
+  if (HMM_REPLAYABLE && !hmm_faulted) { // this invocation's first miss: it will not finish this round
+    atomicAdd(&hmm_ctl[HMM_CTL_FAULTED], 1u);
+  }
   hmm_faulted = true;
   atomicAdd(&hmm_ctl[HMM_STATUS_MISSES], 1u);
   atomicMin(&hmm_ctl[HMM_STATUS_MIN_MISS], va);
@@ -93,13 +110,14 @@ fn hmm_record_miss(va: u32, write: bool) {
     atomicMin(&hmm_ctl[HMM_STATUS_MIN_WRITE_MISS], va);
   }
   if (HMM_REPLAYABLE) { // a pipeline constant: validated pipelines have none of this
-    // Deduplicate on the GPU: only the first miss of a (page, access) this round is queued.
+    // Deduplicate on the GPU: only the first miss of a (page, access) this round is queued,
+    // and only while the fault buffer has room; the rest overflow and fault again next round.
     let key = (va >> 12u) * 2u + select(0u, 1u, write);
     let bit = 1u << (key & 31u);
     let old = atomicOr(&hmm_ctl[HMM_CTL_QUEUE + HMM_QUEUE_CAP + (key >> 5u)], bit);
     if ((old & bit) == 0u) {
       let slot = atomicAdd(&hmm_ctl[HMM_CTL_QLEN], 1u);
-      if (slot < HMM_QUEUE_CAP) {
+      if (slot < min(atomicLoad(&hmm_ctl[HMM_CTL_QCAP]), HMM_QUEUE_CAP)) {
         atomicStore(&hmm_ctl[HMM_CTL_QUEUE + slot], key);
       }
     }
@@ -110,6 +128,11 @@ fn hmm_record_miss(va: u32, write: bool) {
 fn hmm_invocation_index(gid: vec3u, nwg: vec3u, wg: vec3u) -> u32 {
   let row = nwg.x * wg.x;
   return gid.x + gid.y * row + gid.z * row * nwg.y * wg.y;
+}
+
+// Replayable mode: the invocations a launch runs, [start, end) of the linear ids (§20).
+fn hmm_in_window(idx: u32) -> bool {
+  return idx >= atomicLoad(&hmm_ctl[HMM_CTL_WINDOW_START]) && idx < atomicLoad(&hmm_ctl[HMM_CTL_WINDOW_END]);
 }
 
 fn hmm_is_done(idx: u32) -> bool {
@@ -139,12 +162,18 @@ fn hmm_translate(va: u32, write: bool) -> u32 {
         frame = (d >> 8u) + ((va >> 12u) & 511u);
       }
     } else {
-      let li = (d >> 8u) * 512u + ((va >> 12u) & 511u);
+      let li = (d >> 8u) * HMM_LEAF_WORDS + ((va >> 12u) & 511u);
       let e = atomicLoad(&hmm_leaves[li]);
       if ((e & HMM_PTE_VALID) != 0u && (!write || (e & HMM_PTE_WRITE) != 0u)) {
-        let want = select(HMM_PTE_ACCESSED, HMM_PTE_ACCESSED | HMM_PTE_DIRTY, write);
-        if ((e & want) != want) {
-          atomicOr(&hmm_leaves[li], want); // the GPU keeps accessed/dirty for eviction and write-back
+        // The GPU keeps accessed and dirty blocks for eviction and write-back, each set once.
+        if (atomicLoad(&hmm_leaves[li + HMM_LEAF_ACCESSED]) == 0u) {
+          atomicStore(&hmm_leaves[li + HMM_LEAF_ACCESSED], 1u);
+        }
+        if (write) {
+          let block = 1u << ((va >> 8u) & 15u);
+          if ((atomicLoad(&hmm_leaves[li + HMM_LEAF_DIRTY]) & block) == 0u) {
+            atomicOr(&hmm_leaves[li + HMM_LEAF_DIRTY], block);
+          }
         }
         frame = e >> 8u;
       }

@@ -2,7 +2,7 @@
 // GPUDevice), the address spaces, and the counters. createSystem() is the entry point.
 
 import { acquireDevice } from './gpu/acquire.ts';
-import { HmmDevice } from './device/hmmDevice.ts';
+import { DEFAULT_FAULT_BUFFER_PAGES, HmmDevice } from './device/hmmDevice.ts';
 import { MAX_MEMORY_BUFFERS } from './device/deviceMemory.ts';
 import { FAULT_QUEUE_CAP } from './device/kernel.ts';
 import { HmmError } from './errors.ts';
@@ -30,7 +30,12 @@ export interface DeviceConfig {
   prefetch?: Partial<PrefetchConfig>;
   /** Eviction unit when device memory is full: 4096, 65536 (default) or 2 MiB. */
   evictionBytes?: 4096 | 65536 | 2097152;
-  /** Replayable faults: the most faulted pages one round services (default: the whole fault queue, 4096). */
+  /**
+   * Replayable faults: the device's fault buffer, the most faults one launch delivers (default
+   * 256, as UVM's batch; at most 4096). The rest overflow and fault again in the next round.
+   */
+  faultBufferPages?: number;
+  /** Replayable faults: the most faulted pages one round services (default: the whole fault buffer; at most faultBufferPages). */
   faultBatchPages?: number;
   /**
    * The device's policies (src/policy/types.ts): prefetch, eviction, placement, batching. Any
@@ -212,6 +217,7 @@ export async function createSystem(config: SystemConfig): Promise<System> {
       if (cfg.prefetch) dev.prefetch = { ...dev.prefetch, ...cfg.prefetch };
       dev.policies = { ...dev.policies, prefetch: densityPrefetch(dev.prefetch), ...cfg.policy };
       if (cfg.evictionBytes !== undefined) dev.evictionPages = cfg.evictionBytes / 4096;
+      if (cfg.faultBufferPages !== undefined) dev.faultBufferPages = cfg.faultBufferPages;
       if (cfg.faultBatchPages !== undefined) dev.faultBatchPages = cfg.faultBatchPages;
       sys.devices.push(dev);
     }
@@ -249,8 +255,13 @@ function checkConfig(config: SystemConfig): void {
     if (cfg.label !== undefined && typeof cfg.label !== 'string') throw bad(`${at}.label`, cfg.label, 'is not a string');
     if (cfg.evictionBytes !== undefined && ![4096, 65536, 2097152].includes(cfg.evictionBytes))
       throw bad(`${at}.evictionBytes`, cfg.evictionBytes, 'is not 4096, 65536 or 2097152');
+    if (cfg.faultBufferPages !== undefined && !isBatch(cfg.faultBufferPages))
+      throw bad(`${at}.faultBufferPages`, cfg.faultBufferPages, `is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
     if (cfg.faultBatchPages !== undefined && !isBatch(cfg.faultBatchPages))
       throw bad(`${at}.faultBatchPages`, cfg.faultBatchPages, `is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
+    const buffer = cfg.faultBufferPages ?? DEFAULT_FAULT_BUFFER_PAGES;
+    if (cfg.faultBatchPages !== undefined && cfg.faultBatchPages > buffer)
+      throw bad(`${at}.faultBatchPages`, cfg.faultBatchPages, `is more than the device's fault buffer (faultBufferPages ${buffer}): a round services at most what the buffer delivers`);
     const pol = cfg.policy;
     if (pol !== undefined) {
       if (pol === null || typeof pol !== 'object') throw bad(`${at}.policy`, pol, 'is not an object { prefetch?, eviction?, placement?, batching? }');

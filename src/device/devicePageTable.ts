@@ -2,7 +2,11 @@
 // kernels walk it (shaders/hmm.wgsl), with a host shadow that is the source of truth for
 // the host. Two levels: 2048 directory entries of 2 MiB, each pointing at a 512-entry leaf.
 // Changes are made to the shadow and uploaded in batches by flush(): one writeBuffer per
-// touched leaf span, never one per page. The GPU sets accessed/dirty bits in its copy.
+// touched leaf span, never one per page. On the GPU a leaf is 1536 words: its 512 entries, then
+// 512 accessed words and 512 dirty-block words that kernels set (bit b of a dirty-block word:
+// the 256-byte block b of the page was written). The host never uploads over those two: it
+// zeroes them only for the pages it maps (a new mapping starts clean) and the accessed words of
+// the pages given a second chance, so an upload loses no bit a kernel set (design-notes §20).
 
 import { DIR_ENTRIES, PAGES_PER_HUGE } from '../constants.ts';
 
@@ -11,8 +15,23 @@ export const DIR_HUGE = 2;
 export const DIR_WRITE = 4;
 export const PTE_VALID = 1;
 export const PTE_WRITE = 2;
+/** Bits readGpuEntries adds to a valid entry: the GPU's accessed word is set / its dirty-block word is not 0. */
 export const PTE_ACCESSED = 4;
 export const PTE_DIRTY = 8;
+/** A leaf on the GPU: entries, accessed words, dirty-block words (shaders/hmm.wgsl HMM_LEAF_*). */
+export const LEAF_WORDS = 3 * PAGES_PER_HUGE;
+const LEAF_ACCESSED = PAGES_PER_HUGE;
+const LEAF_DIRTY = 2 * PAGES_PER_HUGE;
+/** Every 256-byte block of a page: a dirty-block word that means "assume all of it written". */
+export const ALL_BLOCKS = 0xffff;
+/** Zeros for the status words' clears (one leaf's worth: a run never crosses a leaf). */
+const ZEROS = new Uint32Array(PAGES_PER_HUGE);
+
+/** What the GPU's table says of some pages: each entry with the accessed and dirty bits added (0 where unmapped), and its dirty-block word. */
+export interface GpuPageState {
+  entries: number[];
+  blocks: number[];
+}
 
 export interface DeviceMapping {
   frame: number;
@@ -30,6 +49,10 @@ export class DevicePageTable {
   private dirDirty = false;
   /** Leaf index -> [lowest, highest] dirty entry. */
   private readonly dirtyLeaves = new Map<number, [number, number]>();
+  /** Leaf entries (leaf * 512 + i) mapped since the last flush: their accessed and dirty-block words are zeroed. */
+  private fresh: number[] = [];
+  /** Leaf entries given a second chance since the last flush: their accessed words are zeroed. */
+  private unaccessed: number[] = [];
   validCount = 0;
 
   constructor(
@@ -47,7 +70,7 @@ export class DevicePageTable {
     });
     this.leafBuffer = device.createBuffer({
       label: `${label} leaves`,
-      size: this.leaves.byteLength,
+      size: leafCapacity * LEAF_WORDS * 4,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
     });
   }
@@ -114,6 +137,7 @@ export class DevicePageTable {
     }
     this.leaves[li] = ((frame << 8) | PTE_VALID | (write ? PTE_WRITE : 0)) >>> 0;
     this.markDirty(leaf, page & 511);
+    this.fresh.push(li);
     return true;
   }
 
@@ -188,49 +212,92 @@ export class DevicePageTable {
   }
 
   /**
-   * The GPU's own entries for `pages` (0 where unmapped), with the accessed and dirty bits
-   * kernels have set. One readback of the leaf pool; eviction and write-back read these.
+   * The GPU's own entries for `pages` (0 where unmapped), with PTE_ACCESSED and PTE_DIRTY added
+   * from the accessed and dirty-block words kernels set. One readback of the leaf pool.
    */
   async readGpuEntries(pages: readonly number[], mapPending?: (buffer: GPUBuffer) => void): Promise<number[]> {
-    // Only the span of leaf tables these pages use comes back, not the whole pool.
+    return (await this.readGpuState(pages, mapPending)).entries;
+  }
+
+  /**
+   * readGpuEntries, and each page's dirty-block word (0 where unmapped or mapped huge): one
+   * readback of the span of leaf tables these pages use. Eviction reads these.
+   */
+  async readGpuState(pages: readonly number[], mapPending?: (buffer: GPUBuffer) => void): Promise<GpuPageState> {
     const leafOf = (p: number): number => {
       const d = this.dir[p >>> 9]!;
       return d & DIR_VALID && !(d & DIR_HUGE) ? d >>> 8 : -1;
     };
-    const leaves = pages.map(leafOf).filter((l) => l >= 0);
-    if (leaves.length === 0) return pages.map(() => 0);
-    const lo = Math.min(...leaves);
-    const bytes = (Math.max(...leaves) - lo + 1) * PAGES_PER_HUGE * 4;
+    const leaves = pages.map(leafOf);
+    let lo = Infinity;
+    let hi = -1;
+    for (const l of leaves) {
+      if (l < 0) continue;
+      if (l < lo) lo = l;
+      if (l > hi) hi = l;
+    }
+    if (hi < 0) return { entries: pages.map(() => 0), blocks: pages.map(() => 0) };
+    const bytes = (hi - lo + 1) * LEAF_WORDS * 4;
     const rb = this.device.createBuffer({ label: 'page table readback', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder({ label: 'page table readback' });
-    enc.copyBufferToBuffer(this.leafBuffer, lo * PAGES_PER_HUGE * 4, rb, 0, bytes);
+    enc.copyBufferToBuffer(this.leafBuffer, lo * LEAF_WORDS * 4, rb, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     try {
       const mapped = rb.mapAsync(GPUMapMode.READ);
       mapPending?.(rb); // test hook (faultInjection.ts)
       await mapped;
       const gpu = new Uint32Array(rb.getMappedRange());
-      return pages.map((p) => {
-        const leaf = leafOf(p);
-        return leaf < 0 ? 0 : gpu[(leaf - lo) * PAGES_PER_HUGE + (p & 511)]!;
+      const entries: number[] = new Array(pages.length);
+      const blocks: number[] = new Array(pages.length);
+      pages.forEach((p, k) => {
+        const leaf = leaves[k]!;
+        const at = (leaf - lo) * LEAF_WORDS + (p & 511);
+        const e = leaf < 0 ? 0 : gpu[at]!;
+        if (!(e & PTE_VALID)) {
+          entries[k] = e;
+          blocks[k] = 0;
+          return;
+        }
+        const dirty = gpu[at + LEAF_DIRTY]!;
+        entries[k] = (e | (gpu[at + LEAF_ACCESSED]! !== 0 ? PTE_ACCESSED : 0) | (dirty !== 0 ? PTE_DIRTY : 0)) >>> 0;
+        blocks[k] = dirty;
       });
+      return { entries, blocks };
     } finally {
       rb.destroy();
     }
   }
 
   /**
-   * Clear the GPU's accessed/dirty bits of these pages (the clock hand's "second chance"): the
-   * next flush rewrites their entries from the shadow, which never holds those bits.
+   * Where the GPU keeps page p's dirty-block word (a word index in the leaf buffer), or -1 when
+   * p is not mapped by a leaf entry (unmapped, or mapped huge: no bits). Read it before p is
+   * unmapped: an unmapped page's leaf may go back to the pool. The word itself stays until the
+   * entry is mapped again, so a write-back reads it after unmapping (copyStatusWords).
+   */
+  statusWord(page: number): number {
+    const d = this.dir[page >>> 9]!;
+    if (!(d & DIR_VALID) || d & DIR_HUGE) return -1;
+    const leaf = d >>> 8;
+    if (!(this.leaves[leaf * PAGES_PER_HUGE + (page & 511)]! & PTE_VALID)) return -1;
+    return leaf * LEAF_WORDS + LEAF_DIRTY + (page & 511);
+  }
+
+  /**
+   * Clear the GPU's accessed bits of these pages (the clock hand's "second chance"), at the next
+   * flush: only their accessed words are zeroed; their dirty blocks stay for the write-back.
    */
   clearAccessed(pages: readonly number[]): void {
     for (const p of pages) {
       const d = this.dir[p >>> 9]!;
-      if (d & DIR_VALID && !(d & DIR_HUGE)) this.markDirty(d >>> 8, p & 511);
+      if (d & DIR_VALID && !(d & DIR_HUGE)) this.unaccessed.push((d >>> 8) * PAGES_PER_HUGE + (p & 511));
     }
   }
 
-  /** Upload every change since the last flush: the directory once, each touched leaf span once. */
+  /**
+   * Upload every change since the last flush: the directory once, each touched span of leaf
+   * entries once, and zeros into exactly the status words of the pages mapped (accessed and
+   * dirty blocks) or given a second chance (accessed) since, one write per run of them.
+   */
   flush(): number {
     let writes = 0;
     if (this.dirDirty) {
@@ -239,11 +306,42 @@ export class DevicePageTable {
       writes++;
     }
     for (const [leaf, [lo, hi]] of this.dirtyLeaves) {
-      const first = leaf * PAGES_PER_HUGE + lo;
-      this.device.queue.writeBuffer(this.leafBuffer, first * 4, this.leaves.buffer, first * 4, (hi - lo + 1) * 4);
+      this.device.queue.writeBuffer(this.leafBuffer, (leaf * LEAF_WORDS + lo) * 4, this.leaves.buffer, (leaf * PAGES_PER_HUGE + lo) * 4, (hi - lo + 1) * 4);
       writes++;
     }
     this.dirtyLeaves.clear();
+    if (this.fresh.length > 0) {
+      writes += this.zeroRuns(this.fresh, LEAF_ACCESSED, LEAF_DIRTY);
+      this.fresh = [];
+    }
+    if (this.unaccessed.length > 0) {
+      writes += this.zeroRuns(this.unaccessed, LEAF_ACCESSED);
+      this.unaccessed = [];
+    }
+    return writes;
+  }
+
+  /** Zero the status words at `offsets` of each run of consecutive leaf entries in `at`; the writes made. */
+  private zeroRuns(at: number[], ...offsets: number[]): number {
+    for (let i = 1; i < at.length; i++) {
+      if (at[i]! < at[i - 1]!) {
+        at.sort((a, b) => a - b);
+        break;
+      }
+    }
+    let writes = 0;
+    for (let i = 0; i < at.length; ) {
+      const first = at[i]!;
+      const leaf = Math.floor(first / PAGES_PER_HUGE);
+      let last = first;
+      let j = i + 1;
+      // a run: consecutive (or repeated) entries of one leaf
+      while (j < at.length && at[j]! <= last + 1 && Math.floor(at[j]! / PAGES_PER_HUGE) === leaf) last = Math.max(last, at[j++]!);
+      const word = leaf * LEAF_WORDS + (first - leaf * PAGES_PER_HUGE);
+      for (const off of offsets) this.device.queue.writeBuffer(this.leafBuffer, (word + off) * 4, ZEROS.buffer, 0, (last - first + 1) * 4);
+      writes += offsets.length;
+      i = j;
+    }
     return writes;
   }
 

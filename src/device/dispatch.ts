@@ -21,6 +21,7 @@ import { MAX_ROUNDS, checkAlive, type DeviceFaultIn, type FaultInOptions } from 
 import type { HmmDevice } from './hmmDevice.ts';
 import type { LaunchStatus, LaunchTarget } from './launch.ts';
 import { FAULT_QUEUE_CAP, HmmKernel } from './kernel.ts';
+import { ProgressRule } from './progress.ts';
 
 export interface DispatchRange {
   va: number;
@@ -65,6 +66,20 @@ export interface DispatchResult {
   faultedPages: number;
 }
 
+
+/** A round's fault keys, each once, ascending. */
+function dedupe(faults: Uint32Array): number[] {
+  const sorted = Uint32Array.from(faults).sort();
+  const out: number[] = [];
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) out.push(sorted[i]!);
+  return out;
+}
+
+function sameKeys(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** Replayable mode: rounds in a row that may fault on exactly the same pages before EBUSY. */
 const STALLED_ROUNDS = 8;
@@ -179,9 +194,13 @@ export class Dispatcher {
     if (invocations > 2 ** 32 - 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': ${invocations} invocations exceed 2^32`);
     const maxRounds = opts.maxRounds ?? DEFAULT_MAX_REPLAYS;
     if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
+    // The device's fault buffer for every round of this dispatch, and the service's cap within it.
+    const buffer = this.dev.faultBufferPages;
     const batch = opts.faultBatchPages ?? this.dev.faultBatchPages;
     if (!Number.isInteger(batch) || batch < 1 || batch > FAULT_QUEUE_CAP)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
+    if (batch > buffer)
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${batch} is more than ${this.dev.name}'s fault buffer (faultBufferPages ${buffer}): a round services at most the faults the buffer delivers`);
     const policies = this.policiesFor(kernel.label, opts);
     const ticket = this.dev.ticket(); // this dispatch's age, for all its rounds
     // A recording in progress (src/replay/recorder.ts) gets each launch's touched pages and faults.
@@ -195,8 +214,12 @@ export class Dispatcher {
     let faults = 0;
     let faultedPages = 0;
     let stalled = 0;
-    let lastKeys = '';
+    let lastKeys: readonly number[] = [];
     let hold: DeviceHold | null = null;
+    const stats = this.dev.stats;
+    // The progress rule (progress.ts, design-notes §20): the window of invocations each launch
+    // runs, and the pages protected from this dispatch's own evictions while it is in force.
+    const rule = new ProgressRule(invocations);
     // This dispatch's own control buffer for all its rounds: its done bitmap (cleared by the
     // first launch) is what makes a relaunch skip the invocations that already finished.
     const ctl = this.controls.take(Math.ceil(invocations / 32) * 4, rec !== undefined);
@@ -206,39 +229,66 @@ export class Dispatcher {
     try {
       for (let round = 1; round <= maxRounds; round++) {
         checkAlive(this.dev, this.mm, 'dispatch');
-        const status = await this.dev.launcher.launch(this.target, ctl, kernel, workgroups, opts.uniforms, undefined, { replayable: true, clearDone: round === 1, record: rec !== undefined });
+        // A fault round spans its launch, the readback, and the service (its phases nest in it).
+        const tRound = performance.now();
+        const window = rule.whole && rule.window[0] === 0 ? undefined : rule.window;
+        const status = await this.dev.launcher.launch(this.target, ctl, kernel, workgroups, opts.uniforms, undefined, { replayable: true, clearDone: round === 1, record: rec !== undefined, faultBuffer: buffer, window });
         rec?.round(status);
         hold?.release();
         hold = null;
-        this.dev.stats.add('dispatches');
-        if (status.misses === 0) {
+        stats.add('dispatches');
+        if (rule.active) stats.add('progressRounds');
+        const verdict = rule.launched(status.misses, status.faultedInvocations ?? 0);
+        if (verdict === 'done') {
           rec?.end({ faults, rounds: round, faultedPages });
           return { faults, rounds: round, faultedPages };
         }
+        if (verdict === 'window-done') continue;
         faults++;
-        this.dev.stats.add('gpuFaults');
-        const keys = [...new Set(status.faults!)].sort((a, b) => a - b);
-        this.dev.stats.add('faultsReported', status.misses);
-        this.dev.stats.add('faultsDeduplicated', status.misses - keys.length);
-        this.dev.stats.add('faultRecords', status.faults!.length);
-        this.dev.stats.add('faultPages', new Set(keys.map((k) => k >>> 1)).size);
-        const sig = keys.join(',');
-        stalled = sig === lastKeys ? stalled + 1 : 0;
-        lastKeys = sig;
+        let t = performance.now();
+        stats.add('gpuFaults');
+        const keys = dedupe(status.faults!);
+        stats.add('faultsReported', status.misses);
+        stats.add('faultsDeduplicated', status.misses - keys.length);
+        stats.add('faultRecords', status.faults!.length);
+        stats.add('faultsOverflowed', Math.max(0, (status.queued ?? 0) - status.faults!.length));
+        let pages = 0;
+        for (let i = 0; i < keys.length; i++) if (i === 0 || keys[i]! >>> 1 !== keys[i - 1]! >>> 1) pages++;
+        stats.add('faultPages', pages);
+        stalled = sameKeys(keys, lastKeys) ? stalled + 1 : 0;
+        lastKeys = keys;
         if (stalled >= STALLED_ROUNDS || round === maxRounds) {
-          const pages = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
-          throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
+          const shown = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
+          throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${shown}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
         }
         faultedPages += keys.length;
-        const t0 = performance.now();
+        rule.faults(keys);
         const roundPages = keys.map((k) => k >>> 1);
         interest.extend(roundPages);
         hold = this.mm.holdForDevice(this.dev.id, roundPages, ticket);
-        const flow = this.dev.stats.trace.newFlow();
-        await this.serviceFaults({ kernel: kernel.label, dispatch: ticket, round, flow }, keys, policies, batch, hold);
-        this.dev.stats.trace.record({
-          kind: 'gpu-fault-round', ts: t0, dur: performance.now() - t0, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
-          device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique`, id: flow,
+        t = stats.endPhase('dedupe', t, this.dev.id, this.mm.id);
+        const flow = stats.trace.newFlow();
+        try {
+          await this.serviceFaults({ kernel: kernel.label, dispatch: ticket, round, flow }, keys, policies, batch, hold, rule);
+        } catch (e) {
+          // No room even with the rule in force: fewer invocations at a time, or, with one
+          // left that still does not fit, ENOMEM naming the dispatch and the sizes.
+          if (!(e instanceof HmmError && e.code === 'ENOMEM' && rule.active)) throw e;
+          const [first, end] = rule.window;
+          const alone = rule.protectedPages.size;
+          if (!rule.shrink())
+            throw new HmmError('ENOMEM', `dispatch '${kernel.label}': invocation ${first} alone does not fit ${this.dev.name}: it faulted on ${alone + keys.length} pages it needs at once (${alone} resident and kept) without finishing, and the device has ${this.dev.memory.frameCount} frames (${e.message})`, e.address);
+          stats.trace.record({ kind: 'gpu-fault-round', ts: tRound, dur: performance.now() - tRound, pages: keys.length, device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: no room; invocations [${first}, ${end}) narrowed to [${rule.window[0]}, ${rule.window[1]})`, id: flow });
+          continue;
+        }
+        // what the service mapped: a fault on it again before any invocation finishes is a refault
+        rule.servicedKeys(keys.filter((k) => {
+          const m = this.table.lookup(k >>> 1);
+          return m !== null && (m.write || !(k & 1));
+        }));
+        stats.trace.record({
+          kind: 'gpu-fault-round', ts: tRound, dur: performance.now() - tRound, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
+          device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique${rule.active ? `, progress rule: invocations [${rule.window[0]}, ${rule.window[1]}), ${rule.protectedPages.size} pages kept` : ''}`, id: flow,
         });
       }
     } catch (e) {
@@ -281,19 +331,28 @@ export class Dispatcher {
     policies: Required<Policies>,
     batch: number,
     hold: DeviceHold,
+    rule: ProgressRule,
   ): Promise<void> {
+    const stats = this.dev.stats;
+    let t = performance.now();
     const label = at.kernel;
     const where = `dispatch '${label}' round ${at.round}`;
     const writes = new Set<number>();
-    for (const k of keys) if (k & 1) writes.add(k >>> 1);
-    let faulted = [...new Set(keys.map((k) => k >>> 1))];
+    let faulted: number[] = [];
+    for (const k of keys) {
+      const p = k >>> 1;
+      if (k & 1) writes.add(p);
+      if (faulted.length === 0 || faulted[faulted.length - 1] !== p) faulted.push(p); // keys are sorted: a page's read and write are neighbours
+    }
     // How much of the round to take on, and whether to nap first: the batching policy's. The
     // faults left out fault again next round. Whatever it says, one batch must fit beside what
-    // stays resident: at most half the device (the mechanism's cap).
-    const cap = Math.max(1, Math.floor(this.dev.memory.frameCount / 2));
-    const now = performance.now();
-    const thrashing = this.mm.thrash.config.enabled && faulted.some((p) => this.mm.thrash.isPinned(p, now));
-    const plan = askBatching(policies.batching, { faulted: faulted.length, frames: this.dev.memory.frameCount, batchPages: batch, thrashing, thrashNapMs: this.mm.thrash.config.napMs }, where);
+    // stays resident: at most half the device (the mechanism's cap), and under the progress
+    // rule at most what is not kept for the dispatch already.
+    const frames = this.dev.memory.frameCount;
+    let cap = Math.max(1, Math.floor(frames / 2));
+    if (rule.active) cap = Math.max(1, Math.min(cap, frames - rule.protectedPages.size));
+    const thrashing = this.mm.thrash.config.enabled && this.throttle(faulted);
+    const plan = askBatching(policies.batching, { faulted: faulted.length, frames, batchPages: batch, thrashing, thrashNapMs: this.mm.thrash.config.napMs }, where);
     if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
     this.faults.countFaults(faulted);
     const isFault = new Set(faulted);
@@ -308,22 +367,27 @@ export class Dispatcher {
       resident: (p: number) => this.table.lookup(p) !== null,
       allowed: (p: number) => this.faults.migratable(p, false, opts, 'prefetch') && !this.faults.othersTurn(p, opts),
     };
-    let wanted = askPrefetch(policies.prefetch, faulted, view, where);
+    // (under the progress rule no company: it would only take room the kept pages need)
+    let wanted = rule.active ? faulted : askPrefetch(policies.prefetch, faulted, view, where);
     if (wanted.length > cap) {
-      const isFault = new Set(faulted);
       wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
     }
     const keep = new Set(wanted);
     for (const w of writes) if (!keep.has(w)) writes.delete(w);
     const reads = wanted.filter((p) => !writes.has(p));
+    // what this dispatch's evictions must spare: the batch, and the pages the progress rule keeps
+    if (rule.active) for (const p of rule.protectedPages) keep.add(p);
+    t = stats.endPhase('policy', t, this.dev.id, this.mm.id);
     if (plan.napMs > 0) {
-      this.dev.stats.add('throttledBatches');
+      stats.add('throttledBatches');
       await new Promise((r) => setTimeout(r, plan.napMs));
     }
-    this.dev.stats.add('prefetchedPages', wanted.length - faulted.length);
+    stats.add('prefetchedPages', wanted.length - faulted.length);
     if (wanted.length > faulted.length)
-      this.dev.stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
+      stats.trace.record({ kind: 'prefetch', pages: wanted.length - faulted.length, va: wanted[0]! * PAGE_SIZE, device: this.dev.id, mm: this.mm.id });
     try {
+      // One fault-in for the writes (a page faulted for a load and a store is among them, and
+      // is uploaded once, writable), then one for the reads and the prefetched company.
       await this.faults.faultInPages([...writes].sort((a, b) => a - b), true, { ...opts, keep, progress: isFault });
       await this.faults.faultInPages(reads, false, { ...opts, keep, progress: isFault });
     } catch (e) {
@@ -334,6 +398,19 @@ export class Dispatcher {
         throw new HmmError('EPERM', `kernel '${label}' wrote read-only address ${hex(e.address)}`, e.address);
       throw e;
     }
+  }
+
+  /**
+   * Does a batch touching these pages nap first (the thrashing throttle)? Only when a faulted
+   * page is thrashing and someone else is using it right now: a CPU access inside it or moving
+   * it, or another device's turn with it. A nap gives the other side its turn; with nobody
+   * waiting it only adds latency, and a pinned page is served through a copy anyway, so the
+   * batch cannot take it from anyone (design-notes §20).
+   */
+  private throttle(pages: readonly number[]): boolean {
+    const now = performance.now();
+    const mm = this.mm;
+    return pages.some((p) => mm.thrash.isPinned(p, now) && (mm.isPinned(p) || mm.inflight.has(p) || mm.heldBy(p, (h) => h.device !== this.dev.id)));
   }
 
   private missError(label: string, s: { misses: number; minMiss: number; minWriteMiss: number }): HmmError {

@@ -30,6 +30,8 @@ import { Launcher } from './launch.ts';
 
 /** dev.release(): passes over the device's frames, for pages that operations in flight bring meanwhile. */
 const RELEASE_ROUNDS = 4;
+/** A device's fault buffer unless createSystem says otherwise: UVM's fault batch of 256. */
+export const DEFAULT_FAULT_BUFFER_PAGES = 256;
 
 /**
  * One GPU device (its own GPUDevice) acting as an HMM driver: device-private memory, kernels,
@@ -86,11 +88,37 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   private clockHand = 0;
   /** Density prefetcher settings for replayable faults (a dispatch may override them). */
   prefetch: PrefetchConfig = { ...DEFAULT_PREFETCH };
+  private bufferPages = DEFAULT_FAULT_BUFFER_PAGES;
+  private batchPages: number | undefined;
+  /**
+   * Replayable mode: the device's fault buffer, the most faults one launch delivers to the host
+   * (default 256, UVM's batch from a larger hardware buffer). A launch's faults beyond it
+   * overflow (counted in `faultsOverflowed`): their invocations stay unfinished and fault again
+   * next round, as warps stalled on a full buffer do. At most 4096.
+   * @throws {@link HmmError} EINVAL: not an integer in [1, 4096].
+   */
+  get faultBufferPages(): number {
+    return this.bufferPages;
+  }
+  set faultBufferPages(n: number) {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > FAULT_QUEUE_CAP)
+      throw new HmmError('EINVAL', `${this.name}: faultBufferPages ${String(n)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
+    this.bufferPages = n;
+  }
   /**
    * Replayable mode: the most faulted pages one round services (UVM's fault batch count); the
-   * rest fault again next round. Default: the whole fault queue. A dispatch may override it.
+   * rest fault again next round. Default: the whole fault buffer (faultBufferPages), and never
+   * more than it. A dispatch may override it.
+   * @throws {@link HmmError} EINVAL: not an integer in [1, 4096].
    */
-  faultBatchPages = FAULT_QUEUE_CAP;
+  get faultBatchPages(): number {
+    return Math.min(this.batchPages ?? this.bufferPages, this.bufferPages);
+  }
+  set faultBatchPages(n: number) {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > FAULT_QUEUE_CAP)
+      throw new HmmError('EINVAL', `${this.name}: faultBatchPages ${String(n)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
+    this.batchPages = n;
+  }
   /**
    * WebGPU errors no error scope caught (tests assert this stays empty).
    * @internal

@@ -24,10 +24,22 @@ export interface KernelBuild extends KernelOptions {
   ioBinding?: boolean;
 }
 
-/** Entries in the GPU fault queue: faults one replay round can report (pending bits dedupe them first). */
+/**
+ * Entries the GPU fault queue has room for: the most faults one replay round can report (pending
+ * bits dedupe them first). A device's fault buffer (faultBufferPages) delivers at most this many.
+ */
 export const FAULT_QUEUE_CAP = 4096;
-/** Control buffer words: 5 status words, the queue, a 2-bit-per-page pending bitmap, then the done bitmap. */
-export const CTL_QUEUE = 5;
+/**
+ * Control buffer words: 8 status words (the layout is in shaders/hmm.wgsl), the queue, a
+ * 2-bit-per-page pending bitmap, then the done bitmap.
+ */
+export const CTL_QUEUE = 8;
+/** Status words: [3] the fault buffer's capacity this round, [4] queue length (overflow included), [5] invocations that faulted, [6, 7] the window of invocations that run. */
+export const CTL_QCAP = 3;
+export const CTL_QLEN = 4;
+export const CTL_FAULTED = 5;
+export const CTL_WINDOW_START = 6;
+export const CTL_WINDOW_END = 7;
 export const CTL_DONE = CTL_QUEUE + FAULT_QUEUE_CAP + (2 * (1 << 20)) / 32;
 /**
  * Recording pipelines (HMM_RECORD): a touched bitmap of the pending bitmap's shape sits where
@@ -167,7 +179,8 @@ function normalizeSize(label: string, ws: KernelOptions['workgroupSize'], device
 
 /**
  * The entry point the library appends after the kernel: it calls `kernel(gid)`, and in the
- * replayable pipeline skips invocations that already finished. HMM_REPLAYABLE is a pipeline
+ * replayable pipeline skips invocations that already finished or are outside the launch's
+ * window (the host narrows it when a dispatch stops making progress, design-notes §20). HMM_REPLAYABLE is a pipeline
  * constant: each pipeline keeps one branch.
  */
 function entryPoint(size: readonly [number, number, number]): string {
@@ -177,7 +190,7 @@ function entryPoint(size: readonly [number, number, number]): string {
 fn hmm_main(@builtin(global_invocation_id) hmm_gid: vec3u, @builtin(num_workgroups) hmm_nwg: vec3u) {
   if (HMM_REPLAYABLE) {
     let idx = hmm_invocation_index(hmm_gid, hmm_nwg, ${wg});
-    if (hmm_is_done(idx)) { return; }
+    if (!hmm_in_window(idx) || hmm_is_done(idx)) { return; }
     kernel(hmm_gid);
     hmm_mark_done(idx);
   } else {

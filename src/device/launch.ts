@@ -9,7 +9,7 @@ import type { AddressSpace } from '../mm/addressSpace.ts';
 import type { Control, ControlBuffers } from './controlBuffers.ts';
 import type { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
-import { CTL_DONE, CTL_DONE_RECORDING, CTL_QUEUE, CTL_TOUCHED, FAULT_QUEUE_CAP, TOUCHED_WORDS, compileKernel, type HmmKernel } from './kernel.ts';
+import { CTL_DONE, CTL_DONE_RECORDING, CTL_FAULTED, CTL_QLEN, CTL_QUEUE, CTL_TOUCHED, FAULT_QUEUE_CAP, TOUCHED_WORDS, compileKernel, type HmmKernel } from './kernel.ts';
 import { shaderSource } from './shaders.ts';
 
 /** What a launch binds and flushes first: one address space's device page table and control buffers. */
@@ -23,8 +23,12 @@ export interface LaunchStatus {
   misses: number;
   minMiss: number;
   minWriteMiss: number;
-  /** Replayable launches: the fault queue (page*2 + write), each key once per round. */
+  /** Replayable launches: the fault queue (page*2 + write), each key once per round, at most the fault buffer's capacity. */
   faults?: Uint32Array;
+  /** Replayable launches: distinct (page, access) faults that asked for a slot, those the fault buffer had no room for included. */
+  queued?: number;
+  /** Replayable launches: invocations that faulted (they did not finish this launch). */
+  faultedInvocations?: number;
   /** Recording launches: the touched bitmap, bit page*2 + write set for every access asked for, hit or miss. */
   touched?: Uint32Array;
 }
@@ -68,9 +72,11 @@ export class Launcher {
     io?: GPUBuffer,
     /**
      * Replayable: the replay pipeline and fault queue; clearDone at a dispatch's first launch;
-     * record: the recording variant, whose touched bitmap comes back too (src/replay/).
+     * record: the recording variant, whose touched bitmap comes back too (src/replay/);
+     * faultBuffer: the most faults it delivers (default the device's faultBufferPages); window:
+     * the invocations that run, [start, end) of the linear ids (default all).
      */
-    replay: { replayable: boolean; clearDone: boolean; record?: boolean } = { replayable: false, clearDone: false },
+    replay: { replayable: boolean; clearDone: boolean; record?: boolean; faultBuffer?: number; window?: readonly [number, number] } = { replayable: false, clearDone: false },
   ): Promise<LaunchStatus> {
     const replayable = replay.replayable;
     const record = replayable && replay.record === true;
@@ -78,7 +84,16 @@ export class Launcher {
     // submits with no await after mirror.dispatch's last check.
     const pipeline = record ? await kernel.recordingPipeline() : replayable ? await kernel.replayablePipeline() : kernel.pipeline;
     const d = this.dev.device;
+    const stats = this.dev.stats;
+    // Phases: the page-table upload is 'pt-upload', the rest of the launch's host work up to the
+    // submit 'relaunch', waiting for the kernel and the map 'gpu-wait', reading the status back
+    // 'fault-readback'; spans only for a launch whose round faulted (below).
     const t0 = performance.now();
+    // The GPU's page table must be what the host's says when the kernel starts: a launch is
+    // checked against the host table (validated dispatch), so any change not uploaded yet goes
+    // now, ahead of the kernel in queue order (nothing when nothing changed).
+    stats.add('pageTableWrites', mirror.table.flush());
+    const tTable = performance.now();
     const ubytes = uniforms ? toPlainBytes(uniforms) : new Uint8Array(16);
     // The uniform buffer, its bind group and the readback buffer come from pools: a fault round
     // launches at least twice, and creating them anew each time costs more host time than the
@@ -104,13 +119,13 @@ export class Launcher {
       }
     }
     const ctl = control.buffer;
-    // The GPU's page table must be what the host's says when the kernel starts: a launch is
-    // checked against the host table (validated dispatch), so any change not uploaded yet goes
-    // now, ahead of the kernel in queue order (nothing when nothing changed).
-    this.dev.stats.add('pageTableWrites', mirror.table.flush());
-    d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, replayable ? 1 : 0, 0]));
+    // Replayable: the fault buffer delivers at most `cap` faults this round (the rest overflow
+    // and fault again next round), and only the window's invocations run.
+    const cap = replayable ? Math.min(FAULT_QUEUE_CAP, replay.faultBuffer ?? this.dev.faultBufferPages) : 0;
+    const win = replay.window ?? [0, 0xffffffff];
+    d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, cap, 0, 0, win[0], win[1]]));
     // (a recording launch reads the touched bitmap back behind the queue, in the same map)
-    const queueBytes = replayable ? (CTL_QUEUE + FAULT_QUEUE_CAP) * 4 : CTL_QUEUE * 4 + 12;
+    const queueBytes = (CTL_QUEUE + cap) * 4;
     const readBytes = queueBytes + (record ? TOUCHED_WORDS * 4 : 0);
     const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     d.pushErrorScope('validation');
@@ -131,6 +146,7 @@ export class Launcher {
     if (record) enc.copyBufferToBuffer(ctl, CTL_TOUCHED * 4, readback, queueBytes, TOUCHED_WORDS * 4);
     this.launchCount++; // held copies handed out before this launch may be written from now on
     d.queue.submit([enc.finish()]);
+    const tSubmit = performance.now();
     this.dev.inject('launchSubmitted', {});
     // The validation result first, then the map. Asking for both at once saves ≈0.03 ms a
     // launch in Node but costs ≈2 ms in Chromium (measured): there a map requested while the
@@ -152,21 +168,41 @@ export class Launcher {
     } finally {
       this.uniformPool.give(ubuf);
     }
+    const tMapped = performance.now();
     // Only the words the kernel reported: the header, and the fault entries it queued.
     const range = readback.getMappedRange();
     const head = new Uint32Array(range, 0, CTL_QUEUE);
-    const words = replayable ? CTL_QUEUE + Math.min(head[4]!, FAULT_QUEUE_CAP) : CTL_QUEUE;
+    const words = replayable ? CTL_QUEUE + Math.min(head[CTL_QLEN]!, cap) : CTL_QUEUE;
     const s = new Uint32Array(range, 0, words).slice();
     const touched = record ? new Uint32Array(range, queueBytes, TOUCHED_WORDS).slice() : undefined;
     readback.unmap();
     this.readbackPool.give(readback);
     const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
+    if (replayable) {
+      status.faults = s.subarray(CTL_QUEUE);
+      status.queued = s[CTL_QLEN]!;
+      status.faultedInvocations = s[CTL_FAULTED]!;
+    }
+    if (touched) status.touched = touched;
+    // A launch whose round faulted is part of a fault round: its phases are spans in that round
+    // (dispatch.ts records the round around it); a launch that did not fault only adds its time.
+    const tDone = performance.now();
+    stats.addPhase('pt-upload', tTable - t0);
+    stats.addPhase('relaunch', tSubmit - tTable);
+    stats.addPhase('gpu-wait', tMapped - tSubmit);
+    stats.addPhase('fault-readback', tDone - tMapped);
+    if (replayable && status.misses > 0 && stats.trace.enabled) {
+      const dev = this.dev.id;
+      const mm = mirror.mm.id;
+      stats.trace.record({ kind: 'phase', phase: 'pt-upload', detail: 'pt-upload', ts: t0, dur: tTable - t0, device: dev, mm });
+      stats.trace.record({ kind: 'phase', phase: 'relaunch', detail: 'relaunch', ts: tTable, dur: tSubmit - tTable, device: dev, mm });
+      stats.trace.record({ kind: 'phase', phase: 'gpu-wait', detail: 'gpu-wait', ts: tSubmit, dur: tMapped - tSubmit, device: dev, mm });
+      stats.trace.record({ kind: 'phase', phase: 'fault-readback', detail: 'fault-readback', ts: tMapped, dur: tDone - tMapped, device: dev, mm });
+    }
     this.dev.stats.trace.record({
-      kind: 'kernel', ts: t0, dur: performance.now() - t0, device: this.dev.id, mm: mirror.mm.id,
+      kind: 'kernel', ts: t0, dur: tDone - t0, device: this.dev.id, mm: mirror.mm.id,
       detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
     });
-    if (replayable) status.faults = s.subarray(CTL_QUEUE);
-    if (touched) status.touched = touched;
     return status;
   }
 

@@ -127,7 +127,10 @@ export async function acquireDevice(req: DeviceRequest): Promise<AcquiredDevice>
   for (const k of Object.keys(requiredLimits)) {
     requiredLimits[k] = Math.min(requiredLimits[k]!, (lim as unknown as Record<string, number>)[k]!);
   }
-  const device = await adapter.requestDevice({ label: req.label, requiredLimits });
+  // Timestamp queries where the adapter has them: the bench times G10's batches of launches
+  // with them (src/bench/microbench.ts); nothing in the library depends on them.
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  const device = await adapter.requestDevice({ label: req.label, requiredLimits, requiredFeatures });
   if (req.onLost) {
     const onLost = req.onLost;
     void device.lost.then((info) => onLost(info));

@@ -6,6 +6,9 @@ import type { Recorder } from '../replay/recorder.ts';
 import { Provenance } from './provenance.ts';
 import { PHASES, TraceLog, type Phase } from './trace.ts';
 
+/** Each phase's slot in the totals. */
+const PHASE_INDEX = Object.fromEntries(PHASES.map((p, i) => [p, i])) as Record<Phase, number>;
+
 export type Counter =
   | 'cpuFaults' // CPU touches that had to migrate device-private pages back first
   | 'gpuFaults' // device fault rounds (a miss seen on the GPU, serviced by the host)
@@ -27,6 +30,11 @@ export type Counter =
   | 'faultsDeduplicated' // of those, repeats of a (page, access) already queued that round
   | 'faultRecords' // fault-queue entries the host read back (what it received, after the GPU's pending bits)
   | 'faultPages' // distinct pages among those records, summed over rounds
+  | 'faultsOverflowed' // distinct (page, access) faults a round's fault buffer had no room for (they fault again next round)
+  | 'progressRounds' // replayable rounds run with the progress rule in force (a dispatch that stopped progressing, design-notes §20)
+  | 'bytesWrittenBack' // bytes of device data written into RAM frames: held copies' dirty 256-byte blocks, whole device-private pages coming home
+  | 'bytesStored' // the footprint of kernels' stores on the pages written back or coming home: 256 bytes per dirty block
+  | 'copyUpgrades' // read-only device copies made writable in place (held) for a write fault, without a second upload
   | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive)
   | 'forks'
   | 'cowBreaks' // private frames copied on the first write after a fork
@@ -51,14 +59,27 @@ export class Stats {
   snapshot(): Record<string, number> {
     return Object.fromEntries(this.counts);
   }
-  /** Milliseconds spent in each phase of fault service and migration so far (issue 15). */
-  private readonly phaseTotals = new Map<Phase, number>();
+  /** Milliseconds spent in each phase of fault service and migration so far (issue 15), by PHASES index. */
+  private readonly phaseTotals = new Float64Array(PHASES.length);
   /** Add `ms` to a phase's total (the caller also records the span in the trace when it wants one). */
   addPhase(phase: Phase, ms: number): void {
-    this.phaseTotals.set(phase, (this.phaseTotals.get(phase) ?? 0) + ms);
+    this.phaseTotals[PHASE_INDEX[phase]] += ms;
+  }
+  /**
+   * A phase that started at `ts` (performance.now()) is over: its time goes to the total and,
+   * while the trace is on and `span` is not false, a 'phase' span is recorded (on `device`'s lane).
+   * Returns the time now, where the next phase starts.
+   */
+  endPhase(phase: Phase, ts: number, device?: number, mm?: number, span = true): number {
+    const now = performance.now();
+    this.phaseTotals[PHASE_INDEX[phase]] += now - ts;
+    if (span && this.trace.enabled) this.trace.record({ kind: 'phase', phase, ts, dur: now - ts, device, mm, detail: phase });
+    return now;
   }
   /** Each phase's total in milliseconds (every phase present, 0 when none). */
   phaseMs(): Record<Phase, number> {
-    return Object.fromEntries(PHASES.map((p) => [p, this.phaseTotals.get(p) ?? 0])) as Record<Phase, number>;
+    const out = {} as Record<Phase, number>;
+    PHASES.forEach((p, i) => (out[p] = this.phaseTotals[i]!));
+    return out;
   }
 }
