@@ -15,7 +15,7 @@ export const DIR_ENTRIES = VA_LIMIT / HUGE_SIZE; // 2048
 export const MMAP_MIN_ADDR = 0x10000;
 
 export const pageOf = (va: number): number => Math.floor(va / PAGE_SIZE);
-export const hex = (n: number): string => '0x' + n.toString(16).padStart(8, '0');
+export const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
 
 /** Pages start, start+1, ..., start+n-1. */
 export const pageList = (start: number, n: number): number[] => Array.from({ length: n }, (_, i) => start + i);

@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
 import { chromium, type Browser } from 'playwright-core';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -63,7 +64,7 @@ export async function startVite(opts: { port?: number; mode?: 'dev' | 'preview' 
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`vite exited (${child.exitCode}) before it served:\n${log}`);
     // eslint-disable-next-line no-control-regex
-    const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ''))?.[1];
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(stripVTControlCharacters(log))?.[1];
     if (url) {
       try {
         if ((await fetch(url)).ok) return { url, log: () => log, stop };

@@ -6,7 +6,7 @@
 
 import { PAGE_SIZE } from '../constants.ts';
 import type { Stats } from '../trace/stats.ts';
-import { DeviceMemory, frameRuns } from './deviceMemory.ts';
+import { type DeviceMemory, frameRuns } from './deviceMemory.ts';
 import type { FaultContext, FaultPoint } from './faultInjection.ts';
 
 /** The largest staging or readback buffer one batch uses; bigger batches are split. */

@@ -161,7 +161,7 @@ export function lexWgsl(src: string): Lexed {
 
 /** The value of a plain integer literal token (`0`, `1u`, `0x1i`), or undefined for anything else. */
 function intLiteral(t: Token | undefined): number | undefined {
-  if (!t || t.kind !== 'number') return undefined;
+  if (t?.kind !== 'number') return undefined;
   const m = INT_LITERAL.exec(t.text);
   if (!m) return undefined;
   return m[1] !== undefined ? parseInt(m[1], 16) : Number(m[2]);

@@ -22,6 +22,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../../src/bench/headless.ts';
@@ -207,7 +208,7 @@ async function serve(args: string[]): Promise<Served> {
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`vite ${args.join(' ')} exited (${child.exitCode}):\n${log}`);
     // eslint-disable-next-line no-control-regex
-    const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ''))?.[1];
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(stripVTControlCharacters(log))?.[1];
     if (url) return { url, stop, log: () => log };
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -38,7 +38,7 @@ import type { MemWorker } from '../workers/memWorker.ts';
 import type { PinHandle } from '../../src/mm/pins.ts';
 import { ADD_KERNEL, COPY_KERNEL, bytesOf, checkAccounting, deferredFrames, isLost } from './harness.ts';
 import { describeBatch, dropSpace, initialWorld, layoutKey, linearize, remapFootprint, type Observation, type Op, type Outcome, type Thread, type World } from './linearize.ts';
-import { BASE_PAGE, BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, type MadviseKind, type Prot } from './model.ts';
+import { BASE_PAGE, BASE_VA, type ModelSpace, PAGE, WINDOW_PAGES, type MadviseKind, type Prot } from './model.ts';
 
 const RUNS = Number(process.env.FUZZ_CONCURRENT_RUNS ?? (process.env.FUZZ_RUNS !== undefined ? Math.max(1, Math.round(Number(process.env.FUZZ_RUNS) / 2)) : 12));
 const STEPS = Number(process.env.FUZZ_STEPS ?? 200);
@@ -635,7 +635,7 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
     console.log(`[fuzz concurrent] step ${index}: ${ops.map((o) => JSON.stringify(o, (k, v) => (k === 'data' ? `<${v.length ?? Object.keys(v).length} bytes>` : v))).join(' | ')}`);
     // the CPU entries of the pages the batch touches, as it starts (hex; k=kind bits)
     const touched = [...new Set(ops.flatMap(footprint))].sort((x, y) => x - y);
-    console.log(`[fuzz concurrent]   entries: ${run.spaces.map((mm, s) => `mm${s} ` + touched.map((i) => `${i}:${mm.pageTable.get(BASE_PAGE + i).toString(16)}`).join(' ')).join(' / ')}`);
+    console.log(`[fuzz concurrent]   entries: ${run.spaces.map((mm, s) => `mm${s} ${touched.map((i) => `${i}:${mm.pageTable.get(BASE_PAGE + i).toString(16)}`).join(' ')}`).join(' / ')}`);
   }
   const forked: { child?: AddressSpace } = {};
   const loss: { snap?: LossSnapshot } = {};

@@ -27,7 +27,7 @@
 //   says; a pinned page's refusal to migrate is toDevice's ENOENT, accepted as for any page.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSystem, HmmError, type AddressSpace, type HmmDevice, type HmmKernel, type Mirror } from '../../src/index.ts';
+import { createSystem, type HmmError, type AddressSpace, type HmmDevice, type HmmKernel, type Mirror } from '../../src/index.ts';
 import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
 import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
 import type { MemWorker } from '../workers/memWorker.ts';

@@ -150,7 +150,7 @@ function bytesHash(b: Uint8Array): string {
     h1 = Math.imul(h1 ^ x, 0x01000193);
     h2 = Math.imul(h2 ^ ((x << 7) | (x >>> 25)), 0x5bd1e995) ^ (h2 >>> 13);
   }
-  h = (h1 >>> 0).toString(36) + '.' + (h2 >>> 0).toString(36);
+  h = `${(h1 >>> 0).toString(36)}.${(h2 >>> 0).toString(36)}`;
   hashes.set(b, h);
   return h;
 }
@@ -180,7 +180,7 @@ export function worldKey(w: World, pages?: Iterable<number>): string {
 /** What the fuzzer generates from: mapping, prot, shared and poison of each page, per space. */
 export function layoutKey(w: World): string {
   return w.spaces
-    .map((m, s) => `${w.alive[s] ? '' : 'dead'}` + m.pages.map((p, i) => (p ? `${p.prot}${p.shared ? 's' : ''}${m.poisoned.has(i) ? '!' : ''}${p.advice ?? ''}` : '-')).join(','))
+    .map((m, s) => `${w.alive[s] ? '' : 'dead'}${m.pages.map((p, i) => (p ? `${p.prot}${p.shared ? 's' : ''}${m.poisoned.has(i) ? '!' : ''}${p.advice ?? ''}` : '-')).join(',')}`)
     .join('/') + w.lost.map((l) => (l ? 'L' : 'l')).join('');
 }
 
@@ -248,7 +248,7 @@ function observedErr(op: Op, code: string, address: number | undefined): Err | n
  * How an atom whose own error is `e` fits an observed error `o`: 'reject' when the observed
  * error could not be the least one, else whether it is the witness (produces exactly `o`).
  */
-function fit(e: Err | null, o: Err): 'reject' | 'witness' | 'accept' {
+function fitsError(e: Err | null, o: Err): 'reject' | 'witness' | 'accept' {
   if (!e || e.rank > o.rank) return 'accept';
   if (e.rank < o.rank) return 'reject';
   if (o.address === undefined || e.address === undefined) return e.code === o.code ? 'witness' : 'accept';
@@ -574,7 +574,7 @@ function atomsOf(batch: readonly Observation[], childIndex: number): { atoms: At
       return;
     }
     if (o && o.rank !== R_NOTMOVED) needsWitness |= 1 << index;
-    const judge = (e: Err | null): 'reject' | 'witness' | 'accept' => (o ? fit(e, o) : e ? 'reject' : 'accept');
+    const judge = (e: Err | null): 'reject' | 'witness' | 'accept' => (o ? fitsError(e, o) : e ? 'reject' : 'accept');
     const opEffect = res.ok ? spec.opEffect : undefined;
     atoms.push({
       op: index,
@@ -817,7 +817,7 @@ export function linearize(worlds: readonly World[], batch: readonly Observation[
     for (const start of worlds) {
       const w = prelude(start, batch);
       const { atoms, needsWitness, unexpected } = atomsOf(batch, start.spaces.length);
-      if (unexpected.length > 0) return { ok: false, nodes: budget.nodes, report: unexpected.join('\n') + '\n' + describeBatch(start, batch) };
+      if (unexpected.length > 0) return { ok: false, nodes: budget.nodes, report: `${unexpected.join('\n')}\n${describeBatch(start, batch)}` };
       const comps = components(atoms);
       const results: Reached[][] = [];
       let dead: Component | undefined;
@@ -891,7 +891,7 @@ function componentReport(c: Component): string {
 
 // ------------------------------------------------------------------ reports
 
-const hex = (n: number): string => '0x' + n.toString(16);
+const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export function describeOp(op: Op): string {
   const pages = (first: number, n: number): string => (n === 1 ? `page ${first}` : `pages ${first}..${first + n - 1}`);

@@ -9,7 +9,7 @@ import { failure, firstDiff, makeSystem, pattern, DOUBLE_KERNEL } from './helper
 
 const P = PAGE_SIZE;
 const VA_LIMIT = 2 ** 32;
-const hx = (n: number): string => '0x' + n.toString(16).padStart(8, '0');
+const hx = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
 /** Two mapped pages, a one-page hole, one more page; all 'rw' and written by the CPU. */
 const BASE = 0x100000;
 const HOLE = BASE + 2 * P;

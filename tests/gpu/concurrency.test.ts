@@ -2,7 +2,7 @@
 // entry outlives its notifier (invariant 2, checked in the GPU's own copy of the table), and
 // a freed frame is reused only after the GPU work that could touch it has completed.
 import { describe, expect, it } from 'vitest';
-import { HmmError, PAGE_SIZE } from '../../src/index.ts';
+import { type HmmError, PAGE_SIZE } from '../../src/index.ts';
 import { PTE_VALID, PTE_WRITE } from '../../src/device/devicePageTable.ts';
 import { pageList } from '../../src/constants.ts';
 import { firstDiff, makeSystem, pattern } from './helpers.ts';

@@ -12,7 +12,7 @@ import { abortMap, failAt, loseDevice, type FaultPoint } from '../../src/device/
 import { failure, makeSystem, pattern } from './helpers.ts';
 
 const P = PAGE_SIZE;
-const hexOf = (va: number): string => '0x' + va.toString(16).padStart(8, '0');
+const hexOf = (va: number): string => `0x${va.toString(16).padStart(8, '0')}`;
 
 /** Wait until the system has seen the loss (device.lost resolved). */
 async function lost(dev: HmmDevice): Promise<void> {

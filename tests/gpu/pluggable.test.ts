@@ -30,7 +30,13 @@ describe('pluggable policies', () => {
   it("a device's placement policy decides migrate or copy, and sees how often the page faulted", async () => {
     const seen: PlacementContext[] = [];
     // AMD's adaptive idea, in miniature: copy until a page has faulted twice, then migrate
-    const placement: PlacementPolicy = { name: 'after two faults', decide: (c) => (seen.push(c), c.faults >= 2 ? 'migrate' : 'copy') };
+    const placement: PlacementPolicy = {
+      name: 'after two faults',
+      decide: (c) => {
+        seen.push(c);
+        return c.faults >= 2 ? 'migrate' : 'copy';
+      },
+    };
     const sys = await makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { placement } }] });
     const dev = sys.devices[0]!;
     const mm = sys.createAddressSpace();
@@ -99,7 +105,12 @@ describe('pluggable policies', () => {
     const k = await dev.createKernel({ code: BUMP, label: 'bump' });
     const va = mm.mmap(2 * P);
     await mm.write(va, new Uint8Array(2 * P).fill(1));
-    const boom: PrefetchPolicy = { name: 'boom', select: () => { throw new Error('no idea'); } };
+    const boom: PrefetchPolicy = {
+      name: 'boom',
+      select: () => {
+        throw new Error('no idea');
+      },
+    };
     const e1 = await failure(m.dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([va, 2, 0, 0]), policy: { prefetch: boom } }));
     expect(e1.code).toBe('EINVAL');
     expect(e1.message).toContain("prefetch policy 'boom' threw in dispatch 'bump' round 1: no idea");
@@ -113,20 +124,35 @@ describe('pluggable policies', () => {
   });
 
   it('a policy that is not one is refused where it is given', async () => {
-    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { eviction: { name: 'x' } as unknown as EvictionPolicy } }] })).rejects.toThrow(/devices\[0\]\.policy: eviction policy .* victims\(\)/);
-    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { eviction: undefined, nonsense: 1 } as never }] })).rejects.toThrow(/devices\[0\]\.policy\.nonsense/);
+    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { eviction: { name: 'x' } as unknown as EvictionPolicy } }] })).rejects.toThrow(
+      /devices\[0\]\.policy: eviction policy .* victims\(\)/,
+    );
+    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { eviction: undefined, nonsense: 1 } as never }] })).rejects.toThrow(
+      /devices\[0\]\.policy\.nonsense/,
+    );
     const sys = await makeSystem();
     const dev = sys.devices[0]!;
     const mm = sys.createAddressSpace();
     const k = await dev.createKernel({ code: BUMP, label: 'bump' });
-    const e = await failure(dev.mirror(mm).dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([mm.mmap(P), 1, 0, 0]), policy: { batching: 42 as never } }));
+    const e = await failure(
+      dev.mirror(mm).dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([mm.mmap(P), 1, 0, 0]), policy: { batching: 42 as never } }),
+    );
     expect(e).toBeInstanceOf(HmmError);
     expect(e.message).toContain("dispatch 'bump' policy: batching policy 42");
   });
 
-  it('a policy set (a module\'s default export) is taken whole by createSystem; its name is only a label', async () => {
+  it("a policy set (a module's default export) is taken whole by createSystem; its name is only a label", async () => {
     const seen: PlacementContext[] = [];
-    const set: PolicySet = { name: 'my lab set', placement: { name: 'watch', decide: (c) => (seen.push(c), 'migrate') } };
+    const set: PolicySet = {
+      name: 'my lab set',
+      placement: {
+        name: 'watch',
+        decide: (c) => {
+          seen.push(c);
+          return 'migrate';
+        },
+      },
+    };
     const sys = await makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: set }] });
     const dev = sys.devices[0]!;
     const mm = sys.createAddressSpace();
@@ -136,12 +162,20 @@ describe('pluggable policies', () => {
     // placement is asked about the faulting page, and about the pages the prefetcher proposes, and says which
     expect(seen.some((c) => !c.prefetch && c.page === va / P)).toBe(true);
     expect(seen.some((c) => c.prefetch && c.page !== va / P)).toBe(true);
-    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { name: 7 } as never }] })).rejects.toThrow(/devices\[0\]\.policy\.name 7 is not a string/);
+    await expect(makeSystem({ devices: [{ memoryBytes: 1 << 20, policy: { name: 7 } as never }] })).rejects.toThrow(
+      /devices\[0\]\.policy\.name 7 is not a string/,
+    );
   });
 
   it('a prefetch policy is told which device, address space, dispatch and round ask (to keep streams apart)', async () => {
     const asked: PrefetchView[] = [];
-    const watch: PrefetchPolicy = { name: 'watch', select: (_f, view) => (asked.push(view), []) };
+    const watch: PrefetchPolicy = {
+      name: 'watch',
+      select: (_f, view) => {
+        asked.push(view);
+        return [];
+      },
+    };
     const sys = await makeSystem();
     const dev = sys.devices[0]!;
     const mm = sys.createAddressSpace();
@@ -161,7 +195,9 @@ describe('pluggable policies', () => {
     const k = await dev.createKernel({ code: BUMP, label: 'bump' });
     const va = mm.mmap(12 * P);
     await m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va, 8, 0, 0]) }); // the device is full
-    const e = await failure(m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va + 8 * P, 4, 0, 0]), policy: { eviction: none } }));
+    const e = await failure(
+      m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va + 8 * P, 4, 0, 0]), policy: { eviction: none } }),
+    );
     expect(e.code).toBe('ENOMEM');
     expect(e.message).toContain("eviction policy 'keep everything' chose none of the 8 units it was offered");
     expect(await words(mm.read(va, 12 * P), 12)).toEqual([...new Array(8).fill(1), 0, 0, 0, 0]);

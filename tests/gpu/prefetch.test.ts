@@ -44,8 +44,8 @@ describe('density prefetch', () => {
       rounds[String(prefetch)] = r.rounds;
       mm.destroy();
     }
-    expect(rounds['false']).toBeGreaterThanOrEqual(512);
-    expect(rounds['true']! * 10).toBeLessThan(rounds['false']!);
+    expect(rounds.false).toBeGreaterThanOrEqual(512);
+    expect(rounds.true! * 10).toBeLessThan(rounds.false!);
     expect(sys.counters.get('prefetchedPages')).toBeGreaterThan(400);
   });
 

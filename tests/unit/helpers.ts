@@ -59,4 +59,4 @@ export function pattern(bytes: number, seed = 1): Uint8Array {
 }
 
 /** Lower-case hex of an address as the library prints it ("0x0001f000"). */
-export const hx = (n: number): string => '0x' + n.toString(16).padStart(8, '0');
+export const hx = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;

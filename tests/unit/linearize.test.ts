@@ -97,12 +97,12 @@ describe('linearizability checker', () => {
     const copy: Op = { kind: 'kernelCopy', s: 0, d: 0, src: 0, dst: 4, n: 1, add: 1, validated: false };
     const start = run(mapped(), [obs(write(0, words(1024, 10)), ok())]);
     if (!start.ok) throw new Error(start.report);
-    const after = (dst: Uint8Array) => run(start.worlds, [obs(copy, ok()), obs(write(0, words(1024, 20)), ok())], [obs(read(4), ok(dst))]);
-    expect(after(words(1024, 11)).ok).toBe(true);
-    expect(after(words(1024, 21)).ok).toBe(true);
+    const readAfter = (dst: Uint8Array) => run(start.worlds, [obs(copy, ok()), obs(write(0, words(1024, 20)), ok())], [obs(read(4), ok(dst))]);
+    expect(readAfter(words(1024, 11)).ok).toBe(true);
+    expect(readAfter(words(1024, 21)).ok).toBe(true);
     const mixed = words(1024, 11);
     new Uint32Array(mixed.buffer).fill(21, 512);
-    expect(after(mixed).ok).toBe(false);
+    expect(readAfter(mixed).ok).toBe(false);
   });
 
   it('a read beside a concurrent munmap: the data, or EFAULT at its first unmapped byte, nowhere else', () => {
