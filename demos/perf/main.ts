@@ -55,9 +55,12 @@ function show(r: BenchResult): void {
   const holder = document.createElement('div');
   holder.innerHTML = html;
   const goals = holder.querySelector('table.bench-goals');
+  const thp = holder.querySelector('table.bench-thp');
   const matrix = holder.querySelector('table.bench-matrix');
-  if (goals) document.getElementById('goals')!.replaceChildren(goals);
+  const phases = [holder.querySelector('table.bench-phases'), holder.querySelector('table.bench-g5')].filter((t): t is Element => t !== null);
+  if (goals) document.getElementById('goals')!.replaceChildren(...(thp ? [goals, thp] : [goals]));
   if (matrix) document.getElementById('matrix')!.replaceChildren(matrix);
+  if (phases.length > 0) document.getElementById('phases')!.replaceChildren(...phases);
   const plots = document.getElementById('plots')!;
   plots.replaceChildren();
   drawPlots(uPlot, plots, r, Math.max(320, Math.min(1000, plots.clientWidth || 900)));

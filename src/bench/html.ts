@@ -22,6 +22,7 @@ table.table { border-collapse: collapse; margin: 1rem 0; width: 100%; }
 .table tr.check td { color: #555; font-size: 90%; }
 .table td.met { color: #1a7f37; font-weight: 600; } .table td.unmet { color: #b3261e; font-weight: 600; } .table td.fail { color: #b3261e; }
 figure.bench-plot { margin: 1.5rem 0; } figure.bench-plot figcaption { font-weight: 600; }
+.table caption { text-align: left; font-weight: 600; padding: .25rem 0; }
 `;
 
 /** Keep embedded JSON and scripts from closing their <script> element early. */
@@ -49,7 +50,7 @@ ${tablesHtml(r)}
 </head>
 <body>
 <h1>webgpu-hmm performance comparison</h1>
-<p class="muted">Goals G1–G10 as perf-anchors §6 defines them: each a ratio of two figures measured side by side in one run, the median of the repetitions with min and max. Hover a row for its definition, anchor and raw figures.</p>
+<p class="muted">Goals G1–G12 as perf-anchors §6 and §7 define them: each a ratio of two figures measured side by side in one run (G11: host µs per page), the median of the repetitions with min and max. Hover a row for its definition, anchor, raw figures and how it was run. Below the workload matrix: where each run's time goes, phase by phase (Stats.phaseMs), and the matrix's G5 column with its largest phase shares.</p>
 ${sections}
 <script type="application/json" id="bench-results">${scriptSafe(JSON.stringify(results))}</script>
 <script>${scriptSafe(assets.uplotJs)}</script>

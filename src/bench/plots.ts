@@ -1,6 +1,7 @@
 // Plots of a BenchResult with uPlot: how far each goal is from its target, the workload ×
-// strategy times, and, when user policy sets ran (--policy), the fault-driven strategies' fault
-// rounds, bytes moved and evictions side by side. Used by the perf page (uPlot imported) and by the HTML report, which inlines
+// strategy times, where the time of each run goes (a stacked bar per workload and strategy:
+// each phase of fault service and migration as a share of the run), and, when user policy sets
+// ran (--policy), the fault-driven strategies' fault rounds, bytes moved and evictions side by side. Used by the perf page (uPlot imported) and by the HTML report, which inlines
 // this file as plain JS; so it must stay self-contained: no imports but types, no helpers
 // outside the exported function.
 
@@ -115,6 +116,69 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
         ],
       },
       [xs, ...cols] as uPlot.AlignedData,
+      box,
+    );
+  }
+
+  // ---- where the time goes: per workload, one stacked bar per strategy with phases, each
+  // segment a phase's share of the run (% of wall time), the rest on top as 'other'
+  const withPhases = result.workloads.filter((c) => c.phaseShares && !c.error);
+  if (withPhases.length > 0) {
+    const phaseColors = ['#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#c9c9c9'];
+    const workloads = [...new Set(withPhases.map((c) => c.workload))];
+    const strategies = [...new Set(withPhases.map((c) => c.strategy))];
+    const keys = Object.keys(withPhases[0]!.phaseShares!); // the phases in order, then 'other'
+    const step = 0.8 / strategies.length;
+    const xs: number[] = [];
+    const cells: ((typeof withPhases)[number] | undefined)[] = [];
+    workloads.forEach((w, wi) => {
+      strategies.forEach((s, si) => {
+        xs.push(wi + 1 + (si - (strategies.length - 1) / 2) * step);
+        cells.push(withPhases.find((c) => c.workload === w && c.strategy === s));
+      });
+    });
+    // cumulative shares in %: series k is the top of segment k; drawn tallest first so each
+    // segment shows as the band between its own top and the one below
+    const cumulative: (number | null)[][] = keys.map(() => []);
+    cells.forEach((c) => {
+      let acc = 0;
+      keys.forEach((k, ki) => {
+        const v = c ? (c.phaseShares as Record<string, number>)[k] : NaN;
+        acc += Number.isFinite(v) ? v * 100 : 0;
+        cumulative[ki]!.push(c ? acc : null);
+      });
+    });
+    const order = keys.map((_, i) => keys.length - 1 - i);
+    const box = section(
+      'Where the time goes: phases as a share of each run',
+      `One stacked bar per workload and strategy (${strategies.join(', ')}, left to right): the share of the run's wall time in each phase of fault service and migration (Stats.phaseMs), and "other" for the rest (launches that did not fault, CPU reads and writes).`,
+    );
+    new UPlot(
+      {
+        width,
+        height: 340,
+        scales: { x: { time: false, range: [0.4, workloads.length + 0.6] }, y: { range: [0, 100] } },
+        axes: [
+          { splits: () => workloads.map((_, i) => i + 1), values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''), size: 40 },
+          { label: '% of the run', values: (_u: uPlot, ticks: number[]) => ticks.map((t) => `${t}`) },
+        ],
+        series: [
+          { label: 'workload · strategy', value: (_u: uPlot, v: number) => { const c = cells[xs.indexOf(v)]; return c ? `${c.workload} · ${c.strategy}` : ''; } },
+          ...order.map((ki) => ({
+            label: keys[ki],
+            fill: phaseColors[ki % phaseColors.length],
+            stroke: phaseColors[ki % phaseColors.length],
+            paths: UPlot.paths.bars!({ size: [0.95, 40] }),
+            points: { show: false },
+            value: (_u: uPlot, v: number | null, _si: number, idx: number | null) => {
+              if (v == null || idx == null) return '';
+              const below = ki > 0 ? (cumulative[ki - 1]![idx] ?? 0) : 0;
+              return `${fmt(v - below)} %`;
+            },
+          })),
+        ],
+      },
+      [xs, ...order.map((ki) => cumulative[ki]!)] as uPlot.AlignedData,
       box,
     );
   }

@@ -3,6 +3,7 @@
 // tables as HTML (the perf page and the HTML report), and JSON. Pure string building, shared
 // by the CLI and the browser page.
 
+import { PHASES, topShares, type PhaseOrOther } from './figures.ts';
 import type { CheckResult, GoalResult } from './goals.ts';
 import { isFaultDriven } from './strategies.ts';
 import type { BenchResult, CellResult } from './runner.ts';
@@ -39,7 +40,8 @@ function targetText(t: { target: number | null; direction: string }): string {
 export function goalRows(r: BenchResult): string[][] {
   const rows: string[][] = [];
   for (const g of Object.values(r.goals) as GoalResult[]) {
-    rows.push([g.id.toUpperCase(), g.title, g.error ? 'error' : fmt(g.ratio), g.error ? '' : spread(g), targetText(g), g.error ? `FAILED: ${g.error}` : verdict(g.met)]);
+    const title = g.unit ? `${g.title} (${g.unit})` : g.title;
+    rows.push([g.id.toUpperCase(), title, g.error ? 'error' : fmt(g.ratio), g.error ? '' : spread(g), targetText(g), g.error ? `FAILED: ${g.error}` : verdict(g.met)]);
     for (const c of g.checks as CheckResult[]) rows.push(['', `  ${c.title}`, fmt(c.ratio), spread(c), targetText(c), verdict(c.met)]);
   }
   return rows;
@@ -108,9 +110,66 @@ export function policyLines(r: BenchResult): string[] {
   });
 }
 
-function table(header: string[], rows: string[][]): string {
+/** A share as a whole percentage ('–' when not a number). */
+export function pct(x: number): string {
+  return Number.isFinite(x) ? `${Math.round(x * 100)}` : '–';
+}
+
+/** Column names for the phases (the order of PHASES), then the rest. */
+export const PHASE_HEADER = [...PHASES, 'other'];
+/** The same, short, for the terminal. */
+export const PHASE_SHORT = PHASE_HEADER.map((p) => ({ 'fault-readback': 'readback', 'copy-upload': 'upload', 'pt-upload': 'pt' })[p] ?? p);
+
+/**
+ * The phase breakdown: one row per workload and strategy that has phases (every strategy but
+ * explicit copies), with the median ms and each phase's share of the wall time in percent.
+ */
+export function phaseRows(r: BenchResult): string[][] {
+  const { rows } = matrix(r);
+  const out: string[][] = [];
+  for (const row of rows) {
+    row.cells
+      .filter((c) => c.phaseShares && !c.error)
+      .forEach((c, i) => {
+        const sh = c.phaseShares!;
+        out.push([i === 0 ? row.workload : '', c.strategy, fmt(c.ms.median), ...PHASE_HEADER.map((p) => pct(sh[p as PhaseOrOther]))]);
+      });
+  }
+  return out;
+}
+
+/** "copy-upload 41 %, other 30 %, gpu-wait 12 %": the largest shares. */
+export function topSharesText(shares: Record<PhaseOrOther, number> | undefined, n = 3): string {
+  if (!shares) return '';
+  return topShares(shares, n)
+    .map(([p, v]) => `${p} ${pct(v)} %`)
+    .join(', ');
+}
+
+export const G5_HEADER = ['workload', 'replayable+prefetch ÷ explicit', 'target', '', 'largest shares of replayable+prefetch'];
+
+/** The matrix's G5 column: triad, stencil and the gathers, with where the time went. */
+export function g5Rows(r: BenchResult): string[][] {
+  return (r.g5Matrix ?? []).map((g) => [g.workload, fmt(g.ratio), `<= ${fmt(g.target)}`, verdict(g.met), topSharesText(g.phaseShares)]);
+}
+
+export const THP_HEADER = ['size', 'huge → dev', '4 KiB → dev', 'huge → RAM', '4 KiB → RAM', 'huge ÷ 4 KiB (ms, both ways)'];
+
+/** G12's table: one row per hmm-tests size, median ms each way and the ratio. */
+export function thpRows(r: BenchResult): string[][] {
+  const g = r.goals.g12;
+  if (!g || g.error || !g.rows) return [];
+  return g.rows.map((row) => {
+    const f = row.figures;
+    const m = (k: string): string => (f[k] ? fmt(f[k]!.median) : '–');
+    return [row.label, m('hugeToDeviceMs'), m('regularToDeviceMs'), m('hugeToSystemMs'), m('regularToSystemMs'), m('ratio')];
+  });
+}
+
+/** A text table: the first two columns left-aligned, the others right-aligned, except those in `left`. */
+function table(header: string[], rows: string[][], left: readonly number[] = []): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string => cells.map((c, i) => (i >= 2 && !left.includes(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -119,8 +178,8 @@ export function headerLines(r: BenchResult): string[] {
   return [
     `webgpu-hmm bench · ${r.runtime} · ${r.adapter}`,
     `${r.platform}`,
-    `${r.options.quick ? 'quick, ' : ''}stream ${fmtBytes(s.streamBytes)}, arrays ${fmtBytes(s.arrayBytes)}, device pools ${fmtBytes(s.mainPoolBytes)} (${s.mainPoolBuffers} buffer${s.mainPoolBuffers > 1 ? 's' : ''}) and ${fmtBytes(s.smallPoolBytes)}; ` +
-      `${r.options.reps} repetitions (median, min–max), ${r.options.warmup} warm-up; ${(r.durationMs / 1000).toFixed(1)} s`,
+    `${r.options.quick ? 'quick, ' : ''}stream ${fmtBytes(s.streamBytes)}, arrays ${fmtBytes(s.arrayBytes)}, device pools ${fmtBytes(s.mainPoolBytes)} (${s.mainPoolBuffers} buffer${s.mainPoolBuffers > 1 ? 's' : ''}), ${fmtBytes(s.smallPoolBytes)} and ${fmtBytes(s.evictionPoolBytes ?? NaN)} (G7/G8); ` +
+      `fault buffer ${r.faultBufferPages ?? 'none'}; ${r.options.reps} repetitions (median, min–max), ${r.options.warmup} warm-up; ${(r.durationMs / 1000).toFixed(1)} s`,
   ];
 }
 
@@ -130,7 +189,9 @@ export function formatText(r: BenchResult): string {
   if (Object.keys(r.goals).length > 0) {
     const goals = Object.values(r.goals) as GoalResult[];
     const met = goals.filter((g) => g.met).length;
-    out.push(`Goals (perf-anchors §6): ${met} of ${goals.length} met`, table(GOAL_HEADER, goalRows(r)), '');
+    out.push(`Goals (perf-anchors §6, §7): ${met} of ${goals.length} met`, table(GOAL_HEADER, goalRows(r), [5]), '');
+    const thp = thpRows(r);
+    if (thp.length > 0) out.push('G12 by size (hmm-tests benchmark_thp_migration), median ms', table(THP_HEADER, thp), '');
   }
   if (r.workloads.length > 0) {
     const { strategies, rows } = matrix(r);
@@ -146,6 +207,16 @@ export function formatText(r: BenchResult): string {
     );
     const failed = r.workloads.filter((c) => c.error);
     for (const c of failed) out.push(`  FAILED ${c.workload} / ${c.strategy}: ${c.error}`);
+    const prow = phaseRows(r);
+    if (prow.length > 0) {
+      out.push('', 'Where the time goes: each phase of fault service and migration as % of the run (Stats.phaseMs); other = launches, CPU reads and writes, the rest');
+      out.push(table(['workload', 'strategy', 'ms', ...PHASE_SHORT], prow));
+    }
+    const g5 = g5Rows(r);
+    if (g5.length > 0) {
+      out.push('', 'G5 on the matrix: replayable+prefetch ÷ explicit copies (median ms), and its largest phase shares');
+      out.push(table(G5_HEADER, g5, [3, 4]));
+    }
     const prows = policyRows(r);
     if (prows.length > 0) {
       out.push('', 'Fault-driven strategies and policy sets: medians per run (GPU fault rounds, pages and bytes moved both ways, pages evicted and prefetched)');
@@ -179,15 +250,23 @@ export function tablesHtml(r: BenchResult): string {
         .map((c) => `<tr class="check">${td('')}${td(c.title)}${td(fmt(c.ratio), 'num')}${td(spread(c), 'num')}${td(targetText(c), 'num')}${td(verdict(c.met), c.met === null ? '' : c.met ? 'met' : 'unmet')}</tr>`)
         .join('');
       const figures = Object.entries(g.figures).map(([k, f]) => `${k}: ${fmt(f.median)} ${f.unit} [${spread(f)}]`).join('; ');
-      const detail = `${g.definition}. Anchor: ${g.anchor}.${g.notes.length ? ` ${g.notes.join('. ')}.` : ''}${figures ? ` Figures: ${figures}.` : ''}`;
+      const info = g.info ? Object.entries(g.info).map(([k, v]) => `${k}: ${String(v)}`).join('; ') : '';
+      const detail = `${g.definition}. Anchor: ${g.anchor}.${g.notes.length ? ` ${g.notes.join('. ')}.` : ''}${figures ? ` Figures: ${figures}.` : ''}${info ? ` Run: ${info}.` : ''}`;
       return (
-        `<tr class="goal" data-goal="${g.id}" title="${escapeHtml(detail)}">${td(g.id.toUpperCase())}${td(g.title)}${td(g.error ? 'error' : fmt(g.ratio), 'num')}${td(g.error ? '' : spread(g), 'num')}` +
+        `<tr class="goal" data-goal="${g.id}" title="${escapeHtml(detail)}">${td(g.id.toUpperCase())}${td(g.unit ? `${g.title} (${g.unit})` : g.title)}${td(g.error ? 'error' : fmt(g.ratio), 'num')}${td(g.error ? '' : spread(g), 'num')}` +
         `${td(targetText(g), 'num')}${td(g.error ? `failed: ${g.error}` : verdict(g.met), status)}</tr>${checks}`
       );
     });
     parts.push(
       `<table class="table bench-goals"><thead><tr>${GOAL_HEADER.map((h, i) => th(h, i >= 2 ? 'num' : '')).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`,
     );
+    const thp = thpRows(r);
+    if (thp.length > 0)
+      parts.push(
+        `<table class="table bench-thp"><caption>G12 by size (hmm-tests benchmark_thp_migration), median ms</caption><thead><tr>${THP_HEADER.map((h, i) => th(h, i >= 1 ? 'num' : '')).join('')}</tr></thead><tbody>${thp
+          .map((row) => `<tr>${row.map((c, i) => td(c, i >= 1 ? 'num' : '')).join('')}</tr>`)
+          .join('')}</tbody></table>`,
+      );
   }
   if (r.workloads.length > 0) {
     const { strategies, rows } = matrix(r);
@@ -206,6 +285,20 @@ export function tablesHtml(r: BenchResult): string {
     parts.push(
       `<table class="table bench-matrix"><thead><tr>${th('workload')}${strategies.map((s) => th(s, 'num')).join('')}</tr></thead><tbody>${body}</tbody></table>`,
     );
+    const phr = phaseRows(r);
+    if (phr.length > 0)
+      parts.push(
+        `<table class="table bench-phases"><caption>Where the time goes: % of each run in each phase (Stats.phaseMs)</caption><thead><tr>${['workload', 'strategy', 'ms', ...PHASE_HEADER].map((h, i) => th(h, i >= 2 ? 'num' : '')).join('')}</tr></thead><tbody>${phr
+          .map((row) => `<tr${row[0] ? ' class="group"' : ''}>${row.map((c, i) => td(c, i >= 2 ? 'num' : '')).join('')}</tr>`)
+          .join('')}</tbody></table>`,
+      );
+    const g5 = g5Rows(r);
+    if (g5.length > 0)
+      parts.push(
+        `<table class="table bench-g5"><caption>G5 on the matrix: replayable+prefetch ÷ explicit copies, with its largest phase shares</caption><thead><tr>${G5_HEADER.map((h, i) => th(h, i >= 1 && i <= 2 ? 'num' : '')).join('')}</tr></thead><tbody>${g5
+          .map((row) => `<tr>${row.map((c, i) => td(c, i >= 1 && i <= 2 ? 'num' : i === 3 ? (c === 'met' ? 'met' : 'unmet') : '')).join('')}</tr>`)
+          .join('')}</tbody></table>`,
+      );
     const prows = policyRows(r);
     if (prows.length > 0) {
       const lines = policyLines(r).map((l) => `<p class="muted bench-policy-line">${escapeHtml(l)}</p>`).join('');

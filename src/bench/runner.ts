@@ -1,12 +1,14 @@
-// The bench runner: one System with two devices (a big pool that holds every workload, and a
-// small pool to oversubscribe), the workload × strategy matrix, then the goal microbenchmarks,
-// reported as medians with min and max. It imports nothing from node: so the perf page runs
+// The bench runner: one System with three devices (a big pool that holds every workload, a
+// small pool the matrix oversubscribes, and a pool of at least eight 2 MiB units that G7/G8
+// oversubscribe), the workload × strategy matrix with the phase breakdown of every run, then the
+// goal microbenchmarks, reported as medians with min and max. It imports nothing from node: so the perf page runs
 // exactly this code; the CLI (cli.ts) and the page only present what it returns. User policy
 // sets (`--policy`, loaded by the CLI) run every workload as strategy `policy:<name>`, beside
 // and interleaved with the built-in strategies.
 
 import { createSystem, type AddressSpace, type HmmDevice, type HmmKernel, type PolicySet, type System } from 'webgpu-hmm';
 import type { BenchOptions } from './args.ts';
+import { g5Matrix, phaseShares, PHASES, type G5Row, type Phase, type PhaseMs, type PhaseOrOther } from './figures.ts';
 import { evaluateGoal, GOALS, type GoalId, type GoalResult } from './goals.ts';
 import { GOAL_GROUPS, measureGoals, type BenchContext } from './microbench.ts';
 import { compileHmm, compilePlain, type KernelName, type PlainKernel } from './shaders.ts';
@@ -30,6 +32,13 @@ export interface CellResult {
   evictions?: Summary;
   /** Pages brought in ahead of a fault (prefetch policy or explicit prefetch). */
   prefetchedPages?: Summary;
+  /** Milliseconds per run in each phase of fault service and migration (Stats.phaseMs deltas); absent for explicit copies. */
+  phases?: Record<Phase, Summary>;
+  /**
+   * Each phase's share of the run's wall time (phase ms summed over the repetitions ÷ wall ms
+   * summed), and `other`, the rest; absent for explicit copies.
+   */
+  phaseShares?: Record<PhaseOrOther, number>;
   /** Set when a run failed (wrong result or an error); the figures then cover the runs before it. */
   error?: string;
 }
@@ -44,18 +53,25 @@ export interface PolicyInfo {
 }
 
 export interface BenchResult {
-  schema: 'webgpu-hmm-bench/1';
+  schema: 'webgpu-hmm-bench/2';
   runtime: 'node' | 'browser';
   adapter: string;
   /** navigator.userAgent in a browser, the Node version otherwise. */
   platform: string;
   options: { quick: boolean; mib: number; reps: number; warmup: number; only: BenchOptions['only'] };
-  sizes: BenchSizes & { mainPoolBuffers: number; smallPoolBuffers: number };
+  sizes: BenchSizes & { mainPoolBuffers: number; smallPoolBuffers: number; evictionPoolBuffers: number };
+  /** The fault buffer in force on the devices (faultBufferPages): at most this many faults reach the host per round. */
+  faultBufferPages: number;
   startedAt: string;
   durationMs: number;
-  /** g1 … g10 (absent with --only workloads). */
+  /** g1 … g12 (absent with --only workloads). */
   goals: Partial<Record<GoalId, GoalResult>>;
   workloads: CellResult[];
+  /**
+   * The matrix's G5 column: replayable+prefetch ÷ explicit copies on triad, stencil and the
+   * gathers (target ≤ 4), each with the phase shares of its replayable+prefetch run.
+   */
+  g5Matrix: G5Row[];
   /** The user policy sets that ran beside the built-ins (absent without --policy). */
   policies?: PolicyInfo[];
 }
@@ -75,7 +91,15 @@ function platform(): string {
   return p ? `Node ${p.version} ${p.platform}/${p.arch}` : 'unknown';
 }
 
-type Samples = Record<'ms' | 'launches' | 'faultRounds' | 'bytesMoved' | 'pagesMoved' | 'evictions' | 'prefetchedPages', number[]>;
+type Samples = Record<'ms' | 'launches' | 'faultRounds' | 'bytesMoved' | 'pagesMoved' | 'evictions' | 'prefetchedPages', number[]> & { phases: PhaseMs[] };
+
+/** Per-phase summaries and shares of a cell's runs (nothing for explicit copies, which have no phases). */
+export function cellPhases(strategy: string, ms: readonly number[], phases: readonly PhaseMs[]): Pick<CellResult, 'phases' | 'phaseShares'> {
+  if (strategy === 'explicit' || phases.length === 0) return {};
+  const out = {} as Record<Phase, Summary>;
+  for (const p of PHASES) out[p] = summarize(phases.map((x) => x[p]));
+  return { phases: out, phaseShares: phaseShares(phases.map((x, i) => ({ ms: ms[i]!, phases: x }))) };
+}
 
 /** Check the policy sets: each a PolicySet, no two with one name, as many as --policy named. */
 function checkPolicies(opts: BenchOptions, policies: readonly PolicySet[]): void {
@@ -109,15 +133,19 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
   const sizes = benchSizes(opts);
   const reps = opts.reps ?? defaultReps(opts.quick);
   const warmup = opts.warmup ?? defaultWarmup(opts.quick);
+  // The fault buffer (UVM's 256 faults a round) set explicitly, so the sizes' rules hold
+  // whatever the library's default.
+  const fb = { faultBufferPages: sizes.faultBufferPages };
   const sys: System = await createSystem({
     systemRamBytes: sizes.systemRamBytes,
     devices: [
-      { label: 'main', memoryBytes: sizes.mainPoolBytes, maxBufferBytes: sizes.maxBufferBytes },
-      { label: 'small', memoryBytes: sizes.smallPoolBytes, maxBufferBytes: sizes.maxBufferBytes },
+      { label: 'main', memoryBytes: sizes.mainPoolBytes, maxBufferBytes: sizes.maxBufferBytes, ...fb },
+      { label: 'small', memoryBytes: sizes.smallPoolBytes, maxBufferBytes: sizes.maxBufferBytes, ...fb },
+      { label: 'evict', memoryBytes: sizes.evictionPoolBytes, maxBufferBytes: sizes.maxBufferBytes, ...fb },
     ],
   });
   try {
-    const [main, small] = sys.devices as [HmmDevice, HmmDevice];
+    const [main, small, evict] = sys.devices as [HmmDevice, HmmDevice, HmmDevice];
     const matrix = opts.only === 'goals' ? [] : workloadMatrix(sizes);
     const unknown = extras.workloads?.find((n) => !matrix.some((w) => w.name === n));
     if (unknown !== undefined && opts.only !== 'goals') throw new Error(`no workload '${unknown}' (there are ${matrix.map((w) => `'${w.name}'`).join(', ')})`);
@@ -139,6 +167,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
     const kernelsOf = new Map<HmmDevice, KernelName[]>([
       [main, ['triad', 'gather', 'chase', 'stencil', 'stream', 'scale', 'increment', 'touch']],
       [small, ['scale']],
+      [evict, ['scale']],
     ]);
     const hmm = new Map<HmmDevice, Map<KernelName, HmmKernel>>();
     const plain = new Map<HmmDevice, Map<KernelName, PlainKernel>>();
@@ -164,7 +193,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
       const mm = sys.createAddressSpace();
       const t = target(dev, mm, w.kernel, w.layout);
       const samples = new Map<AnyStrategyName, Samples & { error?: string }>();
-      for (const s of strategies) samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [], pagesMoved: [], evictions: [], prefetchedPages: [] });
+      for (const s of strategies) samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [], pagesMoved: [], evictions: [], prefetchedPages: [], phases: [] });
       try {
         for (let rep = -warmup; rep < reps; rep++) {
           // strategies interleaved, in alternating order, so slow drift hits them alike
@@ -182,6 +211,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
                   acc.pagesMoved.push(r.pagesMoved);
                   acc.evictions.push(r.evictions);
                   acc.prefetchedPages.push(r.prefetchedPages);
+                  acc.phases.push(r.phases);
                 }
               } catch (e) {
                 acc.error = e instanceof Error ? e.message : String(e);
@@ -208,6 +238,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
           pagesMoved: summarize(a.pagesMoved),
           evictions: summarize(a.evictions),
           prefetchedPages: summarize(a.prefetchedPages),
+          ...cellPhases(s, a.ms, a.phases),
           ...(a.error !== undefined ? { error: a.error } : {}),
         });
       }
@@ -220,6 +251,7 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
         sys,
         main,
         small,
+        evict,
         sizes,
         reps,
         warmup,
@@ -232,16 +264,18 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
     }
 
     return {
-      schema: 'webgpu-hmm-bench/1',
+      schema: 'webgpu-hmm-bench/2',
       runtime: typeof window !== 'undefined' ? 'browser' : 'node',
       adapter: main.adapterName,
       platform: platform(),
       options: { quick: opts.quick, mib: opts.mib ?? defaultMib(opts.quick), reps, warmup, only: opts.only },
-      sizes: { ...sizes, mainPoolBuffers: main.memory.buffers.length, smallPoolBuffers: small.memory.buffers.length },
+      sizes: { ...sizes, mainPoolBuffers: main.memory.buffers.length, smallPoolBuffers: small.memory.buffers.length, evictionPoolBuffers: evict.memory.buffers.length },
+      faultBufferPages: main.faultBufferPages,
       startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
       durationMs: performance.now() - started,
       goals,
       workloads: cells,
+      g5Matrix: g5Matrix(cells),
       ...(policies.length > 0 ? { policies: policies.map((p) => ({ name: p.name, strategy: policyStrategyName(p), policies: policyKinds(p) })) } : {}),
     };
   } finally {

@@ -16,6 +16,7 @@
 // Every run's result is checked word for word against the workload's CPU reference.
 
 import { PAGE_SIZE, type AddressSpace, type DispatchRange, type HmmDevice, type HmmKernel, type PolicySet } from 'webgpu-hmm';
+import { phaseDelta, zeroPhases, type PhaseMs } from './figures.ts';
 import type { PlainKernel } from './shaders.ts';
 import { Image, type Span, type Step, type Workload } from './workloads.ts';
 
@@ -64,6 +65,8 @@ export interface RunOutcome {
   evictions: number;
   /** Pages brought in ahead of a fault (the `prefetchedPages` counter: a prefetch policy, or explicit prefetch). */
   prefetchedPages: number;
+  /** Milliseconds of the run in each phase of fault service and migration (Stats.phaseMs deltas; all 0 for explicit copies). */
+  phases: PhaseMs;
 }
 
 /** A plain GPU buffer holding one workload's region at the same offsets as in the address space. */
@@ -83,6 +86,18 @@ export class PlainRegion {
 
   /** Encode one launch of a plain kernel over this region. */
   encode(enc: GPUCommandEncoder, k: PlainKernel, uniforms: Uint32Array, workgroups: [number, number]): GPUBuffer {
+    const { uniform: u, groups } = this.bind(k, uniforms);
+    const pass = enc.beginComputePass({ label: `bench ${k.name} (plain)` });
+    pass.setPipeline(k.pipeline);
+    pass.setBindGroup(0, groups[0]);
+    pass.setBindGroup(1, groups[1]);
+    pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
+    pass.end();
+    return u;
+  }
+
+  /** The bind groups of a plain kernel's launch over this region, and its uniform buffer (the caller destroys it). */
+  bind(k: PlainKernel, uniforms: Uint32Array): { uniform: GPUBuffer; groups: [GPUBindGroup, GPUBindGroup] } {
     const u = this.device.createBuffer({ label: `bench ${k.name} uniforms`, size: Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(u, 0, uniforms.buffer, uniforms.byteOffset, uniforms.byteLength);
     let g1 = this.group1.get(k.pipeline);
@@ -97,13 +112,7 @@ export class PlainRegion {
       this.group1.set(k.pipeline, g1);
     }
     const g0 = this.device.createBindGroup({ layout: k.pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: u } }] });
-    const pass = enc.beginComputePass({ label: `bench ${k.name} (plain)` });
-    pass.setPipeline(k.pipeline);
-    pass.setBindGroup(0, g0);
-    pass.setBindGroup(1, g1);
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
-    pass.end();
-    return u;
+    return { uniform: u, groups: [g0, g1] };
   }
 
   destroy(): void {
@@ -177,7 +186,7 @@ async function runExplicit(w: Workload, t: Target, img: Image): Promise<RunOutco
     }
     if (w.cpuPhase) w.cpuPhase(img);
   }
-  return { ms: performance.now() - t0, launches, faultRounds: 0, bytesMoved: moved, pagesMoved: Math.ceil(moved / PAGE_SIZE), evictions: 0, prefetchedPages: 0 };
+  return { ms: performance.now() - t0, launches, faultRounds: 0, bytesMoved: moved, pagesMoved: Math.ceil(moved / PAGE_SIZE), evictions: 0, prefetchedPages: 0, phases: zeroPhases() };
 }
 
 /** Launch one plain step, copy what it wrote into a readback buffer, map it, and copy into the image. */
@@ -220,6 +229,7 @@ async function runHmm(strategy: Exclude<StrategyName, 'explicit'> | 'policy', w:
   const steps = w.steps(t.base, stayInPool ? t.chunkBytes : Infinity);
   const results = lay.arrays.filter((a) => a.role !== 'in').map((a) => lay.whole(a.name));
   const before = dev.stats.snapshot();
+  const phasesBefore = dev.stats.phaseMs();
   let launches = 0;
   const t0 = performance.now();
   if (strategy === 'advice+prefetch') await mm.advise(t.base, lay.bytes, { preferred: dev.id });
@@ -252,6 +262,7 @@ async function runHmm(strategy: Exclude<StrategyName, 'explicit'> | 'policy', w:
   for (const s of results) bytesOf(img, s).set(await mm.read(va(s), s.bytes));
   const ms = performance.now() - t0;
   const after = dev.stats.snapshot();
+  const phases = phaseDelta(phasesBefore, dev.stats.phaseMs());
   await mm.munmap(t.base, lay.bytes);
   const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
   return {
@@ -262,5 +273,6 @@ async function runHmm(strategy: Exclude<StrategyName, 'explicit'> | 'policy', w:
     pagesMoved: pagesMoved(after) - pagesMoved(before),
     evictions: delta('evictions'),
     prefetchedPages: delta('prefetchedPages'),
+    phases,
   };
 }

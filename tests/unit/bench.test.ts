@@ -1,5 +1,7 @@
 // The bench's pure parts, without a GPU: statistics, goal verdicts, argument parsing (bad
-// arguments give a clear error), sizes, workload layouts and references, and the reports.
+// arguments give a clear error), sizes and their rules (≥ 10 fault rounds, a G7 pool of ≥ 8
+// eviction units), the arithmetic of every figure (phase shares, G6, G9, G10, G11, G12, the
+// matrix's G5 column), workload layouts and references, and the reports.
 import { describe, expect, it } from 'vitest';
 import { argsFromQuery, BenchArgError, parseArgs } from '../../src/bench/args.ts';
 import { evaluateGoal, GOAL_IDS, GOALS, meets, type GoalResult } from '../../src/bench/goals.ts';
@@ -7,7 +9,29 @@ import { renderHtmlReport } from '../../src/bench/html.ts';
 import { fmt, formatText, tablesHtml, toJson } from '../../src/bench/report.ts';
 import type { BenchResult } from '../../src/bench/runner.ts';
 import { grid } from '../../src/bench/shaders.ts';
-import { benchSizes } from '../../src/bench/sizes.ts';
+import {
+  g5Matrix,
+  HOST_PHASES,
+  hostUsPerPage,
+  instrumented,
+  launchesForSpan,
+  minFaultRounds,
+  mitigationRatios,
+  phaseDelta,
+  PHASES,
+  phaseShares,
+  phaseSum,
+  recordsPerDistinctPage,
+  thpRatio,
+  THP_SIZES,
+  timestampSpanMs,
+  topShares,
+  writeBackRatio,
+  zeroPhases,
+  type PhaseMs,
+} from '../../src/bench/figures.ts';
+import { cellPhases } from '../../src/bench/runner.ts';
+import { benchSizes, FAULT_BUFFER_PAGES, LARGEST_EVICTION_UNIT, MIN_EVICTION_UNITS, MIN_STREAM_ROUNDS, minStreamBytes } from '../../src/bench/sizes.ts';
 import { median, ratios, summarize } from '../../src/bench/stats.ts';
 import { Image, oversubscribedStream, pingPong, triad, workloadMatrix } from '../../src/bench/workloads.ts';
 
@@ -34,14 +58,36 @@ describe('bench statistics', () => {
 });
 
 describe('bench goals', () => {
-  it('defines G1..G10 with the targets of perf-anchors §6', () => {
-    expect(GOAL_IDS).toEqual(['g1', 'g2', 'g3', 'g4', 'g5', 'g6', 'g7', 'g8', 'g9', 'g10']);
+  it('defines G1..G12 with the targets of perf-anchors §6 and §7', () => {
+    expect(GOAL_IDS).toEqual(['g1', 'g2', 'g3', 'g4', 'g5', 'g6', 'g7', 'g8', 'g9', 'g10', 'g11', 'g12']);
     const t = Object.fromEntries(GOALS.map((g) => [g.id, `${g.direction} ${g.target}`]));
     expect(t).toEqual({
       g1: '>= 0.5', g2: '<= 2', g3: '>= 50', g4: '>= 2.7', g5: '<= 4',
-      g6: '<= 1.05', g7: '>= 1.5', g8: '<= 3', g9: '<= 0.25', g10: '<= 1.25',
+      g6: '<= 1.05', g7: '>= 1.5', g8: '<= 3', g9: '<= 1', g10: '<= 1.25',
+      g11: '<= 3', g12: '<= 0.25',
     });
     for (const g of GOALS) expect(g.anchor.length).toBeGreaterThan(20);
+    const checks = (id: string) => Object.fromEntries(GOALS.find((g) => g.id === id)!.checks.map((c) => [c.key, c.target === null ? null : `${c.direction} ${c.target}`]));
+    // G9 re-anchored (§7): time never worse than none, bytes 0.5 the goal, write-back ÷ stored reported
+    expect(checks('g9')).toEqual({ time: '<= 1', bytesGoal: '<= 0.5', writeBack: null });
+    expect(checks('g4')).toEqual({ rounds: '<= 0.1', offRounds: '>= 10' });
+    expect(checks('g12')).toEqual({ toDevice: '<= 0.25', toSystem: '<= 0.25' });
+    expect(GOALS.find((g) => g.id === 'g11')!.unit).toBe('µs/page');
+    expect(GOALS.find((g) => g.id === 'g11')!.anchor).toMatch(/Allen & Ge SC'21 Fig\. 6/);
+    expect(GOALS.find((g) => g.id === 'g12')!.anchor).toMatch(/966 µs to 132 µs/);
+  });
+
+  it('evaluateGoal carries a goal\'s unit, run facts and table rows into the result', () => {
+    const g12 = GOALS.find((g) => g.id === 'g12')!;
+    const r = evaluateGoal(g12, {
+      ratios: [0.3, 0.2],
+      info: { sizes: '2 MiB' },
+      rows: [{ key: '2097152', label: '2 MiB', figures: { ratio: { samples: [0.3, 0.2], unit: 'huge ÷ 4 KiB' } } }],
+    });
+    expect(r).toMatchObject({ ratio: 0.25, met: true, info: { sizes: '2 MiB' } });
+    expect(r.rows![0]!.figures.ratio).toEqual({ median: 0.25, min: 0.2, max: 0.3, n: 2, unit: 'huge ÷ 4 KiB' });
+    expect(evaluateGoal(GOALS.find((g) => g.id === 'g11')!, { ratios: [2] }).unit).toBe('µs/page');
+    expect(evaluateGoal(g12, { ratios: [1] }).rows).toBeUndefined();
   });
 
   it('meets: at least / at most, inclusive; never for a non-finite ratio', () => {
@@ -67,10 +113,16 @@ describe('bench goals', () => {
     expect(r.figures.offMs).toEqual({ median: 28, min: 20, max: 30, n: 3, unit: 'ms' });
     const rounds = r.checks.find((c) => c.key === 'rounds')!;
     expect(rounds).toMatchObject({ ratio: 0.08, target: 0.1, met: true });
-    // a check with no target is information, and a missing check has no samples
-    const cap = r.checks.find((c) => c.key === 'cap256')!;
-    expect(cap.met).toBeNull();
-    expect(Number.isNaN(cap.ratio)).toBe(true);
+    // a check with no samples is NaN and not met; one with no target is information
+    const offRounds = r.checks.find((c) => c.key === 'offRounds')!;
+    expect(offRounds.met).toBe(false);
+    expect(Number.isNaN(offRounds.ratio)).toBe(true);
+    const g6 = evaluateGoal(GOALS.find((g) => g.id === 'g6')!, { ratios: [1], checks: { raw: [31.5] } });
+    const raw = g6.checks.find((c) => c.key === 'raw')!;
+    expect(raw).toMatchObject({ ratio: 31.5, met: null });
+    const overflow = g6.checks.find((c) => c.key === 'overflow')!;
+    expect(overflow.met).toBeNull();
+    expect(Number.isNaN(overflow.ratio)).toBe(true);
   });
 
   it('evaluateGoal: a run-dependent check target (G10 1/N), and a failed measurement', () => {
@@ -128,7 +180,7 @@ describe('bench sizes and workloads', () => {
   it('sizes follow --mib: whole pages, pools in 2 MiB blocks, the stream fits the main pool, oversubscription leaves the small one', () => {
     for (const mib of [0.25, 1, 4, 256]) {
       const s = benchSizes({ quick: mib < 256, mib });
-      expect(s.streamBytes).toBe(mib * (1 << 20));
+      expect(s.streamBytes).toBe(Math.max(mib * (1 << 20), mib >= 4 ? 10 << 20 : 0));
       for (const b of [s.arrayBytes, s.gatherTableBytes, s.chaseTableBytes]) expect(b % 4096).toBe(0);
       expect(s.mainPoolBytes % (2 << 20)).toBe(0);
       expect(s.smallPoolBytes % (2 << 20)).toBe(0);
@@ -138,6 +190,55 @@ describe('bench sizes and workloads', () => {
       expect(s.systemRamBytes).toBeGreaterThan(s.mainPoolBytes);
     }
     expect(benchSizes({ quick: false }).streamBytes).toBe(256 << 20); // perf-anchors G4
+  });
+
+  it('the rounds rule: from --mib 4 up (quick included), the stream without prefetch takes at least 10 rounds of the 256-fault buffer', () => {
+    expect(FAULT_BUFFER_PAGES).toBe(256);
+    expect(MIN_STREAM_ROUNDS).toBe(10);
+    expect(minStreamBytes()).toBe(10 * 256 * 4096);
+    expect(minStreamBytes(128, 4)).toBe(4 * 128 * 4096);
+    for (const opts of [{ quick: true }, { quick: true, mib: 4 }, { quick: true, mib: 8 }, { quick: false, mib: 16 }, { quick: false }]) {
+      const s = benchSizes(opts);
+      expect(s.faultBufferPages).toBe(256);
+      expect(minFaultRounds(s.streamBytes / 4096, s.faultBufferPages), JSON.stringify(opts)).toBeGreaterThanOrEqual(10);
+      expect(s.streamBytes % (1 << 20)).toBe(0);
+      expect(s.mainPoolBytes).toBeGreaterThanOrEqual(1.25 * s.streamBytes); // the stream faults in without eviction
+    }
+    // the quick stream is the smallest that satisfies the rule: 10 MiB, 2560 pages
+    expect(benchSizes({ quick: true }).streamBytes).toBe(10 << 20);
+    expect(minFaultRounds(2560, 256)).toBe(10);
+    expect(minFaultRounds(2559, 256)).toBe(10);
+    expect(minFaultRounds(2561, 256)).toBe(11);
+    // the tiny test sizes make no such claim (and stay fast)
+    expect(benchSizes({ quick: true, mib: 0.25 }).streamBytes).toBe(256 << 10);
+  });
+
+  it('the eviction rule: G7/G8\'s pool holds at least 8 of the largest eviction unit (2 MiB) from --mib 4 up, and G8\'s "fits" run fits the main pool', () => {
+    expect(MIN_EVICTION_UNITS).toBe(8);
+    expect(LARGEST_EVICTION_UNIT).toBe(2 << 20);
+    for (const opts of [{ quick: true }, { quick: false, mib: 4 }, { quick: false, mib: 32 }, { quick: false }]) {
+      const s = benchSizes(opts);
+      expect(s.evictionPoolBytes / LARGEST_EVICTION_UNIT, JSON.stringify(opts)).toBeGreaterThanOrEqual(8);
+      expect(s.evictionPoolBytes % LARGEST_EVICTION_UNIT).toBe(0);
+      expect(s.mainPoolBytes).toBeGreaterThanOrEqual(1.25 * s.evictionPoolBytes);
+      expect(s.systemRamBytes).toBeGreaterThanOrEqual(s.mainPoolBytes + 2 * s.evictionPoolBytes);
+    }
+    expect(benchSizes({ quick: true }).evictionPoolBytes).toBe(16 << 20);
+    expect(benchSizes({ quick: false }).evictionPoolBytes).toBe(64 << 20);
+    // the matrix's own oversubscribed pool stays as it was
+    expect(benchSizes({ quick: true }).smallPoolBytes).toBe(4 << 20);
+    expect(benchSizes({ quick: true, mib: 0.25 }).evictionPoolBytes).toBe(2 << 20);
+  });
+
+  it('G12 runs the hmm-tests sizes that fit: ¼ to 8 × 2 MiB from --mib 4 up, up to one huge page at the test sizes', () => {
+    expect(THP_SIZES.map((b) => b / (2 << 20))).toEqual([0.25, 0.5, 1, 2, 4, 8]);
+    expect(benchSizes({ quick: true }).thpBytes).toEqual(THP_SIZES);
+    expect(benchSizes({ quick: false }).thpBytes).toEqual(THP_SIZES);
+    for (const mib of [0.25, 1]) {
+      const s = benchSizes({ quick: true, mib });
+      expect(s.thpBytes).toContain(2 << 20); // G12's headline size is always there
+      for (const b of s.thpBytes) expect(b).toBeLessThanOrEqual(s.mainPoolBytes / 2);
+    }
   });
 
   it('grid: 1-D up to the per-dimension limit, then rows', () => {
@@ -183,18 +284,131 @@ describe('bench sizes and workloads', () => {
   });
 });
 
+const ph = (over: Partial<PhaseMs>): PhaseMs => ({ ...zeroPhases(), ...over });
+
+describe('bench figures: the arithmetic', () => {
+  it('phase deltas, sums, and whether anything was timed', () => {
+    const before = ph({ 'fault-readback': 1, 'copy-upload': 2 });
+    const after = ph({ 'fault-readback': 1.5, 'copy-upload': 5, 'gpu-wait': 4 });
+    const d = phaseDelta(before, after);
+    expect(d).toEqual(ph({ 'fault-readback': 0.5, 'copy-upload': 3, 'gpu-wait': 4 }));
+    expect(Object.keys(d)).toEqual([...PHASES]);
+    expect(phaseDelta({}, { commit: 2 })).toEqual(ph({ commit: 2 })); // a phase missing counts as 0
+    expect(phaseSum(d)).toBe(7.5);
+    expect(phaseSum(d, HOST_PHASES)).toBe(3.5);
+    expect(HOST_PHASES).not.toContain('gpu-wait');
+    expect(HOST_PHASES.length).toBe(PHASES.length - 1);
+    expect(instrumented(zeroPhases())).toBe(false);
+    expect(instrumented(ph({ relaunch: 0.001 }))).toBe(true);
+  });
+
+  it('phase shares: totals over the runs ÷ their wall time, the rest as other; scaled down when the phases exceed the wall time', () => {
+    const shares = phaseShares([
+      { ms: 10, phases: ph({ 'copy-upload': 4, 'gpu-wait': 1 }) },
+      { ms: 30, phases: ph({ 'copy-upload': 6, commit: 4 }) },
+    ]);
+    expect(shares['copy-upload']).toBeCloseTo(10 / 40);
+    expect(shares['gpu-wait']).toBeCloseTo(1 / 40);
+    expect(shares.commit).toBeCloseTo(4 / 40);
+    expect(shares.other).toBeCloseTo(25 / 40);
+    expect(shares.dedupe).toBe(0);
+    expect(PHASES.reduce((a, p) => a + shares[p], shares.other)).toBeCloseTo(1);
+    const over = phaseShares([{ ms: 2, phases: ph({ policy: 3, collect: 1 }) }]);
+    expect(over.policy).toBeCloseTo(0.75);
+    expect(over.collect).toBeCloseTo(0.25);
+    expect(over.other).toBe(0);
+    const none = phaseShares([]);
+    expect(Number.isNaN(none.other) && Number.isNaN(none.commit)).toBe(true);
+    // the matrix cells: explicit copies have no phases; the others a summary per phase and shares
+    expect(cellPhases('explicit', [1], [ph({})])).toEqual({});
+    const c = cellPhases('replayable', [10, 30], [ph({ commit: 1 }), ph({ commit: 3 })]);
+    expect(c.phases!.commit).toEqual({ median: 2, min: 1, max: 3, n: 2 });
+    expect(c.phaseShares!.commit).toBeCloseTo(0.1);
+    expect(topShares(c.phaseShares!, 2)).toEqual([['other', c.phaseShares!.other], ['commit', c.phaseShares!.commit]]);
+  });
+
+  it('G11: host phases (all but the GPU wait) per serviced page, in µs', () => {
+    // 256 pages, 0.5 ms of host work and 2 ms of waiting: 0.5 ms / 256 = 1.953 µs
+    const d = ph({ 'fault-readback': 0.1, dedupe: 0.05, policy: 0.05, collect: 0.1, 'copy-upload': 0.1, commit: 0.05, 'pt-upload': 0.02, relaunch: 0.03, 'gpu-wait': 2 });
+    expect(hostUsPerPage(d, 256)).toBeCloseTo((0.5 * 1000) / 256);
+    expect(hostUsPerPage(ph({ 'gpu-wait': 9 }), 256)).toBe(0);
+    expect(Number.isNaN(hostUsPerPage(d, 0))).toBe(true);
+    // the target: 3 µs a page is 0.768 ms for a 256-fault round
+    expect(hostUsPerPage(ph({ collect: 0.768 }), 256)).toBeCloseTo(3);
+  });
+
+  it('G6: records ÷ distinct pages; a page received twice counts twice', () => {
+    expect(recordsPerDistinctPage(2600, 2600)).toBe(1);
+    expect(recordsPerDistinctPage(2600 + 128, 2600)).toBeCloseTo(1.0492);
+    expect(recordsPerDistinctPage(5200, 2600)).toBe(2);
+    expect(Number.isNaN(recordsPerDistinctPage(3, 0))).toBe(true);
+  });
+
+  it('G9: mitigation ÷ none, bytes and time; write-back ÷ stored', () => {
+    expect(mitigationRatios({ bytes: 1.44e6, ms: 296 }, { bytes: 1.05e6, ms: 163 })).toEqual({ bytes: 1.44e6 / 1.05e6, time: 296 / 163 });
+    expect(mitigationRatios({ bytes: 5e5, ms: 80 }, { bytes: 1e6, ms: 100 })).toEqual({ bytes: 0.5, time: 0.8 });
+    const zero = mitigationRatios({ bytes: 1, ms: 1 }, { bytes: 0, ms: 0 });
+    expect(Number.isNaN(zero.bytes) && Number.isNaN(zero.time)).toBe(true);
+    expect(writeBackRatio(65536, 65536)).toBe(1);
+    expect(writeBackRatio(256, 4)).toBe(64); // one 4-byte store costs a 256-byte block
+    expect(Number.isNaN(writeBackRatio(4096, 0))).toBe(true);
+  });
+
+  it('G10: launches per batch for a span of at least 10 ms, and timestamps to ms', () => {
+    expect(launchesForSpan(2, 10)).toBe(5);
+    expect(launchesForSpan(3, 10)).toBe(4);
+    expect(launchesForSpan(20, 10)).toBe(1);
+    expect(launchesForSpan(0.001, 10, 4096)).toBe(4096); // capped
+    expect(launchesForSpan(0, 10, 64)).toBe(64);
+    expect(launchesForSpan(NaN, 10, 64)).toBe(64);
+    expect(timestampSpanMs(1_000_000n, 13_500_000n)).toBe(12.5);
+    expect(Number.isNaN(timestampSpanMs(5n, 5n))).toBe(true);
+    expect(Number.isNaN(timestampSpanMs(9n, 5n))).toBe(true);
+  });
+
+  it('G12: huge ÷ 4 KiB pages, both directions together and each alone', () => {
+    const r = thpRatio({ toDevice: 1, toSystem: 3 }, { toDevice: 4, toSystem: 12 });
+    expect(r).toEqual({ both: 0.25, toDevice: 0.25, toSystem: 0.25 });
+    const x = thpRatio({ toDevice: 0.132, toSystem: 1 }, { toDevice: 0.966, toSystem: 1 });
+    expect(x.toDevice).toBeCloseTo(0.1366, 3); // Xe's 966 → 132 µs
+    expect(x.toSystem).toBe(1);
+    expect(x.both).toBeCloseTo(1.132 / 1.966);
+    expect(Number.isNaN(thpRatio({ toDevice: 1, toSystem: 1 }, { toDevice: 0, toSystem: 0 }).both)).toBe(true);
+  });
+
+  it("the matrix's G5 column: replayable+prefetch ÷ explicit on triad, stencil and the gathers, with phase shares", () => {
+    const cell = (workload: string, strategy: string, ms: number, extra: object = {}) => ({ workload, strategy, ms: summarize([ms]), ...extra });
+    const shares = { ...Object.fromEntries(PHASES.map((p) => [p, 0])), 'copy-upload': 0.5, other: 0.5 } as Record<(typeof PHASES)[number] | 'other', number>;
+    const rows = g5Matrix([
+      cell('triad', 'explicit', 2),
+      cell('triad', 'replayable+prefetch', 7, { phaseShares: shares }),
+      cell('gather 1/8', 'explicit', 2),
+      cell('gather 1/8', 'replayable+prefetch', 9),
+      cell('2D stencil', 'explicit', 2, { error: 'boom' }),
+      cell('2D stencil', 'replayable+prefetch', 3),
+      cell('pointer chase', 'explicit', 1),
+      cell('pointer chase', 'replayable+prefetch', 2),
+    ]);
+    expect(rows).toEqual([
+      { workload: 'triad', strategy: 'replayable+prefetch', ratio: 3.5, target: 4, met: true, phaseShares: shares },
+      { workload: 'gather 1/8', strategy: 'replayable+prefetch', ratio: 4.5, target: 4, met: false },
+    ]);
+  });
+});
+
 describe('bench reports', () => {
   const goal = (id: GoalResult['id'], ratio: number, met: boolean): GoalResult => ({
     ...evaluateGoal(GOALS.find((g) => g.id === id)!, { ratios: [ratio] }),
     met,
   });
   const result: BenchResult = {
-    schema: 'webgpu-hmm-bench/1',
+    schema: 'webgpu-hmm-bench/2',
     runtime: 'node',
     adapter: 'test <adapter> & co',
     platform: 'Node',
     options: { quick: true, mib: 1, reps: 1, warmup: 0, only: 'all' },
-    sizes: { ...benchSizes({ quick: true, mib: 1 }), mainPoolBuffers: 1, smallPoolBuffers: 1 },
+    sizes: { ...benchSizes({ quick: true, mib: 1 }), mainPoolBuffers: 1, smallPoolBuffers: 1, evictionPoolBuffers: 1 },
+    faultBufferPages: 256,
     startedAt: '2026-01-01T00:00:00.000Z',
     durationMs: 1234,
     goals: { g1: goal('g1', 0.75, true), g2: { ...goal('g2', NaN, false), error: 'no </script> here' } },
@@ -202,6 +416,7 @@ describe('bench reports', () => {
       { workload: 'triad', title: 't', strategy: 'explicit', ms: summarize([2]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
       { workload: 'triad', title: 't', strategy: 'validated', ms: summarize([6]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
     ],
+    g5Matrix: [],
   };
 
   it('fmt keeps about three significant digits', () => {
@@ -226,9 +441,44 @@ describe('bench reports', () => {
     expect(JSON.parse(json)[0].goals.g2.error).toBe('no </script> here');
   });
 
+  it('the phase breakdown, the matrix\'s G5 column and G12\'s sizes, in text and HTML', () => {
+    const shares = { ...Object.fromEntries(PHASES.map((p) => [p, 0])), 'copy-upload': 0.42, 'gpu-wait': 0.18, other: 0.4 } as Record<(typeof PHASES)[number] | 'other', number>;
+    const cells = [
+      { workload: 'triad', title: 't', strategy: 'explicit' as const, ms: summarize([2]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
+      { workload: 'triad', title: 't', strategy: 'replayable+prefetch' as const, ms: summarize([10]), launches: summarize([3]), faultRounds: summarize([2]), bytesMoved: summarize([10]), phaseShares: shares },
+    ];
+    const g12 = GOALS.find((g) => g.id === 'g12')!;
+    const withAll: BenchResult = {
+      ...result,
+      goals: {
+        g12: evaluateGoal(g12, {
+          ratios: [0.5],
+          rows: [{ key: '2097152', label: '2 MiB (1 × 2 MiB)', figures: { hugeToDeviceMs: { samples: [1.5], unit: 'ms' }, regularToDeviceMs: { samples: [3], unit: 'ms' }, ratio: { samples: [0.5], unit: 'huge ÷ 4 KiB' } } }],
+        }),
+        g11: evaluateGoal(GOALS.find((g) => g.id === 'g11')!, { ratios: [2.5] }),
+      },
+      workloads: cells,
+      g5Matrix: g5Matrix(cells),
+    };
+    const text = formatText(withAll);
+    expect(text).toMatch(/Where the time goes/);
+    expect(text).toMatch(/triad +replayable\+prefetch +10\.0 +0 +0 +0 +0 +42 +18 +0 +0 +0 +40/);
+    expect(text).toMatch(/triad +5\.00 +<= 4\.00 +NOT met +copy-upload 42 %, other 40 %, gpu-wait 18 %/);
+    expect(text).toMatch(/2 MiB \(1 × 2 MiB\) +1\.50 +3\.00 +– +– +0\.500/);
+    expect(text).toMatch(/G11 +Host cost per serviced page \(µs\/page\) +2\.50/);
+    const html = tablesHtml(withAll);
+    expect(html).toContain('class="table bench-phases"');
+    expect(html).toContain('class="table bench-g5"');
+    expect(html).toContain('class="table bench-thp"');
+    expect(html).toContain('<td class="num">42</td>');
+    // without phases (explicit copies only), no breakdown
+    expect(tablesHtml(result)).not.toContain('bench-phases');
+  });
+
   it('JSON: goals by id, NaN as null', () => {
     const j = JSON.parse(toJson(result));
     expect(j.goals.g1).toMatchObject({ ratio: 0.75, target: 0.5, met: true });
     expect(j.goals.g2.ratio).toBeNull();
   });
 });
+
