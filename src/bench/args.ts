@@ -27,6 +27,14 @@ export interface BenchOptions {
    * loads them (policyModules.ts) and hands the sets to runBench.
    */
   policy?: string[];
+  /**
+   * `--doc FILE`: run nothing; render docs/PERFORMANCE.md's generated blocks from this bench
+   * JSON (markdown.ts), with `--doc-before FILE` (the same command on the code before a change)
+   * as extra columns, into `--doc-out FILE` (default docs/PERFORMANCE.md; '-' prints it).
+   */
+  doc?: string;
+  docBefore?: string;
+  docOut?: string;
 }
 
 export class BenchArgError extends Error {
@@ -46,10 +54,13 @@ export const USAGE = `usage: npm run bench -- [options]
   --policy FILE      a policy module (default export: a PolicySet, e.g. examples/policies/lru.ts),
                      run fault-driven on every workload as strategy policy:<name> beside the
                      built-ins; repeat it or give a comma list for several (Node only)
+  --doc FILE         run nothing: fill docs/PERFORMANCE.md's generated tables from this JSON
+                     (what --json wrote); --doc-before FILE adds that run's medians as a
+                     "before" column; --doc-out FILE writes elsewhere ('-': stdout)
   --help             this text`;
 
 const FLAGS = new Set(['quick', 'browser', 'help']);
-const VALUED = new Set(['mib', 'reps', 'warmup', 'only', 'json', 'html', 'policy']);
+const VALUED = new Set(['mib', 'reps', 'warmup', 'only', 'json', 'html', 'policy', 'doc', 'doc-before', 'doc-out']);
 /** Options that may be given more than once (their values add up). */
 const REPEATABLE = new Set(['policy']);
 
@@ -109,6 +120,12 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         if (value.trim() === '') throw new BenchArgError(`--${name} needs a file name`);
         opts[name] = value;
         break;
+      case 'doc':
+      case 'doc-before':
+      case 'doc-out':
+        if (value.trim() === '') throw new BenchArgError(`--${name} needs a file name`);
+        opts[name === 'doc' ? 'doc' : name === 'doc-before' ? 'docBefore' : 'docOut'] = value;
+        break;
       case 'policy': {
         const files = value.split(',').map((f) => f.trim());
         if (files.some((f) => f === '')) throw new BenchArgError(`--policy ${value}: expected a module file, or a comma list of them`);
@@ -120,6 +137,8 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       }
     }
   }
+  if ((opts.docBefore !== undefined || opts.docOut !== undefined) && opts.doc === undefined)
+    throw new BenchArgError(`--${opts.docBefore !== undefined ? 'doc-before' : 'doc-out'} goes with --doc FILE (the run to render)`);
   return opts;
 }
 

@@ -1,16 +1,21 @@
 // `npm run bench`: the bench in Node (Dawn), with a progress bar, the tables on stdout, and
 // --json / --html files; --browser also runs the same suite in headless Chromium (browser.ts)
 // and prints its tables too; --policy FILE loads a user's policy set and runs it beside the
-// built-in strategies (policyModules.ts). Exit status 1 when a goal could not be measured or a
+// built-in strategies (policyModules.ts); --doc FILE runs nothing and fills docs/PERFORMANCE.md's
+// generated tables from a JSON it wrote (markdown.ts). The JSON records the commit it ran
+// (and whether the tree had uncommitted changes), so a document says which code made its
+// figures. Exit status 1 when a goal could not be measured or a
 // workload gave a wrong result; unmet goals are results, not failures; 2 for bad options or a
 // policy module that cannot be used.
 
-import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { BenchArgError, parseArgs, USAGE, type BenchOptions } from './args.ts';
 import { renderHtmlReport } from './html.ts';
+import { asBenchJson, DocError, fillDoc } from './markdown.ts';
 import { loadPolicyModules, PolicyModuleError, type LoadedPolicy } from './policyModules.ts';
 import { formatText, toJson } from './report.ts';
 import { runBench, type BenchResult, type Progress } from './runner.ts';
@@ -54,6 +59,47 @@ function failures(r: BenchResult): string[] {
   ];
 }
 
+/** The commit this tree is at, and whether it has uncommitted changes; undefined outside a git checkout. */
+function source(): { commit: string; dirty: boolean } | undefined {
+  try {
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return { commit: git('rev-parse', 'HEAD'), dirty: git('status', '--porcelain', '--untracked-files=no', '--', 'src', 'shaders').length > 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** --doc: fill PERFORMANCE.md's generated blocks from a bench JSON (no bench runs). */
+function renderDoc(opts: BenchOptions): number {
+  const here = process.env.INIT_CWD ?? process.cwd();
+  const read = (f: string, role: 'run' | 'before') => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(resolve(here, f), 'utf8'));
+    } catch (e) {
+      throw new DocError(`${f}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return asBenchJson(parsed, f, role);
+  };
+  const out = opts.docOut ?? join(repo, 'docs/PERFORMANCE.md');
+  const template = out !== '-' && existsSync(resolve(here, out)) ? resolve(here, out) : join(repo, 'docs/PERFORMANCE.md');
+  try {
+    const filled = fillDoc(readFileSync(template, 'utf8'), read(opts.doc!, 'run'), opts.docBefore ? read(opts.docBefore, 'before') : undefined);
+    if (out === '-') process.stdout.write(filled);
+    else {
+      writeFileSync(resolve(here, out), filled);
+      console.log(`bench: ${out} filled from ${opts.doc}${opts.docBefore ? ` (before: ${opts.docBefore})` : ''}`);
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof DocError) {
+      console.error(`bench: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   let opts: BenchOptions;
   try {
@@ -69,6 +115,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (opts.doc !== undefined) return renderDoc(opts);
   let loaded: LoadedPolicy[] = [];
   try {
     // relative to where the user typed the command: npm runs scripts in the package root, and says where it was started in INIT_CWD
@@ -102,7 +149,8 @@ async function main(argv: string[]): Promise<number> {
     }
     console.log(`\n${formatText(browser)}`);
   }
-  const result = browser ? { ...node, browser } : node;
+  const src = source();
+  const result = { ...node, ...(browser ? { browser } : {}), ...(src ? { source: src } : {}) };
   if (opts.json) {
     writeFileSync(opts.json, toJson(result));
     console.log(`\njson: ${opts.json}`);

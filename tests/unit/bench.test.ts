@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { argsFromQuery, BenchArgError, parseArgs } from '../../src/bench/args.ts';
 import { evaluateGoal, GOAL_IDS, GOALS, meets, type GoalResult } from '../../src/bench/goals.ts';
 import { renderHtmlReport } from '../../src/bench/html.ts';
+import { asBenchJson, docBlockNames, DocError, fillDoc, renderBlocks, type BenchJson } from '../../src/bench/markdown.ts';
 import { fmt, formatText, tablesHtml, toJson } from '../../src/bench/report.ts';
 import type { BenchResult } from '../../src/bench/runner.ts';
 import { grid } from '../../src/bench/shaders.ts';
@@ -143,6 +144,7 @@ describe('bench arguments', () => {
       quick: true, json: 'out.json', html: 'r.html', reps: 5, mib: 16, warmup: 0, only: 'goals', browser: true, help: false,
     });
     expect(parseArgs(['--mib', '0.25']).mib).toBe(0.25);
+    expect(parseArgs(['--doc', 'run.json', '--doc-before=old.json', '--doc-out', '-'])).toMatchObject({ doc: 'run.json', docBefore: 'old.json', docOut: '-' });
   });
 
   const bad: [string[], RegExp][] = [
@@ -160,6 +162,9 @@ describe('bench arguments', () => {
     [['--quick=yes'], /--quick takes no value/],
     [['--reps', '3', '--reps', '4'], /--reps given twice/],
     [['--html='], /--html needs a file name/],
+    [['--doc='], /--doc needs a file name/],
+    [['--doc-before', 'old.json'], /--doc-before goes with --doc FILE/],
+    [['--doc-out', 'x.md'], /--doc-out goes with --doc FILE/],
   ];
   for (const [argv, message] of bad) {
     it(`refuses ${argv.join(' ')}`, () => {
@@ -482,3 +487,97 @@ describe('bench reports', () => {
   });
 });
 
+describe('PERFORMANCE.md from a bench JSON (--doc)', () => {
+  const g = (id: GoalResult['id'], ratios: number[], extra: object = {}): GoalResult => evaluateGoal(GOALS.find((x) => x.id === id)!, { ratios, ...extra });
+  const shares = { ...Object.fromEntries(PHASES.map((p) => [p, 0])), 'copy-upload': 0.5, other: 0.5 } as Record<(typeof PHASES)[number] | 'other', number>;
+  const cells = (explicitMs: number, ms: number) => [
+    { workload: 'triad', title: 't', strategy: 'explicit' as const, ms: summarize([explicitMs]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
+    { workload: 'triad', title: 't', strategy: 'replayable+prefetch' as const, ms: summarize([ms]), launches: summarize([3]), faultRounds: summarize([2]), bytesMoved: summarize([10]), phaseShares: shares },
+  ];
+  const run = (runtime: 'node' | 'browser', reps: number, g4: number): BenchResult => ({
+    schema: 'webgpu-hmm-bench/2',
+    runtime,
+    adapter: `${runtime} adapter`,
+    platform: runtime === 'node' ? 'Node 20' : 'HeadlessChrome',
+    options: { quick: true, mib: 4, reps, warmup: 1, only: 'all' },
+    sizes: { ...benchSizes({ quick: true }), mainPoolBuffers: 1, smallPoolBuffers: 1, evictionPoolBuffers: 1 },
+    faultBufferPages: 256,
+    startedAt: '2026-12-05T15:00:00.000Z',
+    durationMs: 90_000,
+    goals: {
+      g4: g('g4', [g4, g4 + 0.2], { checks: { offRounds: [12, 12], rounds: [0.5, 0.5] }, figures: { prefetchOffMs: { samples: [30, 31], unit: 'ms' } }, info: { faultBufferPages: 256 } }),
+      g9: { ...g('g9', [NaN]), error: 'boom | pipe' },
+      g11: g('g11', [2, 2.5], { rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: [p === 'collect' ? 1 : 0.1], unit: 'µs/page' } } })) }),
+    },
+    workloads: cells(2, runtime === 'node' ? 10 : 6),
+    g5Matrix: g5Matrix(cells(2, runtime === 'node' ? 10 : 6)),
+  });
+  const both = (reps: number): BenchJson => ({ ...run('node', reps, 3), browser: run('browser', reps, 1.5), source: { commit: 'abcdef0123456789', dirty: false } });
+  const doc = [
+    '# Performance',
+    'prose stays',
+    '<!-- bench:run -->',
+    'old run',
+    '<!-- /bench:run -->',
+    '<!-- bench:goals -->',
+    '| old | table |',
+    '<!-- /bench:goals -->',
+    'between',
+    '<!-- bench:figures:g4 -->',
+    'old',
+    '<!-- /bench:figures:g4 -->',
+    '<!-- bench:g11 -->',
+    '<!-- /bench:g11 -->',
+    '<!-- bench:g5 -->',
+    '<!-- /bench:g5 -->',
+    'the end',
+  ].join('\n');
+
+  it('replaces only the marked blocks, with both runtimes side by side', () => {
+    const out = fillDoc(doc, both(10));
+    expect(docBlockNames(out)).toEqual(['run', 'goals', 'figures:g4', 'g11', 'g5']);
+    for (const kept of ['# Performance', 'prose stays', 'between', 'the end']) expect(out).toContain(kept);
+    expect(out).not.toContain('old run');
+    expect(out).not.toContain('| old | table |');
+    // the goal table: median (min–max) and met per runtime; a failure says so, its | escaped
+    expect(out).toContain('| G4 | Prefetch payoff | ≥ 2.7 | 3.10 (3.00–3.20) | **yes** | 1.60 (1.50–1.70) | no |');
+    expect(out).toContain('failed: boom \\| pipe');
+    expect(out).toMatch(/Met: Node 2 of 3 \(G4, G11\); Chromium 1 of 3 \(G11\)\./);
+    // the run: both adapters, the commit, and no "pending" for a final-sized run
+    expect(out).toContain('adapter "node adapter"');
+    expect(out).toContain('adapter "browser adapter"');
+    expect(out).toContain('code at abcdef0123');
+    expect(out).not.toContain('final run pending');
+    // a goal's raw figures and run facts
+    expect(out).toContain('- Node: prefetchOffMs 30.5 ms (30.0–31.0). Run: faultBufferPages 256.');
+    // G11 phase by phase, and its total
+    expect(out).toContain('| collect | 1.00 (1.00–1.00) | 1.00 (1.00–1.00) |');
+    expect(out).toContain('| **host total (all but gpu-wait)** | 2.25 (2.00–2.50) | 2.25 (2.00–2.50) |');
+    // the matrix's G5 column with the largest shares
+    expect(out).toContain('| triad | 5.00 | no | copy-upload 50 %, other 50 % | 3.00 | **yes** | copy-upload 50 %, other 50 % |');
+    // filling is idempotent: a second fill from the same run changes nothing
+    expect(fillDoc(out, both(10))).toBe(out);
+  });
+
+  it('says "(final run pending)" for a check run: under 10 repetitions, no Chromium, or uncommitted code', () => {
+    expect(renderBlocks(both(3)).get('run')).toContain('**(final run pending)**: this is a check run (3 repetitions)');
+    const nodeOnly: BenchJson = run('node', 10, 3);
+    expect(renderBlocks(nodeOnly).get('run')).toMatch(/final run pending.*Node only/);
+    expect(renderBlocks(nodeOnly).get('goals')).toContain('| 3.10 (3.00–3.20) | **yes** | – |');
+    expect(renderBlocks({ ...both(10), source: { commit: 'abc', dirty: true } }).get('run')).toMatch(/final run pending.*uncommitted code/);
+  });
+
+  it('a before run adds its medians as columns; an unknown block name or a wrong JSON is a clear error', () => {
+    const before = { ...run('node', 3, 0.9), schema: 'webgpu-hmm-bench/1' } as unknown as BenchJson;
+    const goals = renderBlocks(both(10), asBenchJson(before, 'before.json', 'before')).get('goals')!;
+    expect(goals.split('\n')[0]).toContain('| Node before |');
+    expect(goals).toMatch(/\| G4 \|.*\| 1\.00 \|$/m); // 0.9 and 1.1: median 1
+    expect(() => fillDoc('<!-- bench:g13 -->\n<!-- /bench:g13 -->', both(10))).toThrow(DocError);
+    expect(() => fillDoc('<!-- bench:g13 -->\n<!-- /bench:g13 -->', both(10))).toThrow(/'g13'/);
+    expect(() => asBenchJson({ hello: 1 }, 'x.json')).toThrow(/x\.json: not a bench JSON/);
+    expect(() => asBenchJson(before, 'old.json')).toThrow(/old\.json: schema webgpu-hmm-bench\/1/);
+    // JSON's null for NaN reads as no figure
+    const viaJson = JSON.parse(toJson(both(10) as BenchResult)) as BenchJson;
+    expect(renderBlocks(viaJson).get('goals')).toContain('| G9 | Thrash mitigation | ≤ 1 | failed: boom');
+  });
+});
