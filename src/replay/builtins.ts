@@ -13,7 +13,7 @@ import type { TraceDevice, TracePolicies } from './format.ts';
 /** The built-ins for one dispatch (or a device, between dispatches) as recorded; `notes` collects what could not be rebuilt. */
 export function builtinPolicies(p: TracePolicies, device: TraceDevice | undefined, notes: Set<string>): Required<Policies> {
   const base = device?.prefetch ?? DEFAULT_PREFETCH;
-  let prefetch;
+  let prefetch: Required<Policies>['prefetch'];
   if (p.prefetch.density) prefetch = densityPrefetch(p.prefetch.density);
   else {
     notes.add(`prefetch policy '${p.prefetch.name}' ran, which is not a built-in: the built-in density prefetcher stands in for it`);

@@ -7,7 +7,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { HmmError } from '../errors.ts';
 import { USAGE, parseReplayArgs, type ReplayOptions } from './args.ts';
-import { parseFaultTrace } from './format.ts';
+import type { PolicySet } from '../policy/types.ts';
+import { parseFaultTrace, type FaultTrace } from './format.ts';
 import { loadPolicySet } from './policyModule.ts';
 import { describeTrace, formatPerDispatch, formatReplay, replayJson } from './report.ts';
 import { replayTrace, type ReplayResult } from './simulate.ts';
@@ -24,8 +25,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return o.help ? 0 : 2;
   }
-  let trace;
-  const sets = [];
+  let trace: FaultTrace;
+  const sets: PolicySet[] = [];
   try {
     let text: string;
     try {

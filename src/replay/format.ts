@@ -1,8 +1,9 @@
 // The fault trace: what `sys.startRecording()` ... `recording.stop()` writes and what the
 // replay simulator (simulate.ts) reads. Plain JSON, versioned. It holds the devices (sizes,
-// eviction unit, batch cap, policies' names, the state they started in), the address spaces'
-// mappings as each dispatch saw them, and the events in the order they began: dispatches with
-// their launches (each launch's touched pages and its fault queue, as the GPU reported them),
+// eviction unit, fault buffer and batch cap, policies' names, the state they started in), the
+// address spaces' mappings as each dispatch saw them, and the events in the order they began:
+// dispatches with their launches (each launch's touched pages, its fault queue as the GPU
+// reported it, how many faults asked for a slot and how many invocations faulted),
 // CPU accesses that faulted, and the page moves no recorded dispatch caused. It also owns the
 // check of a trace read from a file: a malformed one is an HmmError naming the field.
 
@@ -83,6 +84,8 @@ export interface TraceDevice {
   frames: number;
   evictionPages: number;
   faultBatchPages: number;
+  /** The fault buffer: the most faults one launch delivered (absent in traces recorded before it existed: 4096, the whole queue). */
+  faultBufferPages?: number;
   prefetch: PrefetchConfig;
   /** The device's own policies (a dispatch may have run under others: see its `policies`). */
   policies: TracePolicies;
@@ -104,10 +107,14 @@ export interface TraceSpace {
 export interface TraceRound {
   /** Every (page, access) the launch's invocations asked the prelude for, hits and misses. */
   touched: { read: PageRuns; write: PageRuns };
-  /** The fault queue as the GPU reported it (page*2 + write), in its order. */
+  /** The fault queue as the GPU reported it (page*2 + write), in its order: at most the fault buffer's capacity. */
   faults: number[];
   /** Faulting accesses before the GPU's deduplication. */
   misses: number;
+  /** Distinct (page, access) faults that asked for a slot in the fault buffer, those it had no room for included. */
+  queued?: number;
+  /** Invocations that faulted in this launch (they did not finish): the progress rule's measure. */
+  faultedInvocations?: number;
   /** When the launch came back, in ms since recording began (the fault service follows it). */
   t: number;
 }
@@ -132,6 +139,8 @@ export interface DispatchEvent {
   ranges: { start: number; end: number; write: boolean }[];
   batchPages: number;
   maxRounds: number;
+  /** Invocations the dispatch ran (replayable: the progress rule's windows are ranges of them). */
+  invocations?: number;
   policies: TracePolicies;
   rounds: TraceRound[];
   result?: { faults: number; rounds: number; faultedPages: number };
@@ -269,6 +278,7 @@ function device(path: string, v: unknown, i: number): void {
   const unit = int(`${path}.evictionPages`, d.evictionPages, 1, 512);
   if (![1, 16, 512].includes(unit)) fail(`${path}.evictionPages`, unit, '1, 16 or 512');
   int(`${path}.faultBatchPages`, d.faultBatchPages, 1);
+  if (d.faultBufferPages !== undefined) int(`${path}.faultBufferPages`, d.faultBufferPages, 1, 4096);
   prefetchConfig(`${path}.prefetch`, d.prefetch);
   policies(`${path}.policies`, d.policies);
   const init = obj(`${path}.initial`, d.initial);
@@ -346,6 +356,7 @@ function event(path: string, v: unknown, t: { devices: number; spaces: Set<numbe
   });
   int(`${path}.batchPages`, e.batchPages, 1);
   int(`${path}.maxRounds`, e.maxRounds, 1);
+  if (e.invocations !== undefined) int(`${path}.invocations`, e.invocations, 1);
   policies(`${path}.policies`, e.policies);
   arr(`${path}.rounds`, e.rounds).forEach((r, k) => {
     const at = `${path}.rounds[${k}]`;
@@ -355,6 +366,8 @@ function event(path: string, v: unknown, t: { devices: number; spaces: Set<numbe
     runs(`${at}.touched.write`, touched.write);
     arr(`${at}.faults`, o.faults).forEach((f, j) => int(`${at}.faults[${j}]`, f, 0, 2 * VA_PAGES - 1));
     int(`${at}.misses`, o.misses);
+    if (o.queued !== undefined) int(`${at}.queued`, o.queued);
+    if (o.faultedInvocations !== undefined) int(`${at}.faultedInvocations`, o.faultedInvocations);
     ms(`${at}.t`, o.t);
   });
   if (e.result !== undefined) {

@@ -1,9 +1,10 @@
 // The recorder behind `sys.startRecording()`: while it runs, the mechanism reports to it (the
 // System's Stats carry it, so every part that counts can reach it) and it builds a FaultTrace
 // (format.ts). It owns what goes into the trace and how events are attributed:
-// - a dispatch (dispatch.ts) reports when it begins, each launch's touched bitmap and fault
-//   queue (recording pipelines, HMM_RECORD), and how it ended; its real cost is the counters'
-//   change while it ran;
+// - a dispatch (dispatch.ts) reports when it begins (with its invocation count), each launch's
+//   touched bitmap and fault queue (recording pipelines, HMM_RECORD) with the faults that asked
+//   for a slot and the invocations that faulted (what the progress rule decides on), and how it
+//   ended; its real cost is the counters' change while it ran;
 // - CPU accesses that took the fault path (AddressSpace.faultPages) are events: the simulator
 //   derives their page moves itself, under whatever policies it replays;
 // - every page move (provenance) that no recorded dispatch and no CPU access caused, and that
@@ -41,6 +42,8 @@ export interface DispatchStart {
   policies: Required<Policies>;
   /** The dispatch's `prefetch` option (it sets the built-in prefetcher's settings). */
   prefetch?: boolean | Partial<PrefetchConfig>;
+  /** Replayable: its invocations (the progress rule's windows are ranges of them). */
+  invocations?: number;
 }
 
 /** One dispatch being recorded: its launches, then its end. */
@@ -121,6 +124,7 @@ export class Recorder implements Recording {
         frames: d.memory.frameCount,
         evictionPages: d.evictionPages,
         faultBatchPages: d.faultBatchPages,
+        faultBufferPages: d.faultBufferPages,
         prefetch: { ...d.prefetch },
         policies: describePolicies(d.policies, d.prefetch),
         initial,
@@ -193,6 +197,7 @@ export class Recorder implements Recording {
       ranges: d.ranges.map((r) => ({ start: r.start, end: r.end, write: r.write })),
       batchPages: d.batchPages,
       maxRounds: d.maxRounds,
+      ...(d.invocations !== undefined ? { invocations: d.invocations } : {}),
       policies: describePolicies(d.policies, cfg),
       rounds: [],
       real: zeroMetrics(),
@@ -208,7 +213,14 @@ export class Recorder implements Recording {
       round: (status) => {
         if (!open) return;
         const touched = status.touched ? bitmapToRuns(status.touched) : { read: [], write: [] };
-        event.rounds.push({ touched, faults: status.faults ? Array.from(status.faults) : [], misses: status.misses, t: this.now() });
+        event.rounds.push({
+          touched,
+          faults: status.faults ? Array.from(status.faults) : [],
+          misses: status.misses,
+          ...(status.queued !== undefined ? { queued: status.queued } : {}),
+          ...(status.faultedInvocations !== undefined ? { faultedInvocations: status.faultedInvocations } : {}),
+          t: this.now(),
+        });
       },
       end: (result, error) => {
         if (!open) return;

@@ -58,7 +58,7 @@ function table(head: string[], rows: string[][]): string {
 export function describeTrace(trace: FaultTrace, source: string): string {
   const count = (kind: string): number => trace.events.filter((e) => e.kind === kind).length;
   const devices = trace.devices
-    .map((d) => `${d.name}: ${d.frames} frames of 4 KiB, eviction unit ${d.evictionPages} pages, fault batch ${d.faultBatchPages}; policies ${d.policies.prefetch.name} / ${d.policies.eviction} / ${d.policies.placement} / ${d.policies.batching}`)
+    .map((d) => `${d.name}: ${d.frames} frames of 4 KiB, eviction unit ${d.evictionPages} pages, fault buffer ${d.faultBufferPages ?? 4096}, fault batch ${d.faultBatchPages}; policies ${d.policies.prefetch.name} / ${d.policies.eviction} / ${d.policies.placement} / ${d.policies.batching}`)
     .join('; ');
   return `${source}: recorded ${trace.createdAt} on ${trace.adapters.join(', ') || 'no device'}\n  ${devices}\n  ${count('dispatch')} dispatches, ${count('cpu')} CPU fault events, ${count('move')} explicit moves`;
 }

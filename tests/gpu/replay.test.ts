@@ -1,9 +1,12 @@
-// Record and replay on the real adapter (issue 14 item 4): three workloads recorded with
+// Record and replay on the real adapter (issue 14 item 4): four workloads recorded with
 // sys.startRecording(), replayed in the simulator under the built-in policies they ran with:
-// fault rounds, pages moved and evictions within 5 % of the real run (the simulator reproduces
-// them exactly when nothing time-dependent happens: the thrashing detector is off here, its
-// verdicts depend on milliseconds). The example policy modules replay one of the traces. And
-// recording costs a pipeline nothing while off, and changes no result while on.
+// launches, fault rounds, pages moved and evictions exactly as in the real run (issue 14 asks
+// for 5 %; the simulator is exact when nothing time-dependent happens: the thrashing detector
+// is off here, its verdicts depend on milliseconds). The workloads take the fault buffer past
+// its capacity (faults overflow into the next round) and put the progress rule in force (a
+// working set beyond the device: refaults, kept pages, a narrowed window). The example policy
+// modules replay one of the traces. And recording costs a pipeline nothing while off, and
+// changes no result while on.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +18,6 @@ import stride from '../../examples/policies/stride.ts';
 import { HmmError, PAGE_SIZE, type System } from '../../src/index.ts';
 import { CTL_DONE, CTL_DONE_RECORDING } from '../../src/device/kernel.ts';
 import { parseFaultTrace, type FaultTrace, type Metrics } from '../../src/replay/format.ts';
-import { deviation } from '../../src/replay/report.ts';
 import { replayTrace, type ReplayResult } from '../../src/replay/simulate.ts';
 import { firstDiff, makeSystem } from './helpers.ts';
 
@@ -62,6 +64,21 @@ fn kernel(gid: vec3u) {
   hmm_store_u32(a, hmm_load_u32(a) + 1u);
 }`;
 
+/** Invocation i (of n, one workgroup) loads word i of pages (8 i + j) * 37 mod pages, j < 8 (all distinct), and stores their sum. */
+const GATHER = /* wgsl */ `
+struct Args { va: u32, out: u32, n: u32, pages: u32 }
+@group(0) @binding(0) var<uniform> u: Args;
+fn kernel(gid: vec3u) {
+  let i = gid.x;
+  if (i >= u.n) { return; }
+  var sum = 0u;
+  for (var j = 0u; j < 8u; j++) {
+    let p = ((i * 8u + j) * 37u) % u.pages;
+    sum += hmm_load_u32(u.va + p * 4096u + i * 4u);
+  }
+  hmm_store_u32(u.out + i * 4u, sum);
+}`;
+
 /** The acceptance metrics: fault rounds, pages moved each way, evictions. */
 const checked = (m: Metrics) => ({
   faultRounds: m.faultRounds,
@@ -70,16 +87,34 @@ const checked = (m: Metrics) => ({
   evictions: m.evictions,
 });
 
-/** Through JSON and back (a trace is a file), replayed under the built-ins; each metric within 5 % of the real run. */
-function replayWithin5(name: string, trace: FaultTrace): ReplayResult {
+/** Through JSON and back (a trace is a file), replayed under the built-ins: each metric as in the real run, dispatch by dispatch. */
+function replayExactly(name: string, trace: FaultTrace): ReplayResult {
   const parsed = parseFaultTrace(JSON.parse(JSON.stringify(trace)), name);
   const sim = replayTrace(parsed);
   const real = checked(trace.real);
   const replayed = checked(sim.total);
   console.log(`${name}: real ${JSON.stringify(real)}, replay ${JSON.stringify(replayed)}`);
-  for (const k of Object.keys(real) as (keyof typeof real)[]) expect(deviation(real[k], replayed[k]), `${name} ${k}: real ${real[k]}, replay ${replayed[k]}`).toBeLessThanOrEqual(5);
-  for (const d of sim.dispatches) expect(d.error).toBeUndefined();
+  expect(replayed, name).toEqual(real);
+  expect(sim.total.launches, `${name} launches`).toBe(trace.real.launches);
+  for (const d of sim.dispatches) {
+    expect(d.error).toBeUndefined();
+    expect({ ...checked(d.metrics), launches: d.metrics.launches }, `${name} dispatch ${d.event}`).toEqual({ ...checked(d.real), launches: d.real.launches });
+  }
   return sim;
+}
+
+/** The recorded launches' fault queues: none longer than the device's fault buffer; how many launches had faults it had no room for. */
+function overflowed(trace: FaultTrace): number {
+  const buffer = trace.devices[0]!.faultBufferPages!;
+  let n = 0;
+  for (const e of trace.events) {
+    if (e.kind !== 'dispatch') continue;
+    for (const r of e.rounds) {
+      expect(r.faults.length).toBeLessThanOrEqual(buffer);
+      if (r.queued! > r.faults.length) n++;
+    }
+  }
+  return n;
 }
 
 async function recordStrided(sys: System): Promise<{ trace: FaultTrace; ok: boolean }> {
@@ -125,7 +160,9 @@ describe('record and replay', () => {
     const trace = rec.stop();
     expect(trace.real.evictions).toBeGreaterThanOrEqual(pages - 256); // all but what the device holds at the end
     expect(trace.real.faultRounds).toBe(r.faults);
-    const sim = replayWithin5('streaming', trace);
+    expect(trace.devices[0]!.faultBufferPages).toBe(256);
+    expect(overflowed(trace)).toBeGreaterThan(0); // the first launch alone misses on all 768 pages
+    const sim = replayExactly('streaming', trace);
     expect(sim.total.launches).toBe(r.rounds);
     const out = new Uint32Array((await mm.read(va, pages * P)).buffer);
     expect(out.every((v, i) => v === (i * 3) >>> 0)).toBe(true);
@@ -169,7 +206,7 @@ describe('record and replay', () => {
     const trace = rec.stop();
     expect(r.faults).toBeGreaterThanOrEqual(steps);
     expect(trace.real.evictions).toBeGreaterThan(0);
-    replayWithin5('pointer chase', trace);
+    replayExactly('pointer chase', trace);
     expect(new Uint32Array((await mm.read(out, chains * 4)).buffer)).toEqual(sums);
   });
 
@@ -181,9 +218,36 @@ describe('record and replay', () => {
     expect(trace.events.filter((e) => e.kind === 'cpu').length).toBeGreaterThanOrEqual(4);
     expect(trace.events.filter((e) => e.kind === 'move').map((e) => e.kind === 'move' && e.move)).toContain('to-device');
     expect(trace.real.pagesToSystem).toBeGreaterThan(trace.real.evictions); // some pages came home for the CPU
-    const sim = replayWithin5('strided + CPU', trace);
-    // per dispatch too
-    for (const d of sim.dispatches) expect(checked(d.metrics)).toEqual(checked(d.real));
+    replayExactly('strided + CPU', trace);
+  });
+
+  it('a gather whose working set is 4x the device: the progress rule in force, and the replay follows its decisions', async () => {
+    // 64 frames; 32 invocations each load one word from 8 pages of their own (256 pages in all,
+    // scattered) and store the sum: an invocation finishes only with its 8 pages resident at
+    // once, so the service soon evicts pages that unfinished invocations need (refaults)
+    const sys = await makeSystem({ devices: [{ memoryBytes: 64 * P, evictionBytes: 4096 }], ...STEADY });
+    const mm = sys.createAddressSpace();
+    const dev = sys.devices[0]!;
+    const pages = 256;
+    const n = 32;
+    const va = mm.mmap(pages * P);
+    const out = mm.mmap(n * 4);
+    await mm.write(va, new Uint8Array(new Uint32Array(pages * 1024).map((_, i) => i).buffer));
+    const k = await dev.createKernel({ code: GATHER, label: 'gather' });
+    const before = sys.counters.snapshot().progressRounds ?? 0;
+    const rec = sys.startRecording();
+    const r = await dev.mirror(mm).dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([va, out, n, pages]) });
+    const trace = rec.stop();
+    const progressRounds = (sys.counters.snapshot().progressRounds ?? 0) - before;
+    console.log(`gather: ${r.rounds} launches, ${r.faults} fault rounds, ${progressRounds} under the progress rule`);
+    expect(progressRounds).toBeGreaterThan(0);
+    replayExactly('gather', trace);
+    const want = new Uint32Array(n).map((_, i) => {
+      let sum = 0;
+      for (let j = 0; j < 8; j++) sum += (((i * 8 + j) * 37) % pages) * 1024 + i;
+      return sum;
+    });
+    expect(new Uint32Array((await mm.read(out, n * 4)).buffer)).toEqual(want);
   });
 
   it('replays the example policy modules on a recorded trace', async () => {

@@ -59,12 +59,14 @@ describe('replay simulator', () => {
     expect(r.dispatches.map((d) => d.metrics.faultRounds)).toEqual([2, 0, 1, 1, 0, 1]);
   });
 
-  it('fails a launch that needs more pages at once than the device holds, as the dispatch would (EBUSY)', () => {
+  it('fails a launch that needs more pages at once than the device holds, as the dispatch would (ENOMEM under the progress rule)', () => {
     // one launch script touching 24 pages on 8 frames: every relaunch repeats all 24 touches, so
-    // some always miss; the replay reports the dispatch failed and goes on with the next one
+    // some always miss; a refault puts the progress rule in force, what it keeps fills the
+    // device, and its one invocation does not fit: the replay reports the dispatch failed and
+    // goes on with the next one
     const b = new TraceBuilder({ frames: 8 }).dispatch('too big', [{ read: range(100, 24) }], { maxRounds: 50 }).dispatch('after', [{ read: [200] }]);
     const r = replayTrace(b.trace);
-    expect(r.dispatches[0]!.error).toMatch(/^EBUSY: dispatch 'too big': still faulting after/);
+    expect(r.dispatches[0]!.error).toMatch(/^ENOMEM: dispatch 'too big': invocation 0 alone does not fit gpu0/);
     expect(r.dispatches[1]!.error).toBeUndefined();
     expect(r.dispatches[1]!.metrics.faultRounds).toBe(1);
   });

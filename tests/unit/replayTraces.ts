@@ -17,6 +17,9 @@ export const DENSITY: TracePolicies = { ...NO_PREFETCH, prefetch: { name: 'densi
 export interface Launch {
   read?: number[];
   write?: number[];
+  /** What the recorded launch reported: its faulting accesses (default 0; as many distinct faults asked for a slot) and the invocations that faulted (default: not recorded). */
+  misses?: number;
+  faultedInvocations?: number;
 }
 
 export class TraceBuilder {
@@ -25,7 +28,7 @@ export class TraceBuilder {
   private ticket = 1;
   private t = 0;
 
-  constructor(opts: { frames: number; unit?: number; vmas?: TraceVma[]; policies?: TracePolicies }) {
+  constructor(opts: { frames: number; unit?: number; vmas?: TraceVma[]; policies?: TracePolicies; faultBufferPages?: number }) {
     this.trace = {
       format: TRACE_FORMAT,
       version: TRACE_VERSION,
@@ -37,6 +40,7 @@ export class TraceBuilder {
         frames: opts.frames,
         evictionPages: opts.unit ?? 1,
         faultBatchPages: 4096,
+        ...(opts.faultBufferPages !== undefined ? { faultBufferPages: opts.faultBufferPages } : {}),
         prefetch: { ...DEFAULT_PREFETCH },
         policies: opts.policies ?? NO_PREFETCH,
         initial: { clockHand: 0, launches: 0, freeOrder: Array.from({ length: opts.frames }, (_, i) => i), frames: [] },
@@ -66,7 +70,14 @@ export class TraceBuilder {
       batchPages: 4096,
       maxRounds: 1000,
       policies: this.trace.devices[0]!.policies,
-      rounds: launches.map((l) => ({ touched: { read: toRuns(l.read ?? []), write: toRuns(l.write ?? []) }, faults: [], misses: 0, t: this.t++ })),
+      rounds: launches.map((l) => ({
+        touched: { read: toRuns(l.read ?? []), write: toRuns(l.write ?? []) },
+        faults: [],
+        misses: l.misses ?? 0,
+        ...(l.misses !== undefined ? { queued: l.misses } : {}),
+        ...(l.faultedInvocations !== undefined ? { faultedInvocations: l.faultedInvocations } : {}),
+        t: this.t++,
+      })),
       result: { faults: 0, rounds: launches.length, faultedPages: 0 },
       real: zeroMetrics(),
       ...over,

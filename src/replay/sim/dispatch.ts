@@ -1,16 +1,25 @@
 // The simulator's dispatch. A replayable dispatch replays its recorded launches as a script of
 // what the kernel attempts next: a simulated launch touches the recorded round's (page, access)
 // keys (hits set accessed and dirty bits), and its faults are the touched pages not valid on
-// the device (not writable, for writes). When they are exactly the recorded fault queue the
-// GPU's order is kept; otherwise they are taken in page order, up to the fault queue's size.
-// A launch with no faults goes straight on to the next recorded round's touches, as the
-// kernel would within one launch; the dispatch ends once the last round's touches all hit.
-// The fault service is dispatch.ts's serviceFaults: the batching policy's take within half the
-// device, the prefetch policy asked with a view of the simulated residency and the recorded
-// mappings, writes then reads faulted in. Under the policies that ran, each simulated launch is
-// the recorded one, so the counts come out the real run's.
+// the device (not writable, for writes). The device's fault buffer delivers at most
+// faultBufferPages of them (the rest overflow and fault again next round); which ones get a
+// slot is the GPU's order, so the recorded queue is kept when it is what faulted or a full
+// buffer's worth of it, else the recorded ones that faulted go first and the rest follow in
+// page order. A launch with no faults goes straight on to the next recorded round's touches, as
+// the kernel would within one launch, unless the recorded launch also ended clean (the progress
+// rule moved its window on: a new launch); the dispatch ends once the last round's touches all
+// hit. The progress rule (src/device/progress.ts) is the mechanism's own class, driven with what
+// the simulated launches report: misses, and the invocations that faulted (the recorded count
+// when the launch faulted as recorded, else the recorded count scaled by the faults). The fault
+// service is dispatch.ts's serviceFaults: the batching policy's take within half the device
+// (and, under the rule, within what the rule does not keep), the prefetch policy asked with a
+// view of the simulated residency and the recorded mappings (no prefetch under the rule),
+// writes then reads faulted in sparing the kept pages; no room under the rule narrows the
+// window. Under the policies that ran, each simulated launch is the recorded one, so the counts
+// come out the real run's.
 
 import { PAGE_SIZE, hex } from '../../constants.ts';
+import { ProgressRule } from '../../device/progress.ts';
 import { HmmError } from '../../errors.ts';
 import { askBatching, askPrefetch } from '../../policy/guard.ts';
 import type { Policies, PrefetchView } from '../../policy/types.ts';
@@ -22,8 +31,17 @@ import type { Machine } from './machine.ts';
 import { dropRuns, pageRuns } from './moves.ts';
 import type { SimSpace } from './space.ts';
 
-/** The GPU fault queue's entries per launch (src/device/kernel.ts FAULT_QUEUE_CAP). */
+/** The GPU fault queue's entries per launch (src/device/kernel.ts FAULT_QUEUE_CAP): the fault buffer of a trace that does not name one. */
 const FAULT_QUEUE_CAP = 4096;
+/**
+ * A dispatch's invocations, for the progress rule: the trace's count, else the most that any of
+ * its launches reported faulted (all of them, in the first launch of a dispatch that faults
+ * everywhere), else one (a trace from before the rule: no window to narrow, as then).
+ */
+function invocationsOf(ev: DispatchEvent): number {
+  if (ev.invocations !== undefined) return ev.invocations;
+  return Math.max(1, ...ev.rounds.map((r) => r.faultedInvocations ?? 0));
+}
 /** Launches in a row faulting on the same keys before EBUSY (dispatch.ts STALLED_ROUNDS). */
 const STALLED_ROUNDS = 8;
 
@@ -54,24 +72,49 @@ function touch(dev: SimDevice, space: SimSpace, round: TraceRound): number[] {
   return missed.sort((a, b) => a - b);
 }
 
-/** The fault queue of a simulated launch: the recorded one when it is what faulted (or its full prefix), else page order. */
-function faultQueue(recorded: readonly number[], missed: readonly number[]): number[] {
+/**
+ * What the fault buffer of `capacity` delivers of a simulated launch's misses (ascending keys):
+ * the recorded queue when it is what faulted (or a full buffer of it); otherwise the recorded
+ * faults that are among the misses first, in the GPU's order, then the other misses in page
+ * order, up to the capacity.
+ */
+export function faultQueue(recorded: readonly number[], missed: readonly number[], capacity: number): number[] {
   const set = new Set(missed);
-  const inSet = recorded.every((k) => set.has(k));
-  if (inSet && (new Set(recorded).size === missed.length || recorded.length >= FAULT_QUEUE_CAP)) return [...recorded];
-  return missed.slice(0, FAULT_QUEUE_CAP);
+  const mine = recorded.filter((k) => set.has(k));
+  if (mine.length === recorded.length && (new Set(recorded).size === missed.length || recorded.length >= capacity)) return recorded.slice(0, capacity);
+  const first = new Set(mine);
+  return [...mine, ...missed.filter((k) => !first.has(k))].slice(0, capacity);
 }
 
-/** One replayable fault round's service (Dispatcher.serviceFaults). */
-function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: DispatchEvent, round: number, keys: readonly number[], policies: Required<Policies>): void {
+/**
+ * The invocations a simulated launch reports faulted: the recorded count when it faulted as
+ * recorded (the same distinct faults), else the recorded count scaled by its share of them
+ * (at least one: something faulted), or the faults themselves where the trace has no count.
+ */
+function faultedInvocations(round: TraceRound, missed: number): number {
+  if (missed === 0) return 0;
+  const queued = round.queued ?? round.faults.length;
+  const fi = round.faultedInvocations;
+  if (fi === undefined) return missed;
+  if (missed === queued) return fi;
+  return queued > 0 ? Math.max(1, Math.round((fi * missed) / queued)) : missed;
+}
+
+/**
+ * One replayable fault round's service (Dispatcher.serviceFaults). The thrashing throttle
+ * naps only when someone else is using a thrashing page right now (a CPU access or move in
+ * flight, another device's turn); a replay runs one thing at a time, so nobody ever is.
+ */
+function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: DispatchEvent, round: number, keys: readonly number[], policies: Required<Policies>, rule: ProgressRule): void {
   const where = `dispatch '${ev.kernel}' round ${round}`;
   const writes = new Set<number>();
   for (const k of keys) if (k & 1) writes.add(k >>> 1);
   let faulted = [...new Set(keys.map((k) => k >>> 1))];
   const held = new Set(faulted);
-  const cap = Math.max(1, Math.floor(dev.frameCount / 2));
-  const thrashing = space.thrash.config.enabled && faulted.some((p) => space.thrash.isPinned(p, m.now));
-  const plan = askBatching(policies.batching, { faulted: faulted.length, frames: dev.frameCount, batchPages: ev.batchPages, thrashing, thrashNapMs: space.thrashNapMs }, where);
+  const frames = dev.frameCount;
+  let cap = Math.max(1, Math.floor(frames / 2));
+  if (rule.active) cap = Math.max(1, Math.min(cap, frames - rule.protectedPages.size));
+  const plan = askBatching(policies.batching, { faulted: faulted.length, frames, batchPages: ev.batchPages, thrashing: false, thrashNapMs: space.thrashNapMs }, where);
   if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
   space.countFaults(dev.id, faulted);
   const isFault = new Set(faulted);
@@ -85,11 +128,13 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
     resident: (p: number) => table.lookup(p) !== undefined,
     allowed: (p: number) => migratable(m, dev, space, p, false, ctx, 'prefetch'),
   };
-  let wanted = askPrefetch(policies.prefetch, faulted, view, where);
+  // (under the progress rule no company: it would only take room the kept pages need)
+  let wanted = rule.active ? faulted : askPrefetch(policies.prefetch, faulted, view, where);
   if (wanted.length > cap) wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
   const keep = new Set(wanted);
   for (const w of writes) if (!keep.has(w)) writes.delete(w);
   const reads = wanted.filter((p) => !writes.has(p));
+  if (rule.active) for (const p of rule.protectedPages) keep.add(p);
   m.metrics.prefetchedPages += wanted.length - faulted.length;
   const opts: FaultCtx = { ...ctx, keep, progress: isFault };
   try {
@@ -130,23 +175,41 @@ export function replayDispatch(m: Machine, trace: FaultTrace, ev: DispatchEvent,
   for (const r of ev.ranges) faultInPages(m, dev, space, pagesOf(r), r.write, { policies, where });
   const last = ev.rounds.length - 1;
   if (last < 0) return; // it failed before its first launch
+  const capacity = trace.devices[ev.device]!.faultBufferPages ?? FAULT_QUEUE_CAP;
+  const rule = new ProgressRule(invocationsOf(ev));
+  const table = dev.table(space.id);
   let cursor = 0;
   let stalled = 0;
   let lastKeys = '';
   for (let round = 1; round <= ev.maxRounds; round++) {
-    dev.table(space.id).flush();
+    table.flush();
     dev.launches++;
     m.metrics.launches++;
     let missed: number[];
+    let windowDone = false;
     for (;;) {
+      const script = ev.rounds[cursor]!;
       // (the recorded clock: this round's service follows the recorded launch's return)
-      m.now = Math.max(m.now, ev.rounds[cursor]!.t);
-      missed = touch(dev, space, ev.rounds[cursor]!);
+      m.now = Math.max(m.now, script.t);
+      missed = touch(dev, space, script);
       if (missed.length > 0) break;
-      if (cursor === last) return;
+      if (cursor === last) {
+        rule.launched(0, 0);
+        return;
+      }
       cursor++;
+      // The recorded launch ended clean too, and the dispatch launched again: the progress rule
+      // moved its window on. Here too, when the rule's window says so (or, with the invocation
+      // count not in the trace, as recorded); else the kernel goes on within this launch.
+      if (script.misses === 0 && (rule.launched(0, 0) === 'window-done' || ev.invocations === undefined)) {
+        windowDone = true;
+        break;
+      }
     }
-    const queue = faultQueue(ev.rounds[cursor]!.faults, missed);
+    if (windowDone) continue;
+    const script = ev.rounds[cursor]!;
+    rule.launched(missed.length, faultedInvocations(script, missed.length));
+    const queue = faultQueue(script.faults, missed, capacity);
     const keys = [...new Set(queue)].sort((a, b) => a - b);
     m.metrics.faultRounds++;
     const sig = keys.join(',');
@@ -157,7 +220,24 @@ export function replayDispatch(m: Machine, trace: FaultTrace, ev: DispatchEvent,
       throw new HmmError('EBUSY', `dispatch '${ev.kernel}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
     }
     m.metrics.faultedPages += keys.length;
-    serviceFaults(m, dev, space, ev, round, keys, policies);
+    rule.faults(keys);
     if (cursor < last) cursor++;
+    try {
+      serviceFaults(m, dev, space, ev, round, keys, policies, rule);
+    } catch (e) {
+      // no room even with the rule in force: fewer invocations at a time (dispatch.ts)
+      if (!(e instanceof HmmError && e.code === 'ENOMEM' && rule.active)) throw e;
+      const first = rule.window[0];
+      const alone = rule.protectedPages.size;
+      if (!rule.shrink())
+        throw new HmmError('ENOMEM', `dispatch '${ev.kernel}': invocation ${first} alone does not fit ${dev.name}: it faulted on ${alone + keys.length} pages it needs at once (${alone} resident and kept) without finishing, and the device has ${dev.frameCount} frames (${e.message})`, e.address);
+      continue;
+    }
+    // what the service mapped: a fault on it again before any invocation finishes is a refault
+    rule.servicedKeys(keys.filter((k) => {
+      const e = table.lookup(k >>> 1);
+      return e !== undefined && (e.write || !(k & 1));
+    }));
   }
+  throw new HmmError('EBUSY', `dispatch '${ev.kernel}': no rounds allowed`);
 }

@@ -1,13 +1,11 @@
 // The simulator's device page table for one (device, address space), as the GPU sees it: each
-// page's mapping (frame, writable) and the accessed and dirty bits kernels set on hits. It
-// keeps the one side effect of the real table (src/device/devicePageTable.ts) that eviction can
-// see: an upload rewrites each changed leaf's span [lowest, highest changed entry] from the
-// host's shadow, which never holds those bits, so every page in that span loses them, changed
-// or not. Changes wait for flush(), as uploads do; bits read before it are the old ones.
-// (Replays of real runs match only with this modelled; should the real upload ever write just
-// the changed entries, flush() here must clear just those.)
+// page's mapping (frame, writable) and the accessed and dirty bits kernels set on hits. As on
+// the device (src/device/devicePageTable.ts, design-notes §20), the GPU keeps those bits in words
+// of their own that an upload of the entries never overwrites: the host zeroes both for a page
+// it maps (a new mapping starts clean) and the accessed one for a page given a second chance,
+// and nothing else clears them. Changes wait for flush(), as uploads do; bits read before it
+// are the old ones. (A page unmapped and uploaded reads as no bits, as an invalid entry does.)
 
-const PAGES_PER_LEAF = 512;
 export const ACCESSED = 1;
 export const DIRTY = 2;
 
@@ -22,8 +20,8 @@ export class SimTable {
   private readonly bits = new Map<number, number>();
   /** Valid entries per leaf (2 MiB block): a leaf exists while it has one. */
   private readonly leafUse = new Map<number, number>();
-  /** Per leaf, the span of entries changed since the last upload. */
-  private readonly pending = new Map<number, [number, number]>();
+  /** Bits the next upload zeroes, by page: both for a page mapped or unmapped since the last, ACCESSED for a second chance. */
+  private readonly pending = new Map<number, number>();
 
   lookup(page: number): SimMapping | undefined {
     return this.entries.get(page);
@@ -37,7 +35,7 @@ export class SimTable {
   map(page: number, frame: number, write: boolean): void {
     if (!this.entries.has(page)) this.leafUse.set(page >>> 9, (this.leafUse.get(page >>> 9) ?? 0) + 1);
     this.entries.set(page, { frame, write });
-    this.mark(page);
+    this.pending.set(page, ACCESSED | DIRTY);
   }
 
   /** Unmap one page; the frame it mapped, or -1. */
@@ -45,7 +43,7 @@ export class SimTable {
     const e = this.entries.get(page);
     if (!e) return -1;
     this.entries.delete(page);
-    this.mark(page);
+    this.pending.set(page, ACCESSED | DIRTY);
     const left = this.leafUse.get(page >>> 9)! - 1;
     if (left === 0) this.leafUse.delete(page >>> 9);
     else this.leafUse.set(page >>> 9, left);
@@ -60,9 +58,9 @@ export class SimTable {
     }
   }
 
-  /** The second chance: these pages' entries are rewritten at the next upload (so are their spans'). */
+  /** The second chance: these pages' accessed bits are zeroed at the next upload (their dirty bits stay). */
   clearAccessed(pages: readonly number[]): void {
-    for (const p of pages) if (this.leafUse.has(p >>> 9)) this.mark(p);
+    for (const p of pages) if (this.leafUse.has(p >>> 9)) this.pending.set(p, (this.pending.get(p) ?? 0) | ACCESSED);
   }
 
   /** The GPU's bits for a page, as a readback would find them now. */
@@ -79,20 +77,13 @@ export class SimTable {
     return true;
   }
 
-  /** Upload: every entry in a changed span is rewritten without bits. */
+  /** Upload: the pages mapped or unmapped since start clean, the second chances lose their accessed bit; no other page's bits change. */
   flush(): void {
-    for (const [leaf, [lo, hi]] of this.pending) for (let i = lo; i <= hi; i++) this.bits.delete(leaf * PAGES_PER_LEAF + i);
-    this.pending.clear();
-  }
-
-  private mark(page: number): void {
-    const leaf = page >>> 9;
-    const i = page & 511;
-    const r = this.pending.get(leaf);
-    if (!r) this.pending.set(leaf, [i, i]);
-    else {
-      if (i < r[0]) r[0] = i;
-      if (i > r[1]) r[1] = i;
+    for (const [p, clear] of this.pending) {
+      const left = (this.bits.get(p) ?? 0) & ~clear;
+      if (left === 0) this.bits.delete(p);
+      else this.bits.set(p, left);
     }
+    this.pending.clear();
   }
 }
