@@ -35,6 +35,8 @@ const withSpread = (s: { median?: unknown; ratio?: unknown; min: unknown; max: u
 // targets are exact numbers (2.7, 1/N): three significant digits, no padding zeros
 const target = (t: { target: number | null; direction: string }): string => (t.target === null ? '' : `${t.direction === '>=' ? '≥' : '≤'} ${String(Number(t.target.toPrecision(3)))}`);
 const yes = (met: boolean | null | undefined): string => (met === null || met === undefined ? '' : met ? '**yes**' : 'no');
+/** A count as a whole number (2,560), anything else with about three significant digits. */
+const figure = (x: number): string => (Number.isInteger(x) ? x.toLocaleString('en-US') : fmt(x));
 const cellEscape = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 function mdTable(header: string[], rows: string[][], numeric: (i: number) => boolean = (i) => i >= 2): string {
@@ -48,7 +50,7 @@ const goalIds = (r: BenchJson): string[] => Object.keys(r.goals);
 
 /** "Node 20.19.1 linux/x64, adapter …; 10 repetitions, 1 warm-up; 512 s". */
 function runLine(r: BenchResult): string {
-  return `${r.runtime === 'browser' ? 'Chromium' : 'Node'}: ${r.platform}; adapter "${r.adapter}"; ${r.options.reps} repetitions, ${r.options.warmup} warm-up; ${fmt(r.durationMs / 1000)} s`;
+  return `${r.runtime === 'browser' ? 'Chromium' : 'Node'}: ${r.platform}; adapter "${r.adapter}"; ${r.options.reps} repetition${r.options.reps === 1 ? '' : 's'}, ${r.options.warmup} warm-up; ${fmt(r.durationMs / 1000)} s`;
 }
 
 /** The run the figures come from: command facts, code, and whether it is the final run. */
@@ -122,8 +124,12 @@ function figuresBlock(r: BenchJson, id: string): string {
     const g = goalOf(x, id);
     if (!g) return undefined;
     if (g.error) return `- ${name}: failed: ${g.error}`;
-    const figs = Object.entries(g.figures).map(([k, f]) => `${k} ${fmt(num(f.median))}${f.unit === 'ms' || f.unit === 'µs/page' ? ` ${f.unit}` : f.unit === 'bytes' ? ' B' : ''} (${spread(f)})`);
-    const info = g.info ? Object.entries(g.info).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : String(v)}`) : [];
+    const figs = Object.entries(g.figures).map(([k, f]) => {
+      const unit = f.unit === 'ms' || f.unit === 'µs/page' ? ` ${f.unit}` : f.unit === 'bytes' ? ' B' : '';
+      const [med, lo, hi] = [f.median, f.min, f.max].map((x) => figure(num(x)));
+      return `${k} ${med}${unit}${lo === hi ? '' : ` (${lo}–${hi})`}`;
+    });
+    const info = g.info ? Object.entries(g.info).map(([k, v]) => `${k} ${typeof v === 'number' ? figure(v) : String(v)}`) : [];
     return `- ${name}: ${figs.join('; ')}${info.length ? `. Run: ${info.join('; ')}` : ''}.`;
   };
   const lines = [one(r, 'Node'), one(r.browser, 'Chromium')].filter((l): l is string => l !== undefined);

@@ -549,7 +549,7 @@ describe('PERFORMANCE.md from a bench JSON (--doc)', () => {
     expect(out).toContain('code at abcdef0123');
     expect(out).not.toContain('final run pending');
     // a goal's raw figures and run facts
-    expect(out).toContain('- Node: prefetchOffMs 30.5 ms (30.0–31.0). Run: faultBufferPages 256.');
+    expect(out).toContain('- Node: prefetchOffMs 30.5 ms (30–31). Run: faultBufferPages 256.');
     // G11 phase by phase, and its total
     expect(out).toContain('| collect | 1.00 (1.00–1.00) | 1.00 (1.00–1.00) |');
     expect(out).toContain('| **host total (all but gpu-wait)** | 2.25 (2.00–2.50) | 2.25 (2.00–2.50) |');
