@@ -142,7 +142,10 @@ export const GOALS: readonly GoalSpec[] = [
     direction: '<=',
     unit: 'µs/page',
     anchor: "A whole UVM batch of 256 faults costs ≈0.75 ms on Titan V, ≈2.9 µs per 4 KiB page including the transfer (Allen & Ge SC'21 Fig. 6, perf-anchors §7): our bookkeeping alone should not cost more than their whole service",
-    checks: [{ key: 'withWait', title: 'every phase, the GPU wait included, per page (µs)', target: null, direction: '<=' }],
+    checks: [
+      { key: 'withWait', title: 'every phase, the GPU wait included, per page (µs)', target: null, direction: '<=' },
+      { key: 'wallLessWait', title: "the round's wall time less its GPU wait, per page (µs): host work the phases do not cover included", target: null, direction: '<=' },
+    ],
   },
   {
     id: 'g12',

@@ -136,6 +136,22 @@ function figuresBlock(r: BenchJson, id: string): string {
   return lines.length > 0 ? lines.join('\n') : `${id.toUpperCase()} was not measured in this run.`;
 }
 
+/** Any goal's table rows (G4: each side's ms per phase): one column per figure and runtime, median ms. */
+function rowsBlock(r: BenchJson, id: string): string {
+  const g = goalOf(r, id);
+  if (!g?.rows || g.error || g.rows.length === 0) return `${id.toUpperCase()} has no table in this run.`;
+  const b = goalOf(r.browser, id);
+  const keys = Object.keys(g.rows[0]!.figures);
+  const unit = (k: string): string => g.rows![0]!.figures[k]!.unit;
+  const header = ['', ...keys.map((k) => `Node ${k} (${unit(k)})`), ...(b?.rows ? keys.map((k) => `Chromium ${k} (${unit(k)})`) : [])];
+  const med = (f: Summary | undefined): string => (f ? fmt(num(f.median)) : NONE);
+  const rows = g.rows.map((row) => {
+    const br = b?.rows?.find((x) => x.key === row.key);
+    return [row.label, ...keys.map((k) => med(row.figures[k])), ...(b?.rows ? keys.map((k) => med(br?.figures[k])) : [])];
+  });
+  return mdTable(header, rows, (i) => i >= 1);
+}
+
 /** G11 phase by phase: µs per serviced page in each phase of the 256-fault round. */
 function g11Block(r: BenchJson): string {
   const g = goalOf(r, 'g11');
@@ -229,7 +245,10 @@ export function renderBlocks(r: BenchJson, before?: BenchJson): Map<string, stri
     ['phases', phasesBlock(r)],
     ['g5', g5Block(r)],
   ]);
-  for (const id of goalIds(r)) blocks.set(`figures:${id}`, figuresBlock(r, id));
+  for (const id of goalIds(r)) {
+    blocks.set(`figures:${id}`, figuresBlock(r, id));
+    blocks.set(`rows:${id}`, rowsBlock(r, id));
+  }
   return blocks;
 }
 

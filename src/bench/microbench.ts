@@ -199,6 +199,7 @@ async function faultRoundGoals(ctx: BenchContext): Promise<Record<'g2' | 'g11', 
   const serviced: number[] = [];
   const hostUs: number[] = [];
   const allUs: number[] = [];
+  const wallUs: number[] = [];
   const perPhase = Object.fromEntries(PHASES.map((p) => [p, [] as number[]])) as Record<keyof PhaseMs, number[]>;
   let timedPhases = false;
   try {
@@ -226,6 +227,7 @@ async function faultRoundGoals(ctx: BenchContext): Promise<Record<'g2' | 'g11', 
       timedPhases ||= instrumented(delta);
       hostUs.push(hostUsPerPage(delta, r.faultedPages));
       allUs.push((phaseSum(delta) * 1000) / r.faultedPages);
+      wallUs.push(((ms - delta['gpu-wait']) * 1000) / r.faultedPages);
       for (const p of PHASES) perPhase[p].push((delta[p] * 1000) / r.faultedPages);
     });
   } finally {
@@ -241,7 +243,7 @@ async function faultRoundGoals(ctx: BenchContext): Promise<Record<'g2' | 'g11', 
     ? new Error('the library timed no phase of the fault rounds (Stats.phaseMs stayed 0): G11 needs the mechanism\'s phase instrumentation')
     : {
         ratios: hostUs,
-        checks: { withWait: allUs },
+        checks: { withWait: allUs, wallLessWait: wallUs },
         figures: { hostUsPerPage: { samples: hostUs, unit: 'µs/page' }, pagesServiced: { samples: serviced, unit: 'pages' }, roundMs: { samples: round, unit: 'ms' } },
         rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: perPhase[p], unit: 'µs/page' } } })),
         info: { hostPhases: HOST_PHASES.join(' + '), faultBufferPages: faultBuffer(dev) },
@@ -312,6 +314,8 @@ interface StreamRun {
   rawMisses: number;
   /** Faults a round's buffer had no room for, summed over rounds (each (page, access) once a round). */
   overflowed: number;
+  /** Milliseconds of the dispatch in each phase (Stats.phaseMs delta). */
+  phases: PhaseMs;
 }
 
 /** The cold streaming read, fault-driven (G4/G5/G6), against bulk writeBuffer + the same kernel on plain buffers (G5). */
@@ -350,9 +354,11 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
     mm.mmap(bytes + outBytes, { addr: REGION });
     await mm.write(REGION, data);
     const before = dev.stats.snapshot();
+    const phasesBefore = phasesOf(ctx);
     const t0 = now();
     const r = await m.dispatch(stream, { mode: 'replayable', prefetch: variants[v].prefetch, faultBatchPages: variants[v].cap, workgroups: g.workgroups, uniforms });
     const ms = now() - t0;
+    const phases = phaseDelta(phasesBefore, phasesOf(ctx));
     const after = dev.stats.snapshot();
     if (verify) {
       const out = new Uint32Array((await mm.read(REGION + bytes, n * 4)).buffer);
@@ -367,6 +373,7 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
       records: delta('faultRecords'),
       rawMisses: delta('faultsReported'),
       overflowed: delta('faultsOverflowed'),
+      phases,
     };
   };
   try {
@@ -407,6 +414,15 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
         prefetchOffFaultRounds: fig(faultRounds('off'), 'rounds'),
         prefetchOnFaultRounds: fig(faultRounds('on'), 'rounds'),
       },
+      // where each side's time went: the phases, and the rest of the dispatch (kernels' JS, awaits outside the phases)
+      rows: [
+        ...PHASES.map((p) => ({ key: p, label: p, figures: { offMs: fig(runs.off.map((r) => r.phases[p]), 'ms'), onMs: fig(runs.on.map((r) => r.phases[p]), 'ms') } })),
+        {
+          key: 'other',
+          label: 'other (the dispatch outside the phases)',
+          figures: { offMs: fig(runs.off.map((r) => r.ms - phaseSum(r.phases)), 'ms'), onMs: fig(runs.on.map((r) => r.ms - phaseSum(r.phases)), 'ms') },
+        },
+      ],
       info,
       notes: [sizeNote, bufferNote, `fault batch cap: the library default (${dev.faultBatchPages} pages per round, at most half the pool)`],
     },

@@ -83,6 +83,7 @@ describe('bench', () => {
       ['g10', 'readMostly', () => fig('g10', 'readMostlyBytes') / fig('g10', 'noAdviceBytes')],
       ['g11', 'ratio', () => fig('g11', 'hostUsPerPage')],
       ['g11', 'withWait', () => usOf(PHASES)],
+      ['g11', 'wallLessWait', () => (fig('g11', 'roundMs') * 1000) / fig('g11', 'pagesServiced') - usOf(['gpu-wait'])],
       ['g12', 'ratio', () => (fig('g12', 'hugeToDeviceMs') + fig('g12', 'hugeToSystemMs')) / (fig('g12', 'regularToDeviceMs') + fig('g12', 'regularToSystemMs'))],
       ['g12', 'toDevice', () => fig('g12', 'hugeToDeviceMs') / fig('g12', 'regularToDeviceMs')],
       ['g12', 'toSystem', () => fig('g12', 'hugeToSystemMs') / fig('g12', 'regularToSystemMs')],
@@ -104,6 +105,12 @@ describe('bench', () => {
     expect(json.goals.g4.figures.prefetchOffFaultRounds.median).toBeGreaterThanOrEqual(minFaultRounds(json.goals.g4.info.streamPages, 256));
     expect(json.goals.g4.info.streamPages).toBe(json.sizes.streamBytes / 4096);
     expect(json.goals.g4.figures.prefetchOnFaultRounds.median).toBeLessThanOrEqual(json.goals.g4.figures.prefetchOffFaultRounds.median);
+    // G4: where each side's time went, phase by phase and the rest, adding up to its time
+    expect(json.goals.g4.rows.map((row: { key: string }) => row.key)).toEqual([...PHASES, 'other']);
+    for (const side of ['offMs', 'onMs']) {
+      const total = json.goals.g4.rows.reduce((a: number, row: { figures: Record<string, { median: number }> }) => a + row.figures[side]!.median, 0);
+      expect(total, `g4 rows ${side}`).toBeCloseTo(fig('g4', side === 'offMs' ? 'prefetchOffMs' : 'prefetchOnMs'), 6);
+    }
     // G6: every distinct page reached the host at least once; the half-cap run fetches faults it
     // does not service, so it receives at least as many; raw misses are what the pending bits saved
     expect(json.goals.g6.figures.distinctPages.median).toBeGreaterThan(json.goals.g4.info.streamPages);

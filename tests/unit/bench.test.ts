@@ -555,6 +555,11 @@ describe('PERFORMANCE.md from a bench JSON (--doc)', () => {
     expect(out).toContain('| **host total (all but gpu-wait)** | 2.25 (2.00–2.50) | 2.25 (2.00–2.50) |');
     // the matrix's G5 column with the largest shares
     expect(out).toContain('| triad | 5.00 | no | copy-upload 50 %, other 50 % | 3.00 | **yes** | copy-upload 50 %, other 50 % |');
+    // a goal's rows as a table (G11's phases here), one column per figure and runtime
+    const rows = renderBlocks(both(10)).get('rows:g11')!;
+    expect(rows.split('\n')[0]).toBe('|  | Node usPerPage (µs/page) | Chromium usPerPage (µs/page) |');
+    expect(rows).toContain('| collect | 1.00 | 1.00 |');
+    expect(renderBlocks(both(10)).get('rows:g4')).toBe('G4 has no table in this run.');
     // filling is idempotent: a second fill from the same run changes nothing
     expect(fillDoc(out, both(10))).toBe(out);
   });
