@@ -9,6 +9,42 @@ import type { Stats } from '../trace/stats.ts';
 import { type DeviceMemory, frameRuns } from './deviceMemory.ts';
 import type { FaultContext, FaultPoint } from './faultInjection.ts';
 
+/** A dirty block: what one bit of a page's dirty-block word stands for (shaders/hmm.wgsl). */
+export const BLOCK_SIZE = 256;
+export const BLOCKS_PER_PAGE = PAGE_SIZE / BLOCK_SIZE;
+
+/** Set bits of a dirty-block word. */
+export function popcount16(b: number): number {
+  b = b - ((b >>> 1) & 0x5555);
+  b = (b & 0x3333) + ((b >>> 2) & 0x3333);
+  b = (b + (b >>> 4)) & 0x0f0f;
+  return (b + (b >>> 8)) & 0x1f;
+}
+
+/**
+ * Dirty-block words to read in the same readback as a download: `words[i]` is page i's word
+ * index in `buffer` (a leaf buffer), or -1 when it has none; what is read lands in `out[i]`
+ * (left as it was for -1).
+ */
+export interface StatusRead {
+  buffer: GPUBuffer;
+  words: readonly number[];
+  out: Uint32Array;
+}
+
+/** Runs of consecutive word indices: [position in the list, first word, count]. */
+function wordRuns(words: readonly number[]): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (w < 0) continue;
+    const last = out[out.length - 1];
+    if (last && last[0] + last[2] === i && last[1] + last[2] === w) last[2]++;
+    else out.push([i, w, 1]);
+  }
+  return out;
+}
+
 /** The largest staging or readback buffer one batch uses; bigger batches are split. */
 const MAX_BATCH_BYTES = 32 << 20;
 /**
@@ -69,22 +105,88 @@ export class CopyEngine {
     }
   }
 
-  /** Read frames back; result holds frame i at offset i*4096. */
-  async download(frames: readonly number[]): Promise<Uint8Array> {
+  /**
+   * Read frames back; result holds frame i at offset i*4096. With `status`, the pages'
+   * dirty-block words come back in the same readback (the first batch's, submitted before this
+   * returns to the event loop: the words are the ones the queue's earlier kernels left).
+   */
+  async download(frames: readonly number[], status?: StatusRead): Promise<Uint8Array> {
     const out = new Uint8Array(frames.length * PAGE_SIZE);
     const perBatch = MAX_BATCH_BYTES / PAGE_SIZE;
     for (let from = 0; from < frames.length; from += perBatch) {
       const fs = frames.slice(from, from + perBatch);
       const bytes = fs.length * PAGE_SIZE;
+      const words = from === 0 && status ? wordRuns(status.words) : [];
+      const wordBytes = words.length > 0 ? status!.words.length * 4 : 0;
       const readback = this.device.createBuffer({
         label: 'hmm download gather',
-        size: bytes,
+        size: bytes + wordBytes,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       });
       const enc = this.device.createCommandEncoder({ label: 'hmm download gather' });
       for (const run of frameRuns(fs, this.memory.frameShift)) {
         const src = this.memory.locate(run.first);
         enc.copyBufferToBuffer(src.buffer, src.offset, readback, run.index * PAGE_SIZE, run.count * PAGE_SIZE);
+      }
+      for (const [at, first, count] of words) enc.copyBufferToBuffer(status!.buffer, first * 4, readback, bytes + at * 4, count * 4);
+      this.device.queue.submit([enc.finish()]);
+      this.stats.add('copyBatches');
+      this.inject?.('downloadSubmitted', { direction: 'toSystem' });
+      try {
+        const mapped = readback.mapAsync(GPUMapMode.READ);
+        this.inject?.('mapPending', { buffer: readback, what: 'download', direction: 'toSystem' });
+        await mapped;
+        const range = readback.getMappedRange();
+        out.set(new Uint8Array(range, 0, bytes), from * PAGE_SIZE);
+        if (wordBytes > 0) {
+          const got = new Uint32Array(range, bytes, status!.words.length);
+          status!.words.forEach((w, i) => w >= 0 && (status!.out[i] = got[i]!));
+        }
+        readback.unmap();
+      } finally {
+        readback.destroy();
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Read back only the 256-byte blocks `blocks[i]` names of frame i (bit b: block b), packed:
+   * frame 0's blocks in ascending order, then frame 1's, and so on. One readback per batch, one
+   * copy per run of consecutive blocks; frames with no block cost nothing.
+   */
+  async downloadBlocks(frames: readonly number[], blocks: readonly number[]): Promise<Uint8Array> {
+    let total = 0;
+    for (const b of blocks) total += popcount16(b);
+    const out = new Uint8Array(total * BLOCK_SIZE);
+    let done = 0;
+    for (let from = 0; from < frames.length; ) {
+      // a batch: frames whose blocks fit MAX_BATCH_BYTES
+      let to = from;
+      let bytes = 0;
+      while (to < frames.length && bytes + popcount16(blocks[to]!) * BLOCK_SIZE <= MAX_BATCH_BYTES) bytes += popcount16(blocks[to++]!) * BLOCK_SIZE;
+      if (bytes === 0) {
+        from = to;
+        continue;
+      }
+      const readback = this.device.createBuffer({ label: 'hmm dirty-block gather', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const enc = this.device.createCommandEncoder({ label: 'hmm dirty-block gather' });
+      let at = 0;
+      for (let i = from; i < to; i++) {
+        const b = blocks[i]!;
+        if (b === 0) continue;
+        const src = this.memory.locate(frames[i]!);
+        for (let k = 0; k < BLOCKS_PER_PAGE; ) {
+          if (!(b & (1 << k))) {
+            k++;
+            continue;
+          }
+          let n = 1;
+          while (k + n < BLOCKS_PER_PAGE && b & (1 << (k + n))) n++;
+          enc.copyBufferToBuffer(src.buffer, src.offset + k * BLOCK_SIZE, readback, at, n * BLOCK_SIZE);
+          at += n * BLOCK_SIZE;
+          k += n;
+        }
       }
       this.device.queue.submit([enc.finish()]);
       this.stats.add('copyBatches');
@@ -93,11 +195,13 @@ export class CopyEngine {
         const mapped = readback.mapAsync(GPUMapMode.READ);
         this.inject?.('mapPending', { buffer: readback, what: 'download', direction: 'toSystem' });
         await mapped;
-        out.set(new Uint8Array(readback.getMappedRange()), from * PAGE_SIZE);
+        out.set(new Uint8Array(readback.getMappedRange()), done);
         readback.unmap();
       } finally {
         readback.destroy();
       }
+      done += bytes;
+      from = to;
     }
     return out;
   }

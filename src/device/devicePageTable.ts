@@ -131,13 +131,16 @@ export class DevicePageTable {
     }
     const leaf = d >>> 8;
     const li = leaf * PAGES_PER_HUGE + (page & 511);
-    if (!(this.leaves[li]! & PTE_VALID)) {
+    const old = this.leaves[li]!;
+    if (!(old & PTE_VALID)) {
       this.leafUse[leaf]!++;
       this.validCount++;
     }
     this.leaves[li] = ((frame << 8) | PTE_VALID | (write ? PTE_WRITE : 0)) >>> 0;
     this.markDirty(leaf, page & 511);
-    this.fresh.push(li);
+    // A new mapping starts clean; the same frame mapped again (made writable, say) keeps the
+    // blocks kernels dirtied through it: a held copy's write-back needs every one of them.
+    if (!(old & PTE_VALID) || old >>> 8 !== frame) this.fresh.push(li);
     return true;
   }
 

@@ -181,6 +181,15 @@ export class DeviceFaultIn {
         }
         continue;
       }
+      // A write to a page this device has a read-only copy of: the copy becomes writable in
+      // place (hmm_range_fault would drop it with every other copy, and a new one be uploaded).
+      if (write) {
+        const inPlace = missing.filter((p) => this.upgradableInPlace(p));
+        if (inPlace.length > 0) {
+          await this.mapCopies(inPlace, true, protect, opts);
+          continue; // look again at what is still missing
+        }
+      }
       // The rest: hmm_range_fault brings other devices' pages home and reports ours.
       try {
         for (const [s, e] of runs(missing)) await this.mapByRangeFault(s, e, write, seq, busyOnCpu, protect, opts);
@@ -374,24 +383,30 @@ export class DeviceFaultIn {
     // frame, or the device's writes would reach the relative on write-back.
     mm.populate(write ? pages : pages.filter((p) => pte.kind(mm.pageTable.get(p)) !== Kind.Ram), true);
     // Then device frames, evicting if the device is full (never a page this access needs), so
-    // that nothing waits on eviction while the pages are isolated below.
-    const frames = this.dev.allocFrames(pages.length);
+    // that nothing waits on eviction while the pages are isolated below. A page with a
+    // read-only copy here that a write wants needs none: the copy becomes writable in place.
+    let want = pages.length;
+    if (write) for (const p of pages) if (this.upgradable(p) >= 0) want--;
+    const frames = this.dev.allocFrames(want);
     // (a clock sweep may only clear accessed bits, giving second chances; and frames freed
     // may go to another operation allocating at the same time: sweep again, as long as
     // something was freed or an older operation ended; waiting does not count as a sweep)
-    for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < pages.length; sweep++) {
-      const room = await this.makeRoom(pages.length - frames.length, protect, opts);
+    for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < want; sweep++) {
+      const room = await this.makeRoom(want - frames.length, protect, opts);
       if (room === 'waited') sweep--;
       if (room === 'none') break;
-      frames.push(...this.dev.allocFrames(pages.length - frames.length));
+      frames.push(...this.dev.allocFrames(want - frames.length));
     }
-    if (frames.length < pages.length) {
+    if (frames.length < want) {
       this.dev.freeFrames(frames);
       throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}${this.shortBecause}`, pages[0]! * PAGE_SIZE);
     }
     // A main-thread read or write in flight on a page would find it isolated and start over,
     // as often as we tried: let it finish first (it never waits for us).
     await Promise.all([...mm.family].map((s) => s.mainUnpinned(pages)));
+    // (phases from here: collect and isolate, copy-upload, commit; the eviction above has its own)
+    const stats = this.dev.stats;
+    let t = performance.now();
     // Isolate the pages while the copy is taken, in every address space that maps the frame:
     // CPU threads that find them Migrating wait in the mailbox, and threads already inside an
     // access (they pinned before we marked) are let finish, or the copy could miss a write.
@@ -404,7 +419,9 @@ export class DeviceFaultIn {
       // orphan that device's newer copy) or have a read-only copy of it (a writable copy beside
       // it would let the two differ). A page that changed faults again.
       // (Nor a page another device holds for its relaunch: it is that device's turn.)
-      if (!mm.cpuAccessible(p, write) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts)) continue;
+      // (A read-only copy here that the write makes writable in place is not CPU-writable: its
+      // other copies, on other devices, go below, while the page is isolated.)
+      if (!(mm.cpuAccessible(p, write) || (write && this.upgradableInPlace(p))) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts)) continue;
       const e = mm.pageTable.get(p);
       const sharers = mm.sharers(p, pte.frame(e));
       const before = sharers.map((s) => s.pageTable.get(p));
@@ -416,6 +433,10 @@ export class DeviceFaultIn {
     }
     const busy = await this.waitForThreads(isolated);
     const copied: number[] = [];
+    /** The device frame of each copied page, and whether it is a read-only copy made writable. */
+    const target: number[] = [];
+    const upgraded: boolean[] = [];
+    let fresh = 0;
     const skipped: number[] = pages.filter((p) => !isolated.has(p));
     try {
       for (const [p, { sharers, before }] of isolated) {
@@ -427,12 +448,20 @@ export class DeviceFaultIn {
           skipped.push(p);
           continue;
         }
-        if (busy.has(p)) {
+        // (the read-only copy a write would make writable may have gone in the awaits above,
+        // and then the page needs one of the frames, which may have run out: it faults again)
+        const upgrade = write ? this.upgradable(p) : -1;
+        if (busy.has(p) || (upgrade < 0 && fresh === frames.length)) {
           sharers.forEach((s, i) => s.pageTable.set(p, before[i]!));
           skipped.push(p);
-        } else copied.push(p);
+          continue;
+        }
+        copied.push(p);
+        target.push(upgrade >= 0 ? upgrade : frames[fresh++]!);
+        upgraded.push(upgrade >= 0);
       }
-      this.dev.freeFrames(frames.splice(copied.length)); // the frames of pages not copied
+      this.dev.freeFrames(frames.splice(fresh)); // the frames no page took
+      t = stats.endPhase('collect', t, this.dev.id, mm.id);
       // Flag the entries (DUP or HELD) before reading RAM: from here a CPU thread that wants
       // to write (or, for HELD, touch) the page takes the slow path, which revokes the copy.
       const flag = write ? (e: number) => pte.withHeld(pte.plainRam(e), this.dev.id) : (e: number) => pte.withDup(e);
@@ -447,20 +476,56 @@ export class DeviceFaultIn {
         if (write && sharers.length > 1) this.sharedHeld.add(p);
       }
       if (copied.length === 0) return skipped;
-      this.dev.upload(frames, copied.map((p) => mm.ram.frame(pte.frame(mm.pageTable.get(p)))));
+      // Copies made writable in place: other devices' read-only copies of those pages go now
+      // (this device's own stays: the 'exclusive' event skips it), as a CPU write would drop them.
+      for (let i = 0; i < copied.length; i++) {
+        if (!upgraded[i]) continue;
+        mm.notifier.invalidate({ start: copied[i]!, end: copied[i]! + 1, event: 'exclusive', owner: this.dev });
+        this.dev.stats.add('invalidations');
+      }
+      const sources: Uint8Array[] = [];
+      for (let i = 0; i < copied.length; i++) if (!upgraded[i]) sources.push(mm.ram.frame(pte.frame(mm.pageTable.get(copied[i]!))));
+      if (frames.length > 0) this.dev.upload(frames, sources);
+      t = stats.endPhase('copy-upload', t, this.dev.id, mm.id);
+      let upgrades = 0;
       copied.forEach((p, i) => {
-        if (this.table.lookup(p)) this.dropMappings(p, p + 1); // a read-only copy a write replaces
-        this.table.map(p, frames[i]!, write);
-        this.dev.ownCopy(frames[i]!, mm, p);
+        const f = target[i]!;
+        if (upgraded[i]) upgrades++;
+        else if (this.table.lookup(p)) this.dropMappings(p, p + 1); // (none: upgradable() said so, or it went meanwhile)
+        this.table.map(p, f, write);
+        this.dev.ownCopy(f, mm, p, write);
       });
-      this.dev.stats.add('deviceCopies', copied.length);
+      this.dev.stats.add('deviceCopies', copied.length - upgrades);
+      if (upgrades > 0) this.dev.stats.add('copyUpgrades', upgrades);
       const causeOf = opts.cause ?? (() => ({ kind: 'call', call: 'a device copy' }) as Cause);
       for (const p of copied) this.dev.stats.provenance.record(mm.id, [p], 'copy', this.dev.id, causeOf(p));
+      stats.endPhase('commit', t, this.dev.id, mm.id);
       return skipped;
     } finally {
       for (const [p, { sharers }] of isolated) for (const s of sharers) if (s.inflight.get(p) === copying) s.inflight.delete(p);
       release();
     }
+  }
+
+  /**
+   * The device frame of page p's read-only copy here, which a write may make writable in place
+   * (no second upload: the frame holds what RAM holds, since a CPU write drops the copy
+   * first), or -1 when p has none.
+   */
+  private upgradable(p: number): number {
+    const m = this.table.lookup(p);
+    return m && !m.write && this.dev.isCopyFrame(m.frame) ? m.frame : -1;
+  }
+
+  /**
+   * May a write make page p's read-only copy here writable in place? Its RAM page must be one
+   * only this address space maps (a frame a fork relative shares copy-on-write needs a private
+   * one first, and a shared one's relatives' copies would stay), with read-only copies and no
+   * held one.
+   */
+  private upgradableInPlace(p: number): boolean {
+    const e = this.mm.pageTable.get(p);
+    return pte.kind(e) === Kind.Ram && pte.isDup(e) && !pte.isHeld(e) && this.mm.ram.refCount(pte.frame(e)) === 1 && this.upgradable(p) >= 0;
   }
 
   /**

@@ -14,7 +14,8 @@ import type { DevicePagemap } from '../mm/pagemap.ts';
 import type { Stats } from '../trace/stats.ts';
 import { DEFAULT_PREFETCH, densityPrefetch, type PrefetchConfig } from '../policy/prefetch.ts';
 import { CopyEngine } from './copyEngine.ts';
-import { PTE_ACCESSED, PTE_DIRTY } from './devicePageTable.ts';
+import { ALL_BLOCKS, PTE_ACCESSED, PTE_DIRTY } from './devicePageTable.ts';
+import { BLOCK_SIZE, BLOCKS_PER_PAGE, popcount16, type StatusRead } from './copyEngine.ts';
 import { capBatching } from '../policy/batching.ts';
 import { clockEviction } from '../policy/eviction.ts';
 import { askEviction } from '../policy/guard.ts';
@@ -27,6 +28,14 @@ import { FAULT_QUEUE_CAP, compileUserKernel, makeLayouts, type HmmKernel, type K
 import { Mirror } from './mirror.ts';
 import { nextTicket, type DeviceHold } from '../mm/deviceHolds.ts';
 import { Launcher } from './launch.ts';
+
+/** Held copies of one address space and where their dirty-block words are (HmmDevice.heldWords). */
+export interface HeldWords {
+  mm: AddressSpace;
+  frames: number[];
+  pages: number[];
+  words: number[];
+}
 
 /** dev.release(): passes over the device's frames, for pages that operations in flight bring meanwhile. */
 const RELEASE_ROUNDS = 4;
@@ -73,6 +82,25 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   /** Per frame: the launch count when its page arrived, and at the last sweep that found it accessed (eviction candidates; one clock). */
   private readonly arrivedAt: Uint32Array;
   private readonly lastAccess: Uint32Array;
+  /**
+   * Per frame: what a readback found in its page's dirty-block word, and the launch count then
+   * plus one (0: never read). While no launch has come since, that word is still exact, and a
+   * write-back reads only the blocks it names (held copies: launch.ts reads theirs after each
+   * launch; eviction reads its candidates').
+   */
+  private readonly knownBlocks: Uint32Array;
+  private readonly knownAt: Uint32Array;
+  /**
+   * Per frame: blocks a write-back takes as dirty whatever the GPU's word says: ALL_BLOCKS for a
+   * held copy mapped again after its word was lost (a failed write-back, a copy a fork relative
+   * took over), 0 otherwise.
+   */
+  private readonly assumedDirty: Uint32Array;
+  /**
+   * Frames holding writable (held) copies, whose dirty blocks launch.ts reads after each launch.
+   * @internal
+   */
+  readonly heldFrames = new Set<number>();
   /** The device's policies (createSystem's `devices[i].policy`, the built-ins by default); a dispatch may override them. */
   policies: Required<Policies>;
   /**
@@ -159,6 +187,9 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     this.copyEpoch = new Uint32Array(this.memory.frameCount);
     this.arrivedAt = new Uint32Array(this.memory.frameCount);
     this.lastAccess = new Uint32Array(this.memory.frameCount);
+    this.knownBlocks = new Uint32Array(this.memory.frameCount);
+    this.knownAt = new Uint32Array(this.memory.frameCount);
+    this.assumedDirty = new Uint32Array(this.memory.frameCount);
     this.policies = { prefetch: densityPrefetch(this.prefetch), eviction: clockEviction(), placement: advicePlacement(), batching: capBatching() };
     this.copy.inject = (point, ctx) => this.inject(point, ctx);
     this.launcher = new Launcher(this);
@@ -297,13 +328,16 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       if (!mirror) continue;
       const pages = keys.flatMap((k) => units.get(k)!.pages);
       const pending = this.faultInjection ? (buffer: GPUBuffer) => this.inject('mapPending', { buffer, what: 'pageTable' }) : undefined;
-      const entries = await mirror.table.readGpuEntries(pages, pending).catch(async (e: unknown) => {
+      const readAt = this.launcher.launches;
+      const { entries, blocks } = await mirror.table.readGpuState(pages, pending).catch(async (e: unknown) => {
         throw await this.gpuFailure('eviction: reading accessed bits', e);
       });
       let i = 0;
       for (const k of keys) {
         const u = units.get(k)!;
         for (let j = 0; j < u.pages.length; j++, i++) {
+          // the dirty blocks as of the readback: a write-back before the next launch reads only those
+          if (entries[i]! & 1 && entries[i]! >>> 8 === u.frames[j]) this.knowBlocks(u.frames[j]!, blocks[i]!, readAt);
           if (entries[i]! & PTE_ACCESSED) {
             touched.add(k);
             this.lastAccess[u.frames[j]!] = this.launcher.launches;
@@ -455,7 +489,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   }
 
   /**
-   * Held copies go back to RAM: unmap first (so no later kernel writes them), then gather.
+   * Held copies go back to RAM: unmap first (so no later kernel writes them), then gather, and
+   * write into RAM only the 256-byte blocks kernels dirtied (the rest of the RAM frame is what
+   * the copy was made from: no CPU writes a held page). When a readback since the last launch
+   * told the dirty blocks, only those cross; otherwise the pages and their dirty-block words
+   * come back in one readback. A page whose word is unknown counts as all blocks dirty.
    * @internal
    */
   async revoke(mm: AddressSpace, pages: number[], cause: Cause = { kind: 'call', call: 'a write-back' }): Promise<void> {
@@ -465,6 +503,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     });
     if (mine.length === 0) return;
     if (this.lostReason !== undefined) return this.revokeLost(mm, mine);
+    let t = performance.now(); // (phases: collect, gpu-wait, commit)
     const mirror = this.mirrors.get(mm);
     const frames: number[] = [];
     const ramFrames: number[] = [];
@@ -472,8 +511,10 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     const wasExclusive: boolean[] = [];
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
+    const words: number[] = [];
     for (const p of mine) {
       const e = mm.pageTable.get(p);
+      words.push(mirror?.table.statusWord(p) ?? -1); // (before the unmap: its leaf may go back to the pool)
       const f = mirror?.table.unmap(p) ?? -1;
       wasExclusive.push(mirror?.exclusive.delete(p) ?? false);
       frames.push(f);
@@ -483,9 +524,29 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       mm.inflight.set(p, done);
     }
     if (mirror) this.stats.add('pageTableWrites', mirror.table.flush());
+    // The pages still mapped here a moment ago, and their dirty blocks: known (a readback since
+    // the last launch), or read with the data (all blocks until the word comes back).
+    const live: number[] = [];
+    for (let i = 0; i < mine.length; i++) if (frames[i]! >= 0) live.push(i);
+    const liveFrames = live.map((i) => frames[i]!);
+    const blocks = new Uint32Array(live.length);
+    let known = true;
+    for (let k = 0; k < live.length; k++) {
+      const f = liveFrames[k]!;
+      if (this.knownAt[f] === this.launcher.launches + 1) blocks[k] = this.knownBlocks[f]! | this.assumedDirty[f]!;
+      else known = false;
+    }
     let data: Uint8Array;
+    t = this.stats.endPhase('collect', t, this.id, mm.id);
     try {
-      data = await this.download(frames.filter((f) => f >= 0));
+      if (known) data = await this.downloadBlocks(liveFrames, blocks);
+      else {
+        blocks.fill(ALL_BLOCKS);
+        const status: StatusRead | undefined = mirror && { buffer: mirror.table.leafBuffer, words: live.map((i) => words[i]!), out: blocks };
+        data = await this.download(liveFrames, status);
+        for (let k = 0; k < live.length; k++) blocks[k] = (blocks[k]! | this.assumedDirty[liveFrames[k]!]!) & ALL_BLOCKS;
+      }
+      t = this.stats.endPhase('gpu-wait', t, this.id, mm.id);
     } catch (err) {
       // Nothing came back, so the device copy is still the only current data: every page is
       // held (and mapped) again as it was, never left with the stale RAM bytes.
@@ -493,7 +554,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       mine.forEach((p, i) => {
         if (mm.pageTable.get(p) === pte.migrating(held[i]!)) {
           mm.pageTable.set(p, held[i]!);
-          if (frames[i]! >= 0) mirror?.table.map(p, frames[i]!, true);
+          // (mapped again, its dirty-block word starts from zero: the blocks before are unknown)
+          if (frames[i]! >= 0 && mirror) {
+            mirror.table.map(p, frames[i]!, true);
+            this.assumedDirty[frames[i]!] = ALL_BLOCKS;
+          }
           if (wasExclusive[i]) mirror?.exclusive.add(p);
         } else {
           // Unmapped meanwhile (or mm destroyed): the relatives that still map the frame take
@@ -513,16 +578,26 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       throw err;
     }
     {
-      let k = 0;
-      mine.forEach((p, i) => {
-        if (frames[i]! < 0) return;
-        const e = mm.pageTable.get(p);
+      let crossed = 0;
+      let written = 0;
+      let at = 0; // where page k's blocks start in `data`
+      for (let k = 0; k < live.length; k++) {
+        const i = live[k]!;
+        const b = blocks[k]!;
+        const n = popcount16(b);
+        const from = known ? at : k * PAGE_SIZE;
+        crossed += known ? n * BLOCK_SIZE : PAGE_SIZE;
+        at += known ? n * BLOCK_SIZE : PAGE_SIZE;
         // Unmapped meanwhile (munmap, MAP_FIXED, destroy), the frame is still ours to write while
         // a fork relative maps it too (a shared mapping): the device's writes are its data.
-        if (e === pte.migrating(held[i]!) || mm.ram.refCount(ramFrames[i]!) > 1) mm.ram.frame(ramFrames[i]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
-        k++;
-      });
-      this.stats.add('bytesToSystem', k * PAGE_SIZE);
+        if (mm.pageTable.get(mine[i]!) !== pte.migrating(held[i]!) && mm.ram.refCount(ramFrames[i]!) <= 1) continue;
+        // only the dirty blocks: the rest of the RAM frame is what the copy was made from
+        copyBlocks(mm.ram.frame(ramFrames[i]!), data, from, b, known);
+        written += n * BLOCK_SIZE;
+      }
+      this.stats.add('bytesToSystem', crossed);
+      this.stats.add('bytesWrittenBack', written);
+      this.stats.add('bytesStored', written);
       this.stats.provenance.record(mm.id, mine, 'write-back', this.id, cause);
       for (let i = 0; i < mine.length; i++) {
         const p = mine[i]!;
@@ -544,6 +619,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.disown(used);
       this.freeFrames(used);
       resolve();
+      this.stats.endPhase('commit', t, this.id, mm.id);
     }
   }
 
@@ -568,6 +644,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     const mirror = this.mirror(heir);
     if (mirror.table.lookup(p)) mirror.faults.dropMappings(p, p + 1);
     mirror.table.map(p, frame, true);
+    this.assumedDirty[frame] = ALL_BLOCKS; // its dirty-block word starts over in the heir's table
     this.stats.add('pageTableWrites', mirror.table.flush());
     this.rmapMm[frame] = heir; // the launch count it was made at stays: it is as dirty as it was
     this.rmapPage[frame] = p;
@@ -673,13 +750,44 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * MigrationDevice: read device frames back (EDEVLOST on a lost device, EBUSY if mapAsync is refused).
    * @internal
    */
-  async download(frames: readonly number[]): Promise<Uint8Array> {
+  async download(frames: readonly number[], status?: StatusRead): Promise<Uint8Array> {
     if (frames.length === 0) return new Uint8Array(0);
     try {
-      return await this.copy.download(frames);
+      return await this.copy.download(frames, status);
     } catch (e) {
       throw await this.gpuFailure(`download of ${frames.length} frames`, e);
     }
+  }
+  /**
+   * Only the 256-byte blocks `blocks[i]` names of frames[i], packed (CopyEngine.downloadBlocks);
+   * EDEVLOST on a lost device, EBUSY if mapAsync is refused.
+   * @internal
+   */
+  async downloadBlocks(frames: readonly number[], blocks: ArrayLike<number>): Promise<Uint8Array> {
+    try {
+      return await this.copy.downloadBlocks(frames, Array.from(blocks));
+    } catch (e) {
+      throw await this.gpuFailure(`download of ${frames.length} frames' dirty blocks`, e);
+    }
+  }
+  /**
+   * MigrationDevice: where these pages of mm keep their dirty-block words on this device, to
+   * read in the same readback as their data (download's `status`); read before they are unmapped.
+   * @internal
+   */
+  statusWords(mm: AddressSpace, pages: readonly number[]): StatusRead | undefined {
+    const table = this.mirrors.get(mm)?.table;
+    if (!table) return undefined;
+    return { buffer: table.leafBuffer, words: pages.map((p) => table.statusWord(p)), out: new Uint32Array(pages.length).fill(ALL_BLOCKS) };
+  }
+  /**
+   * A readback submitted when the launch count was `at` found these blocks dirty in frame f's
+   * page: exact until the next launch.
+   * @internal
+   */
+  knowBlocks(frame: number, blocks: number, at: number): void {
+    this.knownBlocks[frame] = blocks;
+    this.knownAt[frame] = at + 1;
   }
   /**
    * MigrationDevice: wait for the queued copies (EDEVLOST on a lost device).
@@ -704,6 +812,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.rmapCopy[f] = 0;
       this.arrivedAt[f] = this.launcher.launches;
       this.lastAccess[f] = 0;
+      this.forget(f);
       if (!huge) mirror.table.map(p, f, writable[i]!);
     });
     if (huge) mirror.table.mapHuge(pages[0]! >>> 9, frames[0]!, writable[0]!); // one directory entry for 2 MiB
@@ -718,7 +827,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       this.rmapMm[f] = undefined;
       this.rmapPage[f] = -1;
       this.rmapCopy[f] = 0;
+      this.forget(f);
     }
+  }
+
+  /** A frame starts over: nothing known of its dirty blocks, none assumed, not a held copy. */
+  private forget(f: number): void {
+    this.knownAt[f] = 0;
+    this.assumedDirty[f] = 0;
+    this.heldFrames.delete(f);
   }
   /**
    * MigrationDevice: drop this device's mappings of page runs of mm.
@@ -729,16 +846,53 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   }
 
   /**
-   * Device frame `frame` holds a copy of page `page` of mm (reverse map).
+   * Device frame `frame` holds a copy of page `page` of mm (reverse map), just made from RAM (or
+   * a read-only one just made writable): `held` when it is writable (held by this device).
    * @internal
    */
-  ownCopy(frame: number, mm: AddressSpace, page: number): void {
+  ownCopy(frame: number, mm: AddressSpace, page: number, held = false): void {
     this.rmapMm[frame] = mm;
     this.rmapPage[frame] = page;
     this.rmapCopy[frame] = 1;
     this.copyEpoch[frame] = this.launcher.launches;
     this.arrivedAt[frame] = this.launcher.launches;
     this.lastAccess[frame] = 0;
+    this.forget(frame);
+    if (held) this.heldFrames.add(frame);
+  }
+
+  /**
+   * The held copies of mm's pages on this device, with their dirty-block words in `table`:
+   * what a launch reads back after its kernel (launch.ts), so that a write-back before the
+   * next launch reads only the dirty blocks. None past `max` (the readback stays small).
+   * @internal
+   */
+  heldWords(mm: AddressSpace, table: { statusWord(page: number): number }, max: number): HeldWords | null {
+    if (this.heldFrames.size === 0 || this.heldFrames.size > max) return null;
+    const frames: number[] = [];
+    const pages: number[] = [];
+    const words: number[] = [];
+    for (const f of this.heldFrames) {
+      if (this.rmapMm[f] !== mm) continue;
+      const p = this.rmapPage[f]!;
+      const w = table.statusWord(p);
+      if (w < 0) continue;
+      frames.push(f);
+      pages.push(p);
+      words.push(w);
+    }
+    return frames.length > 0 ? { mm, frames, pages, words } : null;
+  }
+
+  /**
+   * The words heldWords asked for came back from a readback submitted at launch count `at`:
+   * each is exact until the next launch, for a frame that still holds the same held copy.
+   * @internal
+   */
+  heldWordsRead(held: HeldWords, values: Uint32Array, at: number): void {
+    held.frames.forEach((f, i) => {
+      if (this.rmapMm[f] === held.mm && this.rmapPage[f] === held.pages[i] && this.heldFrames.has(f)) this.knowBlocks(f, values[i]!, at);
+    });
   }
   /**
    * Does `frame` hold a copy of a RAM page (not a device-private page)?
@@ -850,5 +1004,26 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
     for (const b of this.dummyBuffers) b.destroy();
     this.markLost('destroyed');
     this.device.destroy();
+  }
+}
+
+/**
+ * Copy the 256-byte blocks `blocks` names from `data` into a RAM frame, a run of consecutive
+ * blocks at a time: `packed`, the blocks sit one after another from `from` (downloadBlocks);
+ * otherwise `from` is the whole page's start.
+ */
+function copyBlocks(ram: Uint8Array, data: Uint8Array, from: number, blocks: number, packed: boolean): void {
+  let m = 0;
+  for (let j = 0; j < BLOCKS_PER_PAGE; ) {
+    if (!(blocks & (1 << j))) {
+      j++;
+      continue;
+    }
+    let n = 1;
+    while (j + n < BLOCKS_PER_PAGE && blocks & (1 << (j + n))) n++;
+    const src = packed ? from + m * BLOCK_SIZE : from + j * BLOCK_SIZE;
+    ram.set(data.subarray(src, src + n * BLOCK_SIZE), j * BLOCK_SIZE);
+    m += n;
+    j += n;
   }
 }

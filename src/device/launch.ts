@@ -124,9 +124,15 @@ export class Launcher {
     const cap = replayable ? Math.min(FAULT_QUEUE_CAP, replay.faultBuffer ?? this.dev.faultBufferPages) : 0;
     const win = replay.window ?? [0, 0xffffffff];
     d.queue.writeBuffer(ctl, 0, new Uint32Array([0, 0xffffffff, 0xffffffff, cap, 0, 0, win[0], win[1]]));
-    // (a recording launch reads the touched bitmap back behind the queue, in the same map)
+    // (a recording launch reads the touched bitmap back behind the queue, in the same map, and
+    // every launch the dirty-block words of the address space's held copies after that: a
+    // write-back before the next launch then reads only the blocks they name, hmmDevice.ts)
     const queueBytes = (CTL_QUEUE + cap) * 4;
-    const readBytes = queueBytes + (record ? TOUCHED_WORDS * 4 : 0);
+    const touchedBytes = record ? TOUCHED_WORDS * 4 : 0;
+    const held = this.dev.heldWords(mirror.mm, mirror.table, HELD_WORDS_MAX);
+    // (rounded up to 64 words, so that the pool sees a few sizes, not one per count)
+    const heldBytes = held ? Math.ceil(held.words.length / 64) * 256 : 0;
+    const readBytes = queueBytes + touchedBytes + heldBytes;
     const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     d.pushErrorScope('validation');
     const enc = d.createCommandEncoder({ label: kernel.label });
@@ -144,7 +150,9 @@ export class Launcher {
     pass.end();
     enc.copyBufferToBuffer(ctl, 0, readback, 0, queueBytes);
     if (record) enc.copyBufferToBuffer(ctl, CTL_TOUCHED * 4, readback, queueBytes, TOUCHED_WORDS * 4);
+    if (held) copyWords(enc, mirror.table.leafBuffer, held.words, readback, queueBytes + touchedBytes);
     this.launchCount++; // held copies handed out before this launch may be written from now on
+    const launchedAt = this.launchCount;
     d.queue.submit([enc.finish()]);
     const tSubmit = performance.now();
     this.dev.inject('launchSubmitted', {});
@@ -175,6 +183,7 @@ export class Launcher {
     const words = replayable ? CTL_QUEUE + Math.min(head[CTL_QLEN]!, cap) : CTL_QUEUE;
     const s = new Uint32Array(range, 0, words).slice();
     const touched = record ? new Uint32Array(range, queueBytes, TOUCHED_WORDS).slice() : undefined;
+    if (held) this.dev.heldWordsRead(held, new Uint32Array(range, queueBytes + touchedBytes, held.words.length), launchedAt);
     readback.unmap();
     this.readbackPool.give(readback);
     const status: LaunchStatus = { misses: s[0]!, minMiss: s[1]!, minWriteMiss: s[2]! };
@@ -263,6 +272,19 @@ export class Launcher {
   destroy(): void {
     this.uniformPool.destroy();
     this.readbackPool.destroy();
+  }
+}
+
+/** A launch reads back the dirty-block words of at most this many held copies (more: a write-back reads them itself). */
+const HELD_WORDS_MAX = 1024;
+
+/** Copy words `words` (indices into `src`) to `dst` from `at`, one copy per run of consecutive indices. */
+function copyWords(enc: GPUCommandEncoder, src: GPUBuffer, words: readonly number[], dst: GPUBuffer, at: number): void {
+  for (let i = 0; i < words.length; ) {
+    let n = 1;
+    while (i + n < words.length && words[i + n] === words[i]! + n) n++;
+    enc.copyBufferToBuffer(src, words[i]! * 4, dst, at + i * 4, n * 4);
+    i += n;
   }
 }
 

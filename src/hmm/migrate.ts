@@ -16,6 +16,7 @@ import { Kind, pte } from '../mm/cpuPageTable.ts';
 import { canRead, canWrite } from '../mm/vmaList.ts';
 import type { Stats } from '../trace/stats.ts';
 import type { FaultContext, FaultPoint } from '../device/faultInjection.ts';
+import { BLOCK_SIZE, popcount16, type StatusRead } from '../device/copyEngine.ts';
 import { describeCause, type Cause } from '../trace/provenance.ts';
 
 /** Why one page did not move. */
@@ -54,8 +55,17 @@ export interface MigrationDevice {
   freeFrames(frames: readonly number[]): void;
   /** @internal */
   upload(frames: readonly number[], sources: readonly Uint8Array[]): void;
-  /** @internal */
-  download(frames: readonly number[]): Promise<Uint8Array>;
+  /**
+   * Read frames back; with `status`, their pages' dirty-block words in the same readback.
+   * @internal
+   */
+  download(frames: readonly number[], status?: StatusRead): Promise<Uint8Array>;
+  /**
+   * Where these pages keep their dirty-block words on the device (read before they are
+   * unmapped), for download's `status`: what kernels stored, for the bytesStored figure.
+   * @internal
+   */
+  statusWords?(mm: AddressSpace, pages: readonly number[]): StatusRead | undefined;
   /**
    * Resolves once all submitted GPU work finished; rejects if the device failed.
    * @internal
@@ -135,6 +145,7 @@ export async function migrateToDevice(
   } = {},
 ): Promise<MigrateResult> {
   const t0 = performance.now();
+  const stats = dev.stats;
   const result: PageResult[] = new Array(pages.length);
   const selected: number[] = [];
   const selIndex: number[] = [];
@@ -173,10 +184,15 @@ export async function migrateToDevice(
       k--;
     }
   }
-  if (selected.length === 0) return finish(result, dev);
+  if (selected.length === 0) {
+    stats.endPhase('collect', t0, dev.id, mm.id);
+    return finish(result, dev);
+  }
   // ---- isolate
   const { marks, done } = isolate(mm, selected, dev);
   dev.inject?.('isolated', { direction: 'toDevice' });
+  // (phases: collect up to here, copy-upload to the submit, gpu-wait for the copy, commit)
+  let t = stats.endPhase('collect', t0, dev.id, mm.id);
   try {
     // ---- allocate (per-page failure when device memory runs short). A whole huge block gets
     // one 2 MiB frame if there is one; otherwise it falls back to 4 KiB frames.
@@ -197,9 +213,11 @@ export async function migrateToDevice(
       }
     }
     if (upFrames.length > 0) dev.upload(upFrames, upSources);
+    t = stats.endPhase('copy-upload', t, dev.id, mm.id);
     try {
       dev.inject?.('settling', { direction: 'toDevice' });
       await dev.settle(); // the copy has finished: only now may we commit
+      t = stats.endPhase('gpu-wait', t, dev.id, mm.id);
     } catch (e) {
       // Nothing committed: every page goes back where it was, source intact.
       for (let k = 0; k < selected.length; k++) {
@@ -266,6 +284,7 @@ export async function migrateToDevice(
   } finally {
     done();
   }
+  stats.endPhase('commit', t, dev.id, mm.id);
   dev.inject?.('finalized', { direction: 'toDevice' });
   return finish(result, dev);
 }
@@ -273,6 +292,7 @@ export async function migrateToDevice(
 /** Device-private pages of `dev` -> system RAM. Every selected page moves, or none does. */
 export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[], cause: Cause = EXPLICIT_TO_SYSTEM): Promise<MigrateResult> {
   const t0 = performance.now();
+  const stats = dev.stats;
   const result: PageResult[] = pages.map(() => 'remote');
   const selected: number[] = [];
   const selIndex: number[] = [];
@@ -287,12 +307,17 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
   const devFrames = selected.map((p) => pte.frame(mm.pageTable.get(p)));
   // Allocate before isolating: ENOMEM must leave everything as it was.
   const { frames: ramFrames, hugeBlocks } = ramFramesFor(mm, dev, selected);
+  // What kernels stored on these pages comes back with their data (read before the isolation
+  // unmaps them); a device-private page comes home whole all the same: RAM has no other copy.
+  const status = dev.statusWords?.(mm, selected);
   const { marks, done } = isolate(mm, selected, dev);
   dev.inject?.('isolated', { direction: 'toSystem' });
+  let t = stats.endPhase('collect', t0, dev.id, mm.id);
   try {
     let data: Uint8Array;
     try {
-      data = await dev.download(devFrames);
+      data = await dev.download(devFrames, status);
+      t = stats.endPhase('gpu-wait', t, dev.id, mm.id);
     } catch (e) {
       // Nothing came back: every page stays on the device, but one unmapped meanwhile has no
       // entry left to own its device frame, which is ours to give back (it leaked once).
@@ -309,6 +334,7 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     // ---- commit: the bytes are in hand, so a loss from here on loses nothing
     dev.inject?.('beforeCommit', { direction: 'toSystem' });
     const freed: number[] = [];
+    let storedBlocks = 0;
     for (let k = 0; k < selected.length; k++) {
       const p = selected[k]!;
       freed.push(devFrames[k]!);
@@ -320,6 +346,7 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
       mm.ram.frame(ramFrames[k]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
       mm.pageTable.set(p, pte.ram(ramFrames[k]!));
       result[selIndex[k]!] = 'moved';
+      storedBlocks += status ? popcount16(status.out[k]!) : PAGE_SIZE / BLOCK_SIZE;
     }
     dev.disown(freed);
     dev.freeFrames(freed);
@@ -329,6 +356,8 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     const moved = result.filter((r) => r === 'moved').length;
     dev.stats.add('pagesToSystem', moved);
     dev.stats.add('bytesToSystem', moved * PAGE_SIZE);
+    dev.stats.add('bytesWrittenBack', moved * PAGE_SIZE);
+    dev.stats.add('bytesStored', storedBlocks * BLOCK_SIZE);
     dev.stats.provenance.record(mm.id, selected.filter((_, k) => result[selIndex[k]!] === 'moved'), 'to-system', dev.id, cause);
     dev.stats.trace.record({
       kind: 'migrate-to-system', ts: t0, dur: performance.now() - t0, pages: moved,
@@ -339,6 +368,7 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
   } finally {
     done();
   }
+  stats.endPhase('commit', t, dev.id, mm.id);
   dev.inject?.('finalized', { direction: 'toSystem' });
   return finish(result, dev);
 }
