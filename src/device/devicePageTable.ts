@@ -53,6 +53,11 @@ export class DevicePageTable {
   private fresh: number[] = [];
   /** Leaf entries given a second chance since the last flush: their accessed words are zeroed. */
   private unaccessed: number[] = [];
+  /**
+   * Leaf entries unmapped since the last flush: a write-back may still read their dirty-block
+   * words (statusWord), so a zeroing run never reaches over them (zeroRuns).
+   */
+  private retired: number[] = [];
   validCount = 0;
 
   constructor(
@@ -160,6 +165,7 @@ export class DevicePageTable {
     if (!(e & PTE_VALID)) return -1;
     this.leaves[li] = 0;
     this.validCount--;
+    this.retired.push(li);
     this.markDirty(leaf, page & 511);
     if (--this.leafUse[leaf]! === 0) {
       this.dir[di] = 0;
@@ -321,10 +327,17 @@ export class DevicePageTable {
       writes += this.zeroRuns(this.unaccessed, LEAF_ACCESSED);
       this.unaccessed = [];
     }
+    this.retired = [];
     return writes;
   }
 
-  /** Zero the status words at `offsets` of each run of consecutive leaf entries in `at`; the writes made. */
+  /**
+   * Zero the status words at `offsets` of the leaf entries in `at`, one write per run; the
+   * writes made. A run of one leaf reaches over entries between them that hold no mapping (their
+   * words mean nothing and are zeroed when one is made), but never over a mapped entry, nor one
+   * unmapped since the last flush (a write-back reads its dirty blocks still): pages faulted in
+   * scattered over a leaf cost one write per word kind, not one per page.
+   */
   private zeroRuns(at: number[], ...offsets: number[]): number {
     for (let i = 1; i < at.length; i++) {
       if (at[i]! < at[i - 1]!) {
@@ -332,14 +345,23 @@ export class DevicePageTable {
         break;
       }
     }
+    const retired = this.retired.length > 0 ? new Set(this.retired) : undefined;
+    const unmapped = (li: number): boolean => !(this.leaves[li]! & PTE_VALID) && !retired?.has(li);
     let writes = 0;
     for (let i = 0; i < at.length; ) {
       const first = at[i]!;
       const leaf = Math.floor(first / PAGES_PER_HUGE);
       let last = first;
       let j = i + 1;
-      // a run: consecutive (or repeated) entries of one leaf
-      while (j < at.length && at[j]! <= last + 1 && Math.floor(at[j]! / PAGES_PER_HUGE) === leaf) last = Math.max(last, at[j++]!);
+      // a run: entries of one leaf, consecutive or with only unmapped entries between them
+      for (; j < at.length; j++) {
+        const next = at[j]!;
+        if (Math.floor(next / PAGES_PER_HUGE) !== leaf) break;
+        let gap = last + 1;
+        while (gap < next && unmapped(gap)) gap++;
+        if (gap < next) break;
+        if (next > last) last = next;
+      }
       const word = leaf * LEAF_WORDS + (first - leaf * PAGES_PER_HUGE);
       for (const off of offsets) this.device.queue.writeBuffer(this.leafBuffer, (word + off) * 4, ZEROS.buffer, 0, (last - first + 1) * 4);
       writes += offsets.length;

@@ -163,4 +163,34 @@ describe('accessed and dirty-block words', () => {
     expect(entries[0]! & (PTE_ACCESSED | PTE_DIRTY)).toBe(0);
     expect(blocks[2]).toBe(0);
   });
+
+  it('a page unmapped in the same flush as scattered new mappings keeps its dirty-block word for its write-back', async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const mm = sys.createAddressSpace();
+    const m = dev.mirror(mm);
+    const va = mm.mmap(8 * P);
+    await m.migrateToDevice(va + 4 * P, 1);
+    const k = await dev.createKernel({ code: POKE, workgroupSize: 16 });
+    await m.dispatch(k, { workgroups: 1, uniforms: pokeArgs(va + 4 * P, [9 * 256]), ranges: [{ va: va + 4 * P, bytes: P, access: 'rw' }] });
+    // what a write-back does: note the word, unmap; then, before the flush, pages on both sides are mapped
+    const t = m.table;
+    const page = va / P + 4;
+    const word = t.statusWord(page);
+    expect(word).toBeGreaterThanOrEqual(0);
+    const frame = t.unmap(page);
+    expect(t.map(page - 3, frame, true)).toBe(true);
+    expect(t.map(page + 3, frame, true)).toBe(true);
+    t.flush();
+    const rb = dev.device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = dev.device.createCommandEncoder();
+    enc.copyBufferToBuffer(t.leafBuffer, word * 4, rb, 0, 4);
+    dev.device.queue.submit([enc.finish()]);
+    await rb.mapAsync(GPUMapMode.READ);
+    expect(new Uint32Array(rb.getMappedRange())[0]).toBe(1 << 9);
+    rb.destroy();
+    t.unmap(page - 3);
+    t.unmap(page + 3);
+    t.flush();
+  });
 });
