@@ -59,6 +59,7 @@ export function ramHugeBlocks(mm: AddressSpace): (block: number) => boolean {
   const known = new Map<number, boolean>();
   return (b) => {
     let h = known.get(b);
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; asking isRamHuge again gives the same answer within a walk
     if (h === undefined) known.set(b, (h = mm.isRamHuge(b)));
     return h;
   };
@@ -134,6 +135,7 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
       // hmm_range_fault with HMM_PFN_REQ_WRITE does through the fault handler.)
       const f = pageFlags(mm, p, req.owner);
       flags[i] = f;
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): the RAM test as true; a huge block's 512 entries are all RAM
       orders[i] = f & PFN_VALID && pte.kind(e) === Kind.Ram && hugeBlock(p >>> 9) ? 9 : 0;
       const needs = req.fault && (!(f & PFN_VALID) || (req.write && !(f & PFN_WRITE)));
       if (needs && req.leave?.(p)) {

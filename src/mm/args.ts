@@ -4,10 +4,12 @@
 import { PAGE_SIZE, VA_LIMIT, hex } from '../constants.ts';
 import { HmmError } from '../errors.ts';
 
+// Equivalent mutant (not disabled: that would hide this line's killed ones): `typeof` as true (isInteger refuses non-numbers) and `v > 0` (0 is a valid address, never shown)
 const show = (v: unknown): string => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? hex(v) : String(v));
 
 /** A byte address: an integer in [0, 4 GiB). */
 export function checkAddress(what: string, va: unknown): number {
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the `typeof` test as false; Number.isInteger refuses every non-number too
   if (typeof va !== 'number' || !Number.isInteger(va) || va < 0 || va >= VA_LIMIT)
     throw new HmmError('EINVAL', `${what}: address ${show(va)} is not an integer in [0, 4 GiB)`);
   return va;
@@ -22,6 +24,7 @@ export function checkPageAligned(what: string, va: unknown): number {
 
 /** A positive integer count (bytes or pages). */
 export function checkCount(what: string, name: string, n: unknown): number {
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the `typeof` test as false; Number.isInteger refuses every non-number too
   if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0)
     throw new HmmError('EINVAL', `${what}: ${name} ${String(n)} is not a positive integer`);
   return n;

@@ -35,6 +35,7 @@ export class DeviceHold {
   readonly space: number;
   private promise!: Promise<void>;
   private resolve!: () => void;
+  // Stryker disable next-line BooleanLiteral: the constructor's acquire() sets it before anything reads it
   private held = false;
 
   /** Exclusive (makeExclusive): even the holding device's other operations keep off the pages. */
@@ -82,6 +83,7 @@ export class DeviceHold {
 
   /** The launch the pages were held for has run (or failed): everyone may have them. */
   release(): void {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; a second release removes nothing and resolves a settled promise
     if (!this.held) return;
     this.held = false;
     this.registry.remove(this);
@@ -121,8 +123,10 @@ export class DeviceHolds {
   remove(h: DeviceHold): void {
     for (const p of h.pages) {
       const set = this.byPage.get(p);
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; every page of a held hold has its set (add() and extend() put it there)
       if (!set) continue;
       set.delete(h);
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; an empty set answers every query as a missing one does
       if (set.size === 0) this.byPage.delete(p);
     }
   }
@@ -134,6 +138,7 @@ export class DeviceHolds {
 
   /** Is page p held by anyone but `device` (anyone at all when undefined)? */
   isHeld(p: number, device?: number): boolean {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): `device === undefined` as false; then h.device !== undefined holds for every hold
     return this.some(p, (h) => device === undefined || h.device !== device);
   }
 

@@ -26,6 +26,7 @@ export class SystemRam {
     this.buffer = new SharedArrayBuffer(sizeBytes);
     this.bytes = new Uint8Array(this.buffer);
     this.frameCount = sizeBytes / PAGE_SIZE;
+    // Stryker disable next-line StringLiteral: free() checks the references first, so the allocator never names its owner
     this.frames = new FrameAllocator(this.frameCount, 'SystemRam');
     this.refs = new Int32Array(new SharedArrayBuffer(this.frameCount * 4));
   }
@@ -49,6 +50,7 @@ export class SystemRam {
 
   /** Free the deferred frames nothing uses any more. */
   reap(): void {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; filtering an empty list changes nothing
     if (this.deferred.length === 0) return;
     this.deferred = this.deferred.filter((d) => {
       if (!d.done()) return true;
@@ -71,6 +73,7 @@ export class SystemRam {
 
   /** Make `n` frames free if reaping and reclaiming can. */
   private makeFree(n: number): void {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; makeFree is only called when n > free
     if (n > this.frames.free) this.reap();
     for (const reclaim of this.reclaimers) {
       if (n <= this.frames.free) return;
@@ -80,6 +83,7 @@ export class SystemRam {
 
   /** Allocate one zeroed frame; ENOMEM names what it was for. */
   alloc(forWhat: string): number {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; makeFree(1) with a frame free does nothing
     if (this.frames.free === 0) this.makeFree(1);
     if (this.frames.free === 0)
       throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
@@ -104,6 +108,7 @@ export class SystemRam {
 
   /** Allocate n frames or none (all-or-nothing, so a failed batch leaks nothing). */
   allocMany(n: number, forWhat: string): number[] {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; makeFree(n) with n frames free does nothing
     if (n > this.frames.free) this.makeFree(n);
     if (n > this.frames.free)
       throw new HmmError('ENOMEM', `system RAM exhausted: ${n} frames needed, ${this.frames.free} free, while ${forWhat}`);

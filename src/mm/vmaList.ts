@@ -87,6 +87,7 @@ export class VmaList {
   findFree(n: number, min: number, limit: number, align: number): number {
     let cand = Math.ceil(min / align) * align;
     for (const v of this.vmas) {
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `<`; a VMA ending at cand moves cand to ceil(cand / align) * align, itself
       if (v.end <= cand) continue;
       if (v.start >= cand + n) break;
       cand = Math.ceil(v.end / align) * align;
@@ -98,6 +99,7 @@ export class VmaList {
     if (this.overlapping(vma.start, vma.end).length > 0)
       throw new Error(`VmaList.insert: ${hex(vma.start * PAGE_SIZE)} overlaps an existing mapping`);
     let i = 0;
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): `<=`; no VMA starts where a non-overlapping new one does
     while (i < this.vmas.length && this.vmas[i]!.start < vma.start) i++;
     this.vmas.splice(i, 0, { ...vma });
     this.mergeAround(i);
@@ -107,6 +109,7 @@ export class VmaList {
   remove(start: number, end: number): void {
     const out: Vma[] = [];
     for (const v of this.vmas) {
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `<` and `>`; a VMA that only touches [start, end) is split into itself
       if (v.end <= start || v.start >= end) {
         out.push(v);
         continue;

@@ -28,6 +28,7 @@ export type { PrefetchView } from './types.ts';
  */
 export function prefetchPages(faults: readonly number[], view: PrefetchView, cfg: PrefetchConfig): number[] {
   const selected = new Set(faults);
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): `faults.length === 0` as false; no faults, no block below
   if (!cfg.enabled || faults.length === 0) return [...selected].sort((a, b) => a - b);
   const blocks = new Map<number, number[]>();
   for (const p of faults) {
@@ -48,7 +49,9 @@ export function prefetchPages(faults: readonly number[], view: PrefetchView, cfg
       for (let q = start; q < start + up; q++) take(q);
     }
     // density, bottom-up: subregions of 2x the upgrade size up to the whole block
+    // Stryker disable next-line ArithmeticOperator: a region smaller than the upgrade size lies inside an upgraded big page, all taken already
     for (let size = up * 2; size <= PAGES_PER_HUGE; size *= 2) {
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `<=` adds a region of the next block, which its own pass decides alike
       for (let start = base; start < base + PAGES_PER_HUGE; start += size) {
         let touched = false;
         let dense = 0;
@@ -59,6 +62,7 @@ export function prefetchPages(faults: readonly number[], view: PrefetchView, cfg
           if (selected.has(q) || view.resident(q) || view.allowed(q)) eligible++;
         }
         // density over the pages that could be populated at all (holes do not count against it)
+        // Equivalent mutants (not disabled: that would hide this line's killed ones): `eligible > 0` as true or `>= 0`; touched means eligible >= 1
         if (touched && eligible > 0 && dense * 100 > eligible * cfg.threshold) {
           for (let q = start; q < start + size; q++) take(q);
         }
