@@ -73,6 +73,7 @@ const NUMBER_FORMS = [
   /0[xX][0-9a-fA-F]+\.[0-9a-fA-F]*(?:[pP][+-]?[0-9]+[fh]?)?/y,
   /0[xX][0-9a-fA-F]+[pP][+-]?[0-9]+[fh]?/y,
   /0[xX][0-9a-fA-F]+[iu]?/y,
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): `[^0-9]*`: the lexer starts a number only at a digit or at '.' before a digit, where it matches nothing
   /[0-9]*\.[0-9]+(?:[eE][+-]?[0-9]+)?[fh]?/y,
   /[0-9]+\.[0-9]*(?:[eE][+-]?[0-9]+)?[fh]?/y,
   /[0-9]+[eE][+-]?[0-9]+[fh]?/y,
@@ -116,6 +117,7 @@ export function lexWgsl(src: string): Lexed {
     if (c === 0x2f && src.charCodeAt(i + 1) === 0x2f) {
       // line comment: to the next line break of any kind
       let j = i + 2;
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `j <= n`: charCodeAt(n) is NaN, no line break, and the scan ends one past the end to the same effect
       while (j < n && !LINE_BREAK.has(src.charCodeAt(j))) j++;
       skipTo(j);
       continue;
@@ -125,6 +127,7 @@ export function lexWgsl(src: string): Lexed {
       const open = { line, column: i - lineStart + 1 };
       let depth = 1;
       let j = i + 2;
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `j <= n`: at n nothing starts with '/*' or '*/', and depth > 0 reports the same open comment
       while (j < n && depth > 0) {
         if (src.startsWith('/*', j)) {
           depth++;
@@ -161,6 +164,7 @@ export function lexWgsl(src: string): Lexed {
 
 /** The value of a plain integer literal token (`0`, `1u`, `0x1i`), or undefined for anything else. */
 function intLiteral(t: Token | undefined): number | undefined {
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false for a token; an identifier or operator never matches INT_LITERAL, which starts with a digit
   if (t?.kind !== 'number') return undefined;
   const m = INT_LITERAL.exec(t.text);
   if (!m) return undefined;
@@ -181,11 +185,14 @@ function moduleScopeNames(tokens: readonly Token[]): number[] {
     const t = tokens[k]!;
     if (t.text === '{') depth++;
     else if (t.text === '}') depth = Math.max(0, depth - 1);
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the kind test as true; only identifiers spell a keyword
     else if (depth === 0 && t.kind === 'ident' && DECLARATION.has(t.text)) {
       let j = k + 1;
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): the `var` test as true; only `var` takes a template list (the compiler refuses `const<`)
       if (t.text === 'var' && tokens[j]?.text === '<') {
         for (let open = 0; j < tokens.length; j++) {
           if (tokens[j]!.text === '<') open++;
+          // Equivalent mutant (not disabled: that would hide this line's killed ones): `--open === 0` as true; var's template (address space, access mode) never nests
           else if (tokens[j]!.text === '>' && --open === 0) break;
         }
         j++;
@@ -209,6 +216,7 @@ export function moduleScopeReferences(src: string): Set<string> {
   const declared = new Set(moduleScopeNames(tokens));
   const refs = new Set<string>();
   // Scopes by brace depth: scopes[d] holds names declared in the block opened at depth d.
+  // Equivalent mutant: `[]`; nothing is declared at depth 0 here (locals need depth > 0), and some() skips the hole
   const scopes: Set<string>[] = [new Set()];
   let params = new Set<string>(); // the parameters of the fn whose body opens next
   let pending: { name: string; depth: number } | undefined; // a local, in scope after its `;`
@@ -219,33 +227,39 @@ export function moduleScopeReferences(src: string): Set<string> {
     const prev = tokens[k - 1];
     if (t.text === '{') {
       depth++;
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `depth === 1` as true; `params` is empty after any `{` but a function body's
       scopes[depth] = depth === 1 ? params : new Set();
       params = new Set();
     } else if (t.text === '}') {
       scopes.length = depth;
       depth = Math.max(0, depth - 1);
     } else if (t.text === ';' && pending && pending.depth === depth) {
+      // (Equivalent mutant: `pending.depth === depth` as true; no braces come between a local's name and its `;` in WGSL)
       scopes[depth]!.add(pending.name);
       pending = undefined;
     } else if (t.kind === 'ident') {
       if (declared.has(k)) {
+        // Equivalent mutant (not disabled: that would hide this line's killed ones): `prev.text`; a declared name always follows its keyword, so prev exists
         if (prev?.text === 'fn') {
           // its parameters: `name :` pairs up to the closing parenthesis
           for (let j = k + 2, parens = 1; j < tokens.length && parens > 0; j++) {
             const u = tokens[j]!;
             if (u.text === '(') parens++;
             else if (u.text === ')') parens--;
+            // Equivalent mutants: `parens === 1`, the kind test and the (, ',' or ')' test, each as true, and `tokens[j - 1].text` (j - 1 > k); in a parameter list only a parameter's name is followed by `:`
             else if (parens === 1 && u.kind === 'ident' && tokens[j + 1]?.text === ':' && (tokens[j - 1]?.text === '(' || tokens[j - 1]?.text === ',' || tokens[j - 1]?.text === ')'))
               params.add(u.text);
           }
         }
         continue;
       }
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): `depth > 0` as true, `>= 0`, or `||`; at module scope `var` and `const` names are declared ones (skipped above) and `let` is refused by the compiler
       if (depth > 0 && prev && LOCAL_DECLARATION.has(prev.text)) {
         pending = { name: t.text, depth };
         continue;
       }
       if (prev?.text === '.' || prev?.text === '@') continue;
+      // (Equivalent mutant: `depth === 0` as true; inside a body `params` is empty, a function is declared only at module scope)
       if (params.has(t.text) && depth === 0) continue; // a parameter's own declaration
       if (!inScope(t.text)) refs.add(t.text);
     }
@@ -290,6 +304,7 @@ export function checkKernelSource(code: string, opts: KernelCheckOptions): Kerne
   for (let k = 0; k < tokens.length; k++) {
     const t = tokens[k]!;
     const at = { line: t.line, column: t.column };
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the kind test as true; no number or operator begins hmm_
     if (t.kind === 'ident' && RESERVED.test(t.text)) {
       if (!API.has(t.text)) {
         out.push({
@@ -308,6 +323,7 @@ export function checkKernelSource(code: string, opts: KernelCheckOptions): Kerne
       }
       continue;
     }
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the kind test as true; declaredAt holds identifiers only
     if (t.kind === 'ident' && declaredAt.has(k) && t.text !== KERNEL_FN && opts.preludeReferences.has(t.text)) {
       out.push({
         rule: 'shadow',
