@@ -344,8 +344,30 @@ export class DeviceFaultIn {
     // Upload what is mapped so far before any await: a launch checks the host table, and the
     // GPU's copy must not lag behind it (launch flushes too; this keeps the window closed).
     this.dev.stats.add('pageTableWrites', this.table.flush());
-    if (copies.length > 0) await this.mapCopies(copies, write, protect, opts);
+    if (copies.length > 0) {
+      // A read of a thrashing page of private writable memory gets a writable (held) copy, as a
+      // migrated page comes writable: the store that usually follows a load needs no second
+      // fault round and no second copy, and a copy no kernel wrote goes home at no cost (its
+      // dirty blocks, read after the launch, are none). Thrash mitigation must not cost more
+      // than the migrations it replaces (issue 15, G9).
+      const held = write ? [] : copies.filter((p) => this.heldForRead(p));
+      if (held.length > 0) await this.mapCopies(held, true, protect, opts);
+      const plain = held.length > 0 ? copies.filter((p) => !held.includes(p)) : copies;
+      if (plain.length > 0) await this.mapCopies(plain, write, protect, opts);
+    }
     this.dev.stats.add('pageTableWrites', this.table.flush());
+  }
+
+  /**
+   * Does a read fault on p map a held (writable) copy? For a page the thrashing detector keeps in
+   * RAM, in a private writable mapping not advised read-mostly, that the CPU could write now and
+   * no fork relative shares: a held copy of it needs no other step.
+   */
+  private heldForRead(p: number): boolean {
+    const vma = this.mm.vmas.find(p);
+    if (!vma || vma.shared || vma.readMostly || !canWrite(vma.prot) || !this.mm.thrash.isPinned(p, performance.now())) return false;
+    const e = this.mm.pageTable.get(p);
+    return pte.kind(e) === Kind.Ram && this.mm.cpuAccessible(p, true) && this.mm.ram.refCount(pte.frame(e)) === 1;
   }
 
   /**

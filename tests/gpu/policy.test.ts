@@ -132,6 +132,25 @@ describe('thrashing', () => {
     expect(migrations).toBeLessThan(plainMigrations / 2);
   });
 
+  it('a load fault on a thrashing page maps a writable copy: the store after it needs no second round, no second copy', async () => {
+    const { sys, m, va } = await pingPong(true);
+    const k = await sys.devices[0]!.createKernel({
+      code: '@group(0) @binding(0) var<uniform> a: vec4u;\nfn kernel(gid: vec3u) { let p = a.x + gid.x * 4096u; hmm_store_u32(p, hmm_load_u32(p) + 1u); }',
+      workgroupSize: 4,
+    });
+    const c = sys.counters;
+    const before = { copies: c.get('deviceCopies'), upgrades: c.get('copyUpgrades'), back: c.get('bytesWrittenBack'), toSystem: c.get('bytesToSystem') };
+    const r = await m.dispatch(k, { mode: 'replayable', workgroups: 1, prefetch: false, uniforms: new Uint32Array([va, 0, 0, 0]) });
+    expect(r.rounds).toBe(2); // the loads' round, then the finishing launch
+    expect(c.get('deviceCopies') - before.copies).toBe(4);
+    expect(c.get('copyUpgrades') - before.upgrades).toBe(0);
+    // the CPU's turn: each copy comes home in the one block the kernel stored to
+    const words = new Uint32Array((await m.mm.read(va, 4 * P)).buffer);
+    for (let i = 0; i < 4; i++) expect(words[i * 1024]).toBe(8 * 2 + 1);
+    expect(c.get('bytesWrittenBack') - before.back).toBe(4 * 256);
+    expect(c.get('bytesToSystem') - before.toSystem).toBe(4 * 256);
+  });
+
   it('the fault service naps before a thrashing page only while someone else is using it (here a pin), and the data stays right', async () => {
     const { sys, m, va } = await pingPong(true);
     const mm = m.mm;
