@@ -681,12 +681,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   }
 
   /**
-   * A held copy of a lost device: if no launch came after it was handed out, the page becomes
-   * plain RAM again. Without its frame (an invalidation after the loss dropped the mapping)
-   * there is nothing to tell: it stays poisoned, as markLost already judged it.
+   * A held copy of a lost device: if no launch came after it was handed out, or its dirty-block
+   * word, read after the last launch, says no kernel wrote it, the page becomes plain RAM again.
+   * Without its frame (an invalidation after the loss dropped the mapping) there is nothing to
+   * tell: it stays poisoned, as markLost already judged it.
    */
   private letGoIfClean(mm: AddressSpace, p: number, frame: number): boolean {
-    if (frame < 0 || this.copyEpoch[frame] !== this.launcher.launches) return false;
+    if (frame < 0) return false;
+    const knownClean = this.knownAt[frame] === this.launcher.launches + 1 && (this.knownBlocks[frame]! | this.assumedDirty[frame]!) === 0;
+    if (this.copyEpoch[frame] !== this.launcher.launches && !knownClean) return false;
     mm.pageTable.set(p, pte.plainRam(mm.pageTable.get(p)));
     this.clearRelativesFlags(mm, p, pte.frame(mm.pageTable.get(p)));
     const mirror = this.mirrors.get(mm);

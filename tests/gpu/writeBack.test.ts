@@ -124,6 +124,23 @@ describe('held copies come home in dirty blocks', () => {
   });
 });
 
+describe('a lost device', () => {
+  it('a held copy whose dirty-block word, read after the last launch, is 0 lets go; a written one is EPOISON', async () => {
+    const { dev, mm, m, va, data, k } = await scene();
+    await m.makeExclusive(va + 3 * P, 1); // held, and no kernel will write it
+    await m.dispatch(k, { workgroups: 1, uniforms: pokeArgs(va, [0]), ranges: [{ va, bytes: P, access: 'rw' }] }); // page 0: held and written
+    dev.device.destroy();
+    await dev.device.lost;
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await mm.read(va + 3 * P, P)).toEqual(data.subarray(3 * P, 4 * P));
+    const e = await mm.read(va, 4).then(
+      () => null,
+      (err: unknown) => err as { code?: string },
+    );
+    expect(e?.code).toBe('EPOISON');
+  });
+});
+
 describe('device-private pages', () => {
   it('come home whole; what kernels stored on them is counted in blocks', async () => {
     const { sys, dev, mm, va, data, k } = await scene();
