@@ -1,7 +1,7 @@
 // The replay simulator's model of issue 15's mechanism, no GPU: the page table's accessed and
-// dirty words (an upload clears only what the host zeroes), the fault buffer (at most
-// faultBufferPages faults a launch, the rest next round; the recorded queue kept when it is what
-// faulted), and the progress rule driven with what the simulated launches report (refaults keep
+// dirty words (an upload clears only what the host zeroes), read-only copies made writable in
+// place, the fault buffer (at most faultBufferPages faults a launch, the rest next round; the
+// recorded queue kept when it is what faulted), and the progress rule driven with what the simulated launches report (refaults keep
 // pages, no room narrows the window, one invocation that does not fit is ENOMEM).
 import { describe, expect, it } from 'vitest';
 import { parseFaultTrace, type FaultTrace } from '../../src/replay/format.ts';
@@ -32,9 +32,12 @@ describe('simulated page table', () => {
     expect(t.bitsOf(100)).toBe(ACCESSED | DIRTY);
     t.flush();
     expect([t.bitsOf(100), t.bitsOf(101)]).toEqual([DIRTY, 0]);
-    // remapped (say read-only now): clean from the upload on
+    // the same frame mapped again (a copy made writable) keeps them; another frame starts clean from the upload on
     t.touch(100, true);
-    t.map(100, 0, false);
+    t.map(100, 0, true);
+    t.flush();
+    expect(t.bitsOf(100)).toBe(ACCESSED | DIRTY);
+    t.map(100, 5, true);
     expect(t.bitsOf(100)).toBe(ACCESSED | DIRTY);
     t.flush();
     expect(t.bitsOf(100)).toBe(0);
@@ -43,6 +46,22 @@ describe('simulated page table', () => {
     t.unmap(101);
     t.flush();
     expect(t.bitsOf(101)).toBe(0);
+  });
+});
+
+describe('simulated copies', () => {
+  it('makes a read-only copy writable in place for a write: no new frame, no upload, not another copy', () => {
+    const copy: PolicySet = { name: 'copy', placement: { name: 'copy', decide: () => 'copy' } };
+    // 100 read (a read-only copy), then written (the same frame, held now), then the CPU reads it (written back)
+    const b = new TraceBuilder({ frames: 4 })
+      .dispatch('r', [{ read: [100, 101, 102, 103] }])
+      .dispatch('w', [{ write: [100] }])
+      .cpu([100], false);
+    const r = replayTrace(b.trace, copy);
+    expect(r.dispatches.map((d) => d.metrics.deviceCopies)).toEqual([4, 0]);
+    // the device is full of the four copies: a new copy for the write would have evicted one
+    expect(r.dispatches[1]!.metrics).toMatchObject({ faultRounds: 1, evictions: 0 });
+    expect(r.between.writeBacks).toBe(1);
   });
 });
 

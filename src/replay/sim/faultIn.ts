@@ -2,7 +2,8 @@
 // migrate and which get device copies (the placement policy, through the guard, with the same
 // context the mechanism gives it), room made by eviction, and the retry rounds with their one
 // shortcut: a fault service returns as soon as one of its faulted pages is mapped, leaving the
-// rest (prefetched company included) to fault again. Huge mappings take the 4 KiB path here.
+// rest (prefetched company included) to fault again; and a write to pages with read-only
+// copies here, which become writable in place. Huge mappings take the 4 KiB path here.
 
 import { PAGE_SIZE, hex } from '../../constants.ts';
 import { HmmError } from '../../errors.ts';
@@ -65,25 +66,60 @@ function makeRoom(m: Machine, dev: SimDevice, space: SimSpace, need: number, pro
   return freed > 0 || dev.freeFrames > 0 ? 'freed' : 'none';
 }
 
-/** Device copies of pages that stay in RAM (read-only, or held for a write), evicting for frames. */
+/** The frame of page p's read-only copy on `dev` (a write may make it writable in place), or -1 (DeviceFaultIn.upgradable). */
+function upgradable(dev: SimDevice, space: SimSpace, p: number): number {
+  const e = dev.table(space.id).lookup(p);
+  return e && !e.write && dev.rmapCopy[e.frame] === 1 ? e.frame : -1;
+}
+
+/** May a write make p's read-only copy on `dev` writable in place (DeviceFaultIn.upgradableInPlace; the replay has no fork relatives)? */
+function upgradableInPlace(dev: SimDevice, space: SimSpace, p: number): boolean {
+  return !space.priv.has(p) && !space.held.has(p) && upgradable(dev, space, p) >= 0;
+}
+
+/**
+ * Device copies of pages that stay in RAM (read-only, or held for a write), evicting for
+ * frames; a write to a page with a read-only copy here makes that copy writable in place (no
+ * frame, no upload, not counted as a copy; other devices' copies of it go).
+ */
 export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, protect: ReadonlySet<number>, ctx: FaultCtx): void {
-  const frames = dev.take(pages.length);
-  for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < pages.length; sweep++) {
-    if (makeRoom(m, dev, space, pages.length - frames.length, protect, ctx) === 'none') break;
-    frames.push(...dev.take(pages.length - frames.length));
+  let want = pages.length;
+  if (write) for (const p of pages) if (upgradable(dev, space, p) >= 0) want--;
+  const frames = dev.take(want);
+  for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < want; sweep++) {
+    if (makeRoom(m, dev, space, want - frames.length, protect, ctx) === 'none') break;
+    frames.push(...dev.take(want - frames.length));
   }
-  if (frames.length < pages.length) {
+  if (frames.length < want) {
     dev.free(frames);
     throw new HmmError('ENOMEM', `${dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}`, pages[0]! * PAGE_SIZE);
   }
-  if (write) for (const p of pages) space.held.set(p, dev.id);
-  const t = dev.table(space.id);
-  pages.forEach((p, i) => {
-    if (t.lookup(p)) dropRuns(dev, space, [[p, p + 1]]); // a read-only copy a write replaces
-    t.map(p, frames[i]!, write);
-    dev.ownCopy(frames[i]!, space.id, p);
+  // (a read-only copy the eviction above took needs a frame now; with none left the page faults again)
+  const copied: number[] = [];
+  const target: number[] = [];
+  const upgraded: boolean[] = [];
+  let fresh = 0;
+  for (const p of pages) {
+    const up = write ? upgradable(dev, space, p) : -1;
+    if (up < 0 && fresh === frames.length) continue;
+    copied.push(p);
+    target.push(up >= 0 ? up : frames[fresh++]!);
+    upgraded.push(up >= 0);
+  }
+  dev.free(frames.slice(fresh));
+  if (write) for (const p of copied) space.held.set(p, dev.id);
+  copied.forEach((p, i) => {
+    if (upgraded[i]) for (const d of m.devices) if (d !== dev && d.table(space.id).lookup(p)) dropRuns(d, space, [[p, p + 1]]);
   });
-  m.metrics.deviceCopies += pages.length;
+  const t = dev.table(space.id);
+  let upgrades = 0;
+  copied.forEach((p, i) => {
+    if (upgraded[i]) upgrades++;
+    else if (t.lookup(p)) dropRuns(dev, space, [[p, p + 1]]);
+    t.map(p, target[i]!, write);
+    dev.ownCopy(target[i]!, space.id, p);
+  });
+  m.metrics.deviceCopies += copied.length - upgrades;
 }
 
 /**
@@ -114,6 +150,14 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
         throw new HmmError('ENOMEM', `${dev.name}: device memory exhausted (${dev.frameCount} frames) faulting in ${hex(at)}`, at);
       }
       continue;
+    }
+    // A write to pages this device has read-only copies of: the copies become writable in place.
+    if (write) {
+      const inPlace = missing.filter((p) => upgradableInPlace(dev, space, p));
+      if (inPlace.length > 0) {
+        mapCopies(m, dev, space, inPlace, true, protect, ctx);
+        continue;
+      }
     }
     // hmm_range_fault, run by run (FaultIn.mapByRangeFault): the CPU side first (other devices'
     // pages come home, held copies elsewhere are written back, a write breaks read-only

@@ -2,8 +2,9 @@
 // page's mapping (frame, writable) and the accessed and dirty bits kernels set on hits. As on
 // the device (src/device/devicePageTable.ts, design-notes §20), the GPU keeps those bits in words
 // of their own that an upload of the entries never overwrites: the host zeroes both for a page
-// it maps (a new mapping starts clean) and the accessed one for a page given a second chance,
-// and nothing else clears them. Changes wait for flush(), as uploads do; bits read before it
+// it maps to a new frame (a new mapping starts clean; the same frame mapped again, a read-only
+// copy made writable, keeps them) and the accessed one for a page given a second chance, and
+// nothing else clears them. Changes wait for flush(), as uploads do; bits read before it
 // are the old ones. (A page unmapped and uploaded reads as no bits, as an invalid entry does.)
 
 export const ACCESSED = 1;
@@ -33,9 +34,11 @@ export class SimTable {
   }
 
   map(page: number, frame: number, write: boolean): void {
-    if (!this.entries.has(page)) this.leafUse.set(page >>> 9, (this.leafUse.get(page >>> 9) ?? 0) + 1);
+    const old = this.entries.get(page);
+    if (!old) this.leafUse.set(page >>> 9, (this.leafUse.get(page >>> 9) ?? 0) + 1);
     this.entries.set(page, { frame, write });
-    this.pending.set(page, ACCESSED | DIRTY);
+    // a new mapping starts clean; the same frame mapped again (a copy made writable) keeps its bits
+    if (old?.frame !== frame) this.pending.set(page, ACCESSED | DIRTY);
   }
 
   /** Unmap one page; the frame it mapped, or -1. */
