@@ -352,7 +352,8 @@ export class DeviceFaultIn {
       // than the migrations it replaces (issue 15, G9).
       const held = write ? [] : copies.filter((p) => this.heldForRead(p));
       if (held.length > 0) await this.mapCopies(held, true, protect, opts);
-      const plain = held.length > 0 ? copies.filter((p) => !held.includes(p)) : copies;
+      const heldSet = held.length > 0 ? new Set(held) : undefined;
+      const plain = heldSet ? copies.filter((p) => !heldSet.has(p)) : copies;
       if (plain.length > 0) await this.mapCopies(plain, write, protect, opts);
     }
     this.dev.stats.add('pageTableWrites', this.table.flush());
