@@ -116,6 +116,7 @@ export class DeviceFaultIn {
     const start = pages[0]!;
     const end = pages[pages.length - 1]! + 1;
     const busyOnCpu = new Set<number>();
+    const triedInPlace = new Set<number>();
     for (let round = 0; round < MAX_ROUNDS; round++) {
       this.checkAlive('fault'); // the device lost, or the address space destroyed, meanwhile
       const seq = this.sub.readBegin();
@@ -183,9 +184,12 @@ export class DeviceFaultIn {
       }
       // A write to a page this device has a read-only copy of: the copy becomes writable in
       // place (hmm_range_fault would drop it with every other copy, and a new one be uploaded).
+      // (Once per page: one that could not be made writable, a CPU thread staying inside it,
+      // takes the general path next round.)
       if (write) {
-        const inPlace = missing.filter((p) => this.upgradableInPlace(p));
+        const inPlace = missing.filter((p) => !triedInPlace.has(p) && this.upgradableInPlace(p));
         if (inPlace.length > 0) {
+          for (const p of inPlace) triedInPlace.add(p);
           await this.mapCopies(inPlace, true, protect, opts);
           continue; // look again at what is still missing
         }
