@@ -65,6 +65,24 @@ describe('held copies come home in dirty blocks', () => {
     expect(Array.from(await m.snapshot(va, 4))).toEqual(Array(4).fill(PROT.WRITE)); // still in RAM
   });
 
+  it('a page faulted for a load and a store in the same round is uploaded once, writable', async () => {
+    const { sys, mm, m, va, data } = await scene();
+    // invocation 0 loads page 0, invocation 1 stores to it (and the same for page 1): both miss in the first launch
+    const k = await sys.devices[0]!.createKernel({
+      code: '@group(0) @binding(0) var<uniform> u: vec4u;\nfn kernel(gid: vec3u) { let page = u.x + (gid.x / 2u) * 4096u; if (gid.x % 2u == 0u) { _ = hmm_load_u32(page); } else { hmm_store_u32(page + 1024u, 77u); } }',
+      workgroupSize: 4,
+    });
+    const c = sys.counters;
+    const before = { copies: c.get('deviceCopies'), upgrades: c.get('copyUpgrades'), rounds: c.get('gpuFaults') };
+    await m.dispatch(k, { mode: 'replayable', workgroups: 1, prefetch: false, uniforms: new Uint32Array([va, 0, 0, 0]) });
+    expect(c.get('gpuFaults') - before.rounds).toBe(1);
+    expect(c.get('deviceCopies') - before.copies).toBe(2);
+    expect(c.get('copyUpgrades') - before.upgrades).toBe(0);
+    const want = data.slice();
+    for (const at of [1024, P + 1024]) want.set(new Uint8Array(new Uint32Array([77]).buffer), at);
+    expect(await mm.read(va, 4 * P)).toEqual(want);
+  });
+
   it('a CPU touch after the kernel: only the dirtied blocks cross and are written, every byte right', async () => {
     const { sys, mm, m, va, data, k } = await scene();
     const c = sys.counters;
