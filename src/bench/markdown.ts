@@ -101,7 +101,17 @@ function goalsBlock(r: BenchJson, before?: BenchJson): string {
     const ids = gs.filter((g) => g.met).map((g) => g.id.toUpperCase());
     return `${ids.length} of ${gs.length} (${ids.join(', ') || 'none'})`;
   };
-  return [mdTable(header, rows, (i) => i >= 3), '', `Met: Node ${met(r)}${r.browser ? `; Chromium ${met(r.browser)}` : ''}.`].join('\n');
+  const lines = [mdTable(header, rows, (i) => i >= 3), '', `Met: Node ${met(r)}${r.browser ? `; Chromium ${met(r.browser)}` : ''}.`];
+  if (before) {
+    const at = before.source ? ` (code at ${before.source.commit.slice(0, 10)})` : '';
+    lines.push(
+      '',
+      (before.schema as string) === 'webgpu-hmm-bench/1'
+        ? `Before: the same command on the code before issue 15${at}, ${before.options.reps} repetitions; it had no G11 or G12, and measured G4–G7 without the fault-buffer model, G6 over one launch, G9 against 0.25 and G10 as a whole dispatch, so those columns compare different definitions.`
+        : `Before: the same command on earlier code${at}, ${before.options.reps} repetitions.`,
+    );
+  }
+  return lines.join('\n');
 }
 
 /** Every check beside its goal's headline, both runtimes. */

@@ -577,6 +577,7 @@ describe('PERFORMANCE.md from a bench JSON (--doc)', () => {
     const goals = renderBlocks(both(10), asBenchJson(before, 'before.json', 'before')).get('goals')!;
     expect(goals.split('\n')[0]).toContain('| Node before |');
     expect(goals).toMatch(/\| G4 \|.*\| 1\.00 \|$/m); // 0.9 and 1.1: median 1
+    expect(goals).toMatch(/Before: the same command on the code before issue 15, 3 repetitions; .*compare different definitions\./);
     expect(() => fillDoc('<!-- bench:g13 -->\n<!-- /bench:g13 -->', both(10))).toThrow(DocError);
     expect(() => fillDoc('<!-- bench:g13 -->\n<!-- /bench:g13 -->', both(10))).toThrow(/'g13'/);
     expect(() => asBenchJson({ hello: 1 }, 'x.json')).toThrow(/x\.json: not a bench JSON/);
