@@ -63,6 +63,24 @@ describe('simulated copies', () => {
     expect(r.dispatches[1]!.metrics).toMatchObject({ faultRounds: 1, evictions: 0 });
     expect(r.between.writeBacks).toBe(1);
   });
+  it('serves a read of a thrashing page with a held copy: the store that follows needs no second round', () => {
+    const b = new TraceBuilder({ frames: 8 });
+    b.trace.spaces[0]!.thrashing = true;
+    // the page bounces between the device and CPU writes until the detector keeps it in RAM
+    for (let i = 0; i < 4; i++) b.dispatch(`bounce ${i}`, [{ read: [100] }]).cpu([100], true);
+    b.dispatch('load then store', [{ read: [100] }, { read: [100], write: [100] }]).cpu([100], false);
+    const r = replayTrace(b.trace);
+    expect(r.dispatches.map((d) => [d.metrics.pagesToDevice, d.metrics.deviceCopies])).toEqual([
+      [1, 0],
+      [1, 0],
+      [0, 1],
+      [0, 1],
+      [0, 1],
+    ]);
+    expect(r.dispatches[4]!.metrics.faultRounds).toBe(1);
+    // every copy was held: each CPU touch after it wrote it back
+    expect(r.between.writeBacks).toBe(3);
+  });
 });
 
 describe('simulated fault buffer', () => {

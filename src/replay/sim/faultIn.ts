@@ -2,8 +2,9 @@
 // migrate and which get device copies (the placement policy, through the guard, with the same
 // context the mechanism gives it), room made by eviction, and the retry rounds with their one
 // shortcut: a fault service returns as soon as one of its faulted pages is mapped, leaving the
-// rest (prefetched company included) to fault again; and a write to pages with read-only
-// copies here, which become writable in place. Huge mappings take the 4 KiB path here.
+// rest (prefetched company included) to fault again; a write to pages with read-only copies
+// here, which become writable in place; and a read of a thrashing page, which gets a held
+// (writable) copy. Huge mappings take the 4 KiB path here.
 
 import { PAGE_SIZE, hex } from '../../constants.ts';
 import { HmmError } from '../../errors.ts';
@@ -78,6 +79,17 @@ function upgradableInPlace(dev: SimDevice, space: SimSpace, p: number): boolean 
 }
 
 /**
+ * Does a read fault on p map a held (writable) copy (DeviceFaultIn.heldForRead)? For a page the
+ * thrashing detector keeps in RAM, in a private writable mapping not advised read-mostly, that
+ * no device holds or has a read-only copy of: the store that usually follows needs no second round.
+ */
+function heldForRead(m: Machine, space: SimSpace, p: number): boolean {
+  const vma = space.find(p);
+  if (!vma || vma.shared || vma.readMostly || vma.prot !== 'rw' || !space.thrash.isPinned(p, m.now)) return false;
+  return !space.priv.has(p) && !space.held.has(p) && !hasCopies(m, space, p);
+}
+
+/**
  * Device copies of pages that stay in RAM (read-only, or held for a write), evicting for
  * frames; a write to a page with a read-only copy here makes that copy writable in place (no
  * frame, no upload, not counted as a copy; other devices' copies of it go).
@@ -130,6 +142,7 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
   if (pages.length === 0) return;
   const protect = ctx.keep ?? new Set(pages);
   const t = dev.table(space.id);
+  const triedInPlace = new Set<number>();
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const missing = pages.filter((p) => {
       const e = t.lookup(p);
@@ -151,10 +164,12 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
       }
       continue;
     }
-    // A write to pages this device has read-only copies of: the copies become writable in place.
+    // A write to pages this device has read-only copies of: the copies become writable in place
+    // (tried once per page; one that could not be takes the general path next round).
     if (write) {
-      const inPlace = missing.filter((p) => upgradableInPlace(dev, space, p));
+      const inPlace = missing.filter((p) => !triedInPlace.has(p) && upgradableInPlace(dev, space, p));
       if (inPlace.length > 0) {
+        for (const p of inPlace) triedInPlace.add(p);
         mapCopies(m, dev, space, inPlace, true, protect, ctx);
         continue;
       }
@@ -188,7 +203,14 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
         // (a page that may move migrates next round)
       }
       t.flush();
-      if (copies.length > 0) mapCopies(m, dev, space, copies, write, protect, ctx);
+      if (copies.length > 0) {
+        // a read of a thrashing page gets a held copy: the store that follows needs no second round
+        const held = write ? [] : copies.filter((p) => heldForRead(m, space, p));
+        if (held.length > 0) mapCopies(m, dev, space, held, true, protect, ctx);
+        const heldSet = new Set(held);
+        const plain = copies.filter((p) => !heldSet.has(p));
+        if (plain.length > 0) mapCopies(m, dev, space, plain, write, protect, ctx);
+      }
       t.flush();
     }
   }
