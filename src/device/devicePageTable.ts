@@ -89,6 +89,18 @@ export class DevicePageTable {
     return { frame: e >>> 8, write: (e & PTE_WRITE) !== 0 };
   }
 
+  /**
+   * Is page p mapped (writable, with `write`)? lookup() without the object it returns: the fault
+   * paths ask this of every page of a round.
+   */
+  has(page: number, write = false): boolean {
+    const d = this.dir[page >>> 9]!;
+    if (!(d & DIR_VALID)) return false;
+    if (d & DIR_HUGE) return !write || (d & DIR_WRITE) !== 0;
+    const e = this.leaves[(d >>> 8) * PAGES_PER_HUGE + (page & 511)]!;
+    return (e & PTE_VALID) !== 0 && (!write || (e & PTE_WRITE) !== 0);
+  }
+
   /** Is page mapped by a huge (2 MiB) directory entry? */
   isHuge(page: number): boolean {
     const d = this.dir[page >>> 9]!;

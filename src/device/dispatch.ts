@@ -282,10 +282,7 @@ export class Dispatcher {
           continue;
         }
         // what the service mapped: a fault on it again before any invocation finishes is a refault
-        rule.servicedKeys(keys.filter((k) => {
-          const m = this.table.lookup(k >>> 1);
-          return m !== null && (m.write || !(k & 1));
-        }));
+        rule.servicedKeys(keys.filter((k) => this.table.has(k >>> 1, (k & 1) === 1)));
         stats.trace.record({
           kind: 'gpu-fault-round', ts: tRound, dur: performance.now() - tRound, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
           device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique${rule.active ? `, progress rule: invocations [${rule.window[0]}, ${rule.window[1]}), ${rule.protectedPages.size} pages kept` : ''}`, id: flow,
@@ -364,7 +361,7 @@ export class Dispatcher {
       space: this.mm.id,
       dispatch: at.dispatch,
       round: at.round,
-      resident: (p: number) => this.table.lookup(p) !== null,
+      resident: (p: number) => this.table.has(p),
       allowed: (p: number) => this.faults.migratable(p, false, opts, 'prefetch') && !this.faults.othersTurn(p, opts),
     };
     // (under the progress rule no company: it would only take room the kept pages need)
@@ -425,10 +422,7 @@ export class Dispatcher {
 
   /** Is every page of [start, end) mapped in this device's table (writable, for `write`)? */
   private mapped(start: number, end: number, write: boolean): boolean {
-    for (let p = start; p < end; p++) {
-      const m = this.table.lookup(p);
-      if (!m || (write && !m.write)) return false;
-    }
+    for (let p = start; p < end; p++) if (!this.table.has(p, write)) return false;
     return true;
   }
 

@@ -121,10 +121,7 @@ export class DeviceFaultIn {
       this.checkAlive('fault'); // the device lost, or the address space destroyed, meanwhile
       const seq = this.sub.readBegin();
       let missing: number[] = [];
-      for (const p of pages) {
-        const m = this.table.lookup(p);
-        if (!m || (write && !m.write)) missing.push(p);
-      }
+      for (const p of pages) if (!this.table.has(p, write)) missing.push(p);
       if (missing.length === 0) return; // every page mapped now: the table is the truth
       // A replayed kernel needs only progress: once some faulted pages are mapped it runs
       // again, and the rest fault again. Waiting for all of them at once could starve it while
