@@ -56,9 +56,10 @@ function show(r: BenchResult): void {
   holder.innerHTML = html;
   const goals = holder.querySelector('table.bench-goals');
   const thp = holder.querySelector('table.bench-thp');
+  const host = holder.querySelector('table.bench-host');
   const matrix = holder.querySelector('table.bench-matrix');
   const phases = [holder.querySelector('table.bench-phases'), holder.querySelector('table.bench-g5')].filter((t): t is Element => t !== null);
-  if (goals) document.getElementById('goals')!.replaceChildren(...(thp ? [goals, thp] : [goals]));
+  if (goals) document.getElementById('goals')!.replaceChildren(...[goals, thp, host].filter((t): t is Element => t !== null));
   if (matrix) document.getElementById('matrix')!.replaceChildren(matrix);
   if (phases.length > 0) document.getElementById('phases')!.replaceChildren(...phases);
   const plots = document.getElementById('plots')!;

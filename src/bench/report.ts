@@ -166,6 +166,20 @@ export function thpRows(r: BenchResult): string[][] {
   });
 }
 
+export const HOST_HEADER = ['phase', 'µs per serviced page', 'min–max'];
+
+/** G11's profile: µs per serviced page in each phase of the 256-fault round (medians over the repetitions), then the host total. */
+export function hostRows(r: BenchResult): string[][] {
+  const g = r.goals.g11;
+  if (!g || g.error || !g.rows) return [];
+  const rows = g.rows.map((row) => {
+    const f = row.figures.usPerPage;
+    return [row.label, f ? fmt(f.median) : '–', f ? spread(f) : ''];
+  });
+  rows.push(['host total (all but gpu-wait)', fmt(g.ratio), spread(g)]);
+  return rows;
+}
+
 /** A text table: the first two columns left-aligned, the others right-aligned, except those in `left`. */
 function table(header: string[], rows: string[][], left: readonly number[] = []): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -192,6 +206,8 @@ export function formatText(r: BenchResult): string {
     out.push(`Goals (perf-anchors §6, §7): ${met} of ${goals.length} met`, table(GOAL_HEADER, goalRows(r), [5]), '');
     const thp = thpRows(r);
     if (thp.length > 0) out.push('G12 by size (hmm-tests benchmark_thp_migration), median ms', table(THP_HEADER, thp), '');
+    const host = hostRows(r);
+    if (host.length > 0) out.push("G11 phase by phase: µs per serviced page in the 256-fault round (each phase's median)", table(HOST_HEADER, host, [0]), '');
   }
   if (r.workloads.length > 0) {
     const { strategies, rows } = matrix(r);
@@ -264,6 +280,13 @@ export function tablesHtml(r: BenchResult): string {
     if (thp.length > 0)
       parts.push(
         `<table class="table bench-thp"><caption>G12 by size (hmm-tests benchmark_thp_migration), median ms</caption><thead><tr>${THP_HEADER.map((h, i) => th(h, i >= 1 ? 'num' : '')).join('')}</tr></thead><tbody>${thp
+          .map((row) => `<tr>${row.map((c, i) => td(c, i >= 1 ? 'num' : '')).join('')}</tr>`)
+          .join('')}</tbody></table>`,
+      );
+    const host = hostRows(r);
+    if (host.length > 0)
+      parts.push(
+        `<table class="table bench-host"><caption>G11 phase by phase: µs per serviced page in the 256-fault round (each phase's median)</caption><thead><tr>${HOST_HEADER.map((h, i) => th(h, i >= 1 ? 'num' : '')).join('')}</tr></thead><tbody>${host
           .map((row) => `<tr>${row.map((c, i) => td(c, i >= 1 ? 'num' : '')).join('')}</tr>`)
           .join('')}</tbody></table>`,
       );

@@ -26,6 +26,7 @@ describe('perf page in Chromium', () => {
       json: window.__benchResult ?? '',
       goalRows: document.querySelectorAll('#goals table.bench-goals tr.goal').length,
       thpRows: document.querySelectorAll('#goals table.bench-thp tbody tr').length,
+      hostRows: document.querySelectorAll('#goals table.bench-host tbody tr').length,
       phaseRows: document.querySelectorAll('#phases table.bench-phases tbody tr').length,
       g5Rows: document.querySelectorAll('#phases table.bench-g5 tbody tr').length,
       plots: document.querySelectorAll('.uplot').length,
@@ -50,6 +51,7 @@ describe('perf page in Chromium', () => {
     expect(result.adapter).toBeTruthy();
     expect(page.goalRows).toBe(12);
     expect(page.thpRows).toBeGreaterThan(0);
+    expect(page.hostRows).toBe(10); // G11: nine phases and the host total
     expect(page.phaseRows).toBe(result.workloads.filter((c) => c.phaseShares).length);
     expect(page.g5Rows).toBe(result.g5Matrix.length);
     expect(page.g5Rows).toBe(5); // triad, three gathers, stencil

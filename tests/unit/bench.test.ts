@@ -460,7 +460,7 @@ describe('bench reports', () => {
           ratios: [0.5],
           rows: [{ key: '2097152', label: '2 MiB (1 × 2 MiB)', figures: { hugeToDeviceMs: { samples: [1.5], unit: 'ms' }, regularToDeviceMs: { samples: [3], unit: 'ms' }, ratio: { samples: [0.5], unit: 'huge ÷ 4 KiB' } } }],
         }),
-        g11: evaluateGoal(GOALS.find((g) => g.id === 'g11')!, { ratios: [2.5] }),
+        g11: evaluateGoal(GOALS.find((g) => g.id === 'g11')!, { ratios: [2.5], rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: [p === 'collect' ? 0.5 : 0.25], unit: 'µs/page' } } })) }),
       },
       workloads: cells,
       g5Matrix: g5Matrix(cells),
@@ -475,6 +475,10 @@ describe('bench reports', () => {
     expect(html).toContain('class="table bench-phases"');
     expect(html).toContain('class="table bench-g5"');
     expect(html).toContain('class="table bench-thp"');
+    expect(html).toContain('class="table bench-host"');
+    expect(text).toMatch(/G11 phase by phase/);
+    expect(text).toMatch(/collect +0\.500 +0\.500–0\.500/);
+    expect(text).toMatch(/host total \(all but gpu-wait\) +2\.50/);
     expect(html).toContain('<td class="num">42</td>');
     // without phases (explicit copies only), no breakdown
     expect(tablesHtml(result)).not.toContain('bench-phases');
