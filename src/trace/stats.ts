@@ -15,7 +15,7 @@ export type Counter =
   | 'pagesToDevice'
   | 'pagesToSystem'
   | 'bytesToDevice'
-  | 'bytesToSystem'
+  | 'bytesToSystem' // bytes read back from devices into system RAM: pages coming home, held copies' write-backs (only their dirty blocks when those were known)
   | 'zeroPagesToDevice' // never-touched pages that became device pages without touching RAM
   | 'migrationFailures' // pages that a migration could not move (per page)
   | 'evictions' // pages moved off a device to make room (written back or dropped)
@@ -35,7 +35,7 @@ export type Counter =
   | 'bytesWrittenBack' // bytes of device data written into RAM frames: held copies' dirty 256-byte blocks, whole device-private pages coming home
   | 'bytesStored' // the footprint of kernels' stores on the pages written back or coming home: 256 bytes per dirty block
   | 'copyUpgrades' // read-only device copies made writable in place (held) for a write fault, without a second upload
-  | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive)
+  | 'deviceCopies' // device copies of pages that stay in RAM (shared, pinned, exclusive), each one upload (a copy made writable in place is a copyUpgrade instead)
   | 'forks'
   | 'cowBreaks' // private frames copied on the first write after a fork
   | 'threadFaults' // CPU thread accesses that took the slow path through the fault mailbox
