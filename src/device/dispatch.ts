@@ -204,7 +204,7 @@ export class Dispatcher {
     const policies = this.policiesFor(kernel.label, opts);
     const ticket = this.dev.ticket(); // this dispatch's age, for all its rounds
     // A recording in progress (src/replay/recorder.ts) gets each launch's touched pages and faults.
-    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, { kernel: kernel.label, ticket, mode: 'replayable', ranges, batchPages: batch, maxRounds, policies, prefetch: opts.prefetch });
+    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, { kernel: kernel.label, ticket, mode: 'replayable', ranges, batchPages: batch, maxRounds, policies, prefetch: opts.prefetch, invocations });
     try {
       for (const r of ranges) await this.faults.faultIn(r.start, r.end, r.write, { ticket, policies, where: `dispatch '${kernel.label}'` });
     } catch (e) {
