@@ -58,6 +58,8 @@ export class DevicePageTable {
    * words (statusWord), so a zeroing run never reaches over them (zeroRuns).
    */
   private retired: number[] = [];
+  /** A leaf's worth of GPU words for flush's whole-leaf writes (entries, then zeros). */
+  private wholeLeaf: Uint32Array<ArrayBuffer> | undefined;
   validCount = 0;
 
   constructor(
@@ -326,13 +328,20 @@ export class DevicePageTable {
       this.dirDirty = false;
       writes++;
     }
+    const whole = this.freshLeaves();
     for (const [leaf, [lo, hi]] of this.dirtyLeaves) {
-      this.device.queue.writeBuffer(this.leafBuffer, (leaf * LEAF_WORDS + lo) * 4, this.leaves.buffer, (leaf * PAGES_PER_HUGE + lo) * 4, (hi - lo + 1) * 4);
+      if (whole?.has(leaf)) {
+        // every mapping in the leaf is new: its entries and all its status words (zeros) in one write
+        const scratch = (this.wholeLeaf ??= new Uint32Array(LEAF_WORDS));
+        scratch.set(this.leaves.subarray(leaf * PAGES_PER_HUGE, (leaf + 1) * PAGES_PER_HUGE));
+        this.device.queue.writeBuffer(this.leafBuffer, leaf * LEAF_WORDS * 4, scratch.buffer, 0, LEAF_WORDS * 4);
+      } else this.device.queue.writeBuffer(this.leafBuffer, (leaf * LEAF_WORDS + lo) * 4, this.leaves.buffer, (leaf * PAGES_PER_HUGE + lo) * 4, (hi - lo + 1) * 4);
       writes++;
     }
     this.dirtyLeaves.clear();
     if (this.fresh.length > 0) {
-      writes += this.zeroRuns(this.fresh, LEAF_ACCESSED, LEAF_DIRTY);
+      const rest = whole ? this.fresh.filter((li) => !whole.has(Math.floor(li / PAGES_PER_HUGE))) : this.fresh;
+      if (rest.length > 0) writes += this.zeroRuns(rest, LEAF_ACCESSED, LEAF_DIRTY);
       this.fresh = [];
     }
     if (this.unaccessed.length > 0) {
@@ -341,6 +350,30 @@ export class DevicePageTable {
     }
     this.retired = [];
     return writes;
+  }
+
+  /**
+   * The leaves whose every mapping was made since the last flush and which no page left since
+   * (a write-back may still read a leaving page's dirty word): flush writes such a leaf whole,
+   * entries and zeroed status words, in one write instead of three. Undefined when none.
+   */
+  private freshLeaves(): Set<number> | undefined {
+    if (this.fresh.length === 0) return undefined;
+    this.fresh.sort((a, b) => a - b);
+    let out: Set<number> | undefined;
+    const retired = this.retired.length > 0 ? new Set(this.retired.map((li) => Math.floor(li / PAGES_PER_HUGE))) : undefined;
+    for (let i = 0; i < this.fresh.length; ) {
+      const leaf = Math.floor(this.fresh[i]! / PAGES_PER_HUGE);
+      let mapped = 0;
+      let last = -1;
+      for (; i < this.fresh.length && Math.floor(this.fresh[i]! / PAGES_PER_HUGE) === leaf; i++) {
+        const li = this.fresh[i]!;
+        if (li !== last && this.leaves[li]! & PTE_VALID) mapped++;
+        last = li;
+      }
+      if (mapped > 0 && mapped === this.leafUse[leaf] && !retired?.has(leaf)) (out ??= new Set()).add(leaf);
+    }
+    return out;
   }
 
   /**
