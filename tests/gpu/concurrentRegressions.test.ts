@@ -106,7 +106,7 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     const m = dev.mirror(mm);
     const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
     await m.makeExclusive(va, 1); // held by gpu0 ...
-    await m.dispatch(k, { mode: 'validated', workgroups: 16, uniforms: new Uint32Array([va + 2 * P, 1024, 1, 0]), ranges: [{ va: va + 2 * P, bytes: P, access: 'rw' }] }); // ... and dirty
+    await m.dispatch(k, { mode: 'validated', workgroups: 16, uniforms: new Uint32Array([va, 1024, 1, 0]), ranges: [{ va, bytes: P, access: 'rw' }] }); // ... and dirty (a kernel wrote it)
     const release = settle(dev.release());
     dev.device.destroy();
     const r = await release;

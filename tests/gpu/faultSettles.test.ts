@@ -65,7 +65,7 @@ describe('a failing CPU fault settles before it returns', () => {
     await mm.write(va, pattern(2 * P, 9));
     await m.makeExclusive(va, 1); // page 0: held by d0
     await m.migrateToDevice(va + P, 1); // page 1: private to d0
-    await m.read(va + P, 1); // a launch after the copy was made: it counts as written
+    await m.write(va, new Uint8Array(8).fill(7)); // a kernel writes the held copy: RAM is stale
     d0.device.destroy();
     await d0.device.lost;
     expect([mm.poisoned(va / P), mm.poisoned(va / P + 1)]).toEqual([true, true]);
