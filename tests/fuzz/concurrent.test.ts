@@ -824,7 +824,7 @@ async function setUp(run: Run): Promise<void> {
 }
 
 async function oneRun(batches: RawBatch[], runIndex: number): Promise<void> {
-  const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096 }, { memoryBytes: 64 * PAGE }] });
+  const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096, faultBufferPages: 2 }, { memoryBytes: 64 * PAGE }] });
   // registered before any address space: asked first whenever an allocation finds RAM short
   const pressure = { asked: 0 };
   sys.ram.onPressure(() => {

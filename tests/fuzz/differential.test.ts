@@ -529,7 +529,7 @@ async function sweep(run: Run): Promise<void> {
 /** One sequence against a fresh system; throws at the first mismatch, naming the operation. */
 async function runSequence(ops: readonly Op[]): Promise<void> {
   // a tiny first device (eviction all the time) and a roomier second one
-  const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096 }, { memoryBytes: 64 * PAGE }] });
+  const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096, faultBufferPages: 2 }, { memoryBytes: 64 * PAGE }] });
   try {
     const run: Run = {
       spaces: [sys.createAddressSpace()], models: [new ModelSpace()], devices: sys.devices, kernels: [], mirrors: new Map(), pins: [],
