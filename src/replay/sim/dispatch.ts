@@ -81,6 +81,7 @@ function touch(dev: SimDevice, space: SimSpace, round: TraceRound): number[] {
 export function faultQueue(recorded: readonly number[], missed: readonly number[], capacity: number): number[] {
   const set = new Set(missed);
   const mine = recorded.filter((k) => set.has(k));
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): this test's parts as false, `&&` or `>`; when it holds, the general path below builds the same list
   if (mine.length === recorded.length && (new Set(recorded).size === missed.length || recorded.length >= capacity)) return recorded.slice(0, capacity);
   const first = new Set(mine);
   return [...mine, ...missed.filter((k) => !first.has(k))].slice(0, capacity);
@@ -115,6 +116,7 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
   let cap = Math.max(1, Math.floor(frames / 2));
   if (rule.active) cap = Math.max(1, Math.min(cap, frames - rule.protectedPages.size));
   const plan = askBatching(policies.batching, { faulted: faulted.length, frames, batchPages: ev.batchPages, thrashing: false, thrashNapMs: space.thrashNapMs }, where);
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; slicing a list to its own length changes nothing
   if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
   space.countFaults(dev.id, faulted);
   const isFault = new Set(faulted);
@@ -130,17 +132,22 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
   };
   // (under the progress rule no company: it would only take room the kept pages need)
   let wanted = rule.active ? faulted : askPrefetch(policies.prefetch, faulted, view, where);
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; within the cap the list rebuilt here is the same
   if (wanted.length > cap) wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
   const keep = new Set(wanted);
   for (const w of writes) if (!keep.has(w)) writes.delete(w);
+  // Stryker disable next-line MethodExpression: the writes were faulted in writable just before; reading them again finds them mapped
   const reads = wanted.filter((p) => !writes.has(p));
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; nothing is protected while the rule is not in force
   if (rule.active) for (const p of rule.protectedPages) keep.add(p);
   m.metrics.prefetchedPages += wanted.length - faulted.length;
   const opts: FaultCtx = { ...ctx, keep, progress: isFault };
   try {
+    // Stryker disable next-line MethodExpression,ArrowFunction,ArithmeticOperator: writes is built from the ascending keys, in their order
     faultInPages(m, dev, space, [...writes].sort((a, b) => a - b), true, opts);
     faultInPages(m, dev, space, reads, false, opts);
   } catch (e) {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the address tests (here and below) as true; faultInPages' EFAULT and EPERM always carry the address
     if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined) throw new HmmError('ESEGV', `kernel '${ev.kernel}' touched unmapped address ${hex(e.address)}`, e.address);
     if (e instanceof HmmError && e.code === 'EPERM' && e.address !== undefined) throw new HmmError('EPERM', `kernel '${ev.kernel}' wrote read-only address ${hex(e.address)}`, e.address);
     throw e;
@@ -180,6 +187,7 @@ export function replayDispatch(m: Machine, trace: FaultTrace, ev: DispatchEvent,
   const table = dev.table(space.id);
   let cursor = 0;
   let stalled = 0;
+  // Stryker disable next-line StringLiteral: any start that no round's keys spell does
   let lastKeys = '';
   for (let round = 1; round <= ev.maxRounds; round++) {
     table.flush();

@@ -50,9 +50,11 @@ export function replayMove(m: Machine, ev: MoveEvent, policies: Required<Policie
       const want = new Set(pages);
       const before = m.metrics.pagesToDevice;
       for (let round = 0; round < MAX_ROUNDS; round++) {
+        // Stryker disable next-line MethodExpression: migrateToDevice itself skips pages already on a device (the test as true is equivalent too)
         const res = migrateToDevice(m, dev, space, pages.filter((p) => space.priv.get(p)?.dev !== dev.id));
         if (res.nomem === 0) break;
         const keep = (s: number, p: number): boolean => s === space.id && want.has(p);
+        // Equivalent mutant (not disabled: that would hide this line's killed ones): `dev.freeFrames === 0` as true; pages left nomem mean no frame was left
         if (dev.freeFrames === 0 && evict(m, dev, res.nomem, keep, policies.eviction, ctx.where).freed === 0) break;
       }
       // an explicit prefetch (Mirror.prefetch, cudaMemPrefetchAsync's kind) counts its pages as prefetched, as the real counter does
@@ -62,6 +64,7 @@ export function replayMove(m: Machine, ev: MoveEvent, policies: Required<Policie
     case 'copy': {
       const missing = pages.filter((p) => !t.lookup(p) && !space.priv.has(p));
       try {
+        // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; mapCopies of no pages makes nothing
         if (missing.length > 0) mapCopies(m, dev, space, missing, false, new Set(pages), ctx);
       } catch (e) {
         if (!(e instanceof HmmError && e.code === 'ENOMEM')) throw e; // the copies that did not fit are simply not made

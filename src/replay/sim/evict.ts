@@ -29,6 +29,7 @@ export function evict(m: Machine, dev: SimDevice, want: number, keep: (space: nu
   for (let i = 0; i < n; i++) {
     const f = (dev.clockHand + i) % n;
     const space = dev.rmapSpace[f]!;
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): `<= 0`; address space ids start at 1 (parseFaultTrace)
     if (space < 0) continue;
     const p = dev.rmapPage[f]!;
     if (keep(space, p)) continue;
@@ -74,12 +75,14 @@ export function evict(m: Machine, dev: SimDevice, want: number, keep: (space: nu
   const freed = picked.reduce((sum, c) => sum + c.pages, 0);
   const chosen = new Set(victims);
   for (const k of touched) {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; a victim's second chance is moot, it is unmapped just below
     if (chosen.has(k)) continue;
     const u = units.get(k)!;
     const t = dev.table(u.space);
     t.clearAccessed(u.pages);
     t.flush();
   }
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): `b.clock >= a.clock`; no two candidates share a place on the clock
   if (picked.length > 0) dev.clockHand = (units.get(keyOf.get(picked.reduce((a, b) => (b.clock > a.clock ? b : a)))!)!.lastFrame + 1) % n;
   const bySpace = new Map<number, number[]>();
   for (const k of victims) {
@@ -91,12 +94,15 @@ export function evict(m: Machine, dev: SimDevice, want: number, keep: (space: nu
   let pagesOut = 0;
   for (const [id, pages] of bySpace) {
     const space = m.space(id);
+    // Stryker disable next-line ArrayDeclaration: an entry that is no page of this device is filtered out by migrateToSystem
     const priv: number[] = [];
     const held: number[] = [];
     const dup: number[] = [];
     for (const p of pages) (space.priv.has(p) ? priv : space.held.has(p) ? held : dup).push(p);
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the three tests below as true or `>=`; each call does nothing with no pages
     if (held.length > 0) revoke(m, dev, space, held);
     if (priv.length > 0) pagesOut += migrateToSystem(m, dev, space, priv);
+    // Stryker disable next-line MethodExpression: no device holds the pages in dup (the test as true is equivalent too)
     const readOnly = dup.filter((p) => space.held.get(p) !== dev.id);
     if (readOnly.length > 0) dropRuns(dev, space, pageRuns(readOnly));
     pagesOut += held.length + readOnly.length;

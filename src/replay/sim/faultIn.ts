@@ -61,6 +61,7 @@ function checkPermissions(dev: SimDevice, space: SimSpace, pages: readonly numbe
 
 /** Evict to free `need` frames, sparing what the operation keeps and holds. */
 function makeRoom(m: Machine, dev: SimDevice, space: SimSpace, need: number, protect: ReadonlySet<number>, ctx: FaultCtx): 'freed' | 'none' {
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; makeRoom is called only with no frame free (the two tests below agree for the same reason: what eviction frees is free)
   if (dev.freeFrames > 0) return 'freed';
   const keep = (s: number, p: number): boolean => s === space.id && (protect.has(p) || ctx.held?.has(p) === true);
   const { freed } = evict(m, dev, need, keep, ctx.policies.eviction, ctx.where);
@@ -70,11 +71,13 @@ function makeRoom(m: Machine, dev: SimDevice, space: SimSpace, need: number, pro
 /** The frame of page p's read-only copy on `dev` (a write may make it writable in place), or -1 (DeviceFaultIn.upgradable). */
 function upgradable(dev: SimDevice, space: SimSpace, p: number): number {
   const e = dev.table(space.id).lookup(p);
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the copy test as true; a read-only mapping here that is no copy is a device page in a read-only mapping, which a write never reaches (EPERM first)
   return e && !e.write && dev.rmapCopy[e.frame] === 1 ? e.frame : -1;
 }
 
 /** May a write make p's read-only copy on `dev` writable in place (DeviceFaultIn.upgradableInPlace; the replay has no fork relatives)? */
 function upgradableInPlace(dev: SimDevice, space: SimSpace, p: number): boolean {
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the first two tests as true or `||`; a device page or a held copy is never mapped read-only as a copy
   return !space.priv.has(p) && !space.held.has(p) && upgradable(dev, space, p) >= 0;
 }
 
@@ -96,6 +99,7 @@ function heldForRead(m: Machine, space: SimSpace, p: number): boolean {
  */
 export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, protect: ReadonlySet<number>, ctx: FaultCtx): void {
   let want = pages.length;
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): `write` as true; a read's pages have no mapping here to upgrade
   if (write) for (const p of pages) if (upgradable(dev, space, p) >= 0) want--;
   const frames = dev.take(want);
   for (let sweep = 0; sweep < MAX_ROUNDS && frames.length < want; sweep++) {
@@ -127,6 +131,7 @@ export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: re
   let upgrades = 0;
   copied.forEach((p, i) => {
     if (upgraded[i]) upgrades++;
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or false; a page not upgraded has no mapping here by now
     else if (t.lookup(p)) dropRuns(dev, space, [[p, p + 1]]);
     t.map(p, target[i]!, write);
     dev.ownCopy(target[i]!, space.id, p);
@@ -139,6 +144,7 @@ export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: re
  * DeviceFaultIn.faultInPages does for one operation alone.
  */
 export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, ctx: FaultCtx): void {
+  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; with no pages nothing is missing and the loop returns at once
   if (pages.length === 0) return;
   const protect = ctx.keep ?? new Set(pages);
   const t = dev.table(space.id);
@@ -166,6 +172,7 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
     }
     // A write to pages this device has read-only copies of: the copies become writable in place
     // (tried once per page; one that could not be takes the general path next round).
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): `write` as true; a read's missing pages have no mapping here to upgrade
     if (write) {
       const inPlace = missing.filter((p) => !triedInPlace.has(p) && upgradableInPlace(dev, space, p));
       if (inPlace.length > 0) {
@@ -188,6 +195,7 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
           invalidated = true;
         }
         const heldBy = space.held.get(p);
+        // Equivalent mutant (not disabled: that would hide this line's killed ones): `heldBy !== dev.id` as true; this device's own held copy is mapped writable, never missing
         if (heldBy !== undefined && heldBy !== dev.id) revoke(m, m.devices[heldBy]!, space, [p]);
         if (write && hasCopies(m, space, p)) {
           dropCopies(m, space, p);
@@ -203,6 +211,7 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
         // (a page that may move migrates next round)
       }
       t.flush();
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): this test and the two below as true or `>=`; mapCopies of no pages makes nothing
       if (copies.length > 0) {
         // a read of a thrashing page gets a held copy: the store that follows needs no second round
         const held = write ? [] : copies.filter((p) => heldForRead(m, space, p));

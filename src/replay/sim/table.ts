@@ -35,6 +35,7 @@ export class SimTable {
 
   map(page: number, frame: number, write: boolean): void {
     const old = this.entries.get(page);
+    // Stryker disable next-line ArithmeticOperator,LogicalOperator: leafUse only gates clearAccessed, which changes no bits of a page in a leaf with nothing mapped (they went at its unmap's upload); the test as true is equivalent too
     if (!old) this.leafUse.set(page >>> 9, (this.leafUse.get(page >>> 9) ?? 0) + 1);
     this.entries.set(page, { frame, write });
     // a new mapping starts clean; the same frame mapped again (a copy made writable) keeps its bits
@@ -47,7 +48,9 @@ export class SimTable {
     if (!e) return -1;
     this.entries.delete(page);
     this.pending.set(page, ACCESSED | DIRTY);
+    // Stryker disable next-line ArithmeticOperator: leafUse only gates clearAccessed, which changes no bits of a page in a leaf with nothing mapped
     const left = this.leafUse.get(page >>> 9)! - 1;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: leafUse only gates clearAccessed, which changes no bits of a page in a leaf with nothing mapped
     if (left === 0) this.leafUse.delete(page >>> 9);
     else this.leafUse.set(page >>> 9, left);
     return e.frame;
@@ -57,12 +60,14 @@ export class SimTable {
   unmapRange(start: number, end: number, each?: (page: number, frame: number) => void): void {
     for (let p = start; p < end; p++) {
       if (!this.entries.has(p)) continue;
+      // Stryker disable next-line OptionalChaining: every caller passes `each`
       each?.(p, this.unmap(p));
     }
   }
 
   /** The second chance: these pages' accessed bits are zeroed at the next upload (their dirty bits stay). */
   clearAccessed(pages: readonly number[]): void {
+    // Equivalent mutant (not disabled: that would hide this line's killed ones): the leaf test as true; a page in a leaf with nothing mapped has no bits to clear
     for (const p of pages) if (this.leafUse.has(p >>> 9)) this.pending.set(p, (this.pending.get(p) ?? 0) | ACCESSED);
   }
 
@@ -84,6 +89,7 @@ export class SimTable {
   flush(): void {
     for (const [p, clear] of this.pending) {
       const left = (this.bits.get(p) ?? 0) & ~clear;
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; a page with no bits reads 0 either way
       if (left === 0) this.bits.delete(p);
       else this.bits.set(p, left);
     }
