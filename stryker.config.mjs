@@ -45,6 +45,9 @@ export default {
   // its tests' own time, and counts as killed. The tests it reruns take milliseconds; the margin
   // is for a loaded machine. (10 s made the timeouts most of a run's time.)
   timeoutMS: 3000,
+  // `npx stryker run --incremental` reuses this file's results for mutants whose code and tests
+  // did not change (minutes become seconds while writing tests); a plain run ignores it.
+  incrementalFile: 'reports/stryker-incremental.json',
   tempDirName: '.stryker-tmp',
   cleanTempDir: true,
 };

@@ -124,7 +124,12 @@ describe('no room even so: the window narrows, then moves on', () => {
     const rule = new ProgressRule(10);
     const windows: [number, number][] = [];
     while (rule.shrink()) windows.push([...rule.window]);
-    expect(windows).toEqual([[0, 5], [0, 3], [0, 2], [0, 1]]);
+    expect(windows).toEqual([
+      [0, 5],
+      [0, 3],
+      [0, 2],
+      [0, 1],
+    ]);
     expect(rule.window).toEqual([0, 1]);
     expect(rule.whole).toBe(false);
   });
@@ -170,6 +175,17 @@ describe('no room even so: the window narrows, then moves on', () => {
     expect(rule.window).toEqual([9, 10]); // twice as many, cut at the last invocation
     expect(rule.whole).toBe(true);
     expect(rule.launched(0, 0)).toBe('done');
+  });
+
+  it('a window that does not start at the first invocation halves its own size', () => {
+    const rule = new ProgressRule(10);
+    rule.shrink(); // [0, 5)
+    rule.shrink(); // [0, 3)
+    rule.launched(0, 0); // [3, 9)
+    expect(rule.shrink()).toBe(true);
+    expect(rule.window).toEqual([3, 6]);
+    expect(rule.shrink()).toBe(true);
+    expect(rule.window).toEqual([3, 5]);
   });
 
   it('the next window never runs past the dispatch, even when doubling would', () => {
