@@ -75,7 +75,7 @@ export class CopyEngine {
   upload(frames: readonly number[], sources: readonly Uint8Array[]): void {
     const perBatch = MAX_BATCH_BYTES / PAGE_SIZE;
     for (let from = 0; from < frames.length; from += perBatch) {
-      const fs = frames.slice(from, from + perBatch);
+      const fs = frames.length <= perBatch ? frames : frames.slice(from, from + perBatch);
       const bytes = fs.length * PAGE_SIZE;
       if (this.packed.length < bytes) this.packed = new Uint8Array(Math.max(bytes, this.packed.length * 2));
       for (let i = 0; i < fs.length; i++) this.packed.set(sources[from + i]!, i * PAGE_SIZE);

@@ -58,7 +58,7 @@ export class DevicePageTable {
    * words (statusWord), so a zeroing run never reaches over them (zeroRuns).
    */
   private retired: number[] = [];
-  /** A leaf's worth of GPU words for flush's whole-leaf writes (entries, then zeros). */
+  /** GPU words for flush's whole-leaf writes: per leaf its entries, then zeros (writeWholeLeaves). */
   private wholeLeaf: Uint32Array<ArrayBuffer> | undefined;
   validCount = 0;
 
@@ -330,14 +330,11 @@ export class DevicePageTable {
     }
     const whole = this.freshLeaves();
     for (const [leaf, [lo, hi]] of this.dirtyLeaves) {
-      if (whole?.has(leaf)) {
-        // every mapping in the leaf is new: its entries and all its status words (zeros) in one write
-        const scratch = (this.wholeLeaf ??= new Uint32Array(LEAF_WORDS));
-        scratch.set(this.leaves.subarray(leaf * PAGES_PER_HUGE, (leaf + 1) * PAGES_PER_HUGE));
-        this.device.queue.writeBuffer(this.leafBuffer, leaf * LEAF_WORDS * 4, scratch.buffer, 0, LEAF_WORDS * 4);
-      } else this.device.queue.writeBuffer(this.leafBuffer, (leaf * LEAF_WORDS + lo) * 4, this.leaves.buffer, (leaf * PAGES_PER_HUGE + lo) * 4, (hi - lo + 1) * 4);
+      if (whole?.has(leaf)) continue; // below, with the other whole leaves
+      this.device.queue.writeBuffer(this.leafBuffer, (leaf * LEAF_WORDS + lo) * 4, this.leaves.buffer, (leaf * PAGES_PER_HUGE + lo) * 4, (hi - lo + 1) * 4);
       writes++;
     }
+    if (whole) writes += this.writeWholeLeaves(whole);
     this.dirtyLeaves.clear();
     if (this.fresh.length > 0) {
       const rest = whole ? this.fresh.filter((li) => !whole.has(Math.floor(li / PAGES_PER_HUGE))) : this.fresh;
@@ -357,9 +354,39 @@ export class DevicePageTable {
    * (a write-back may still read a leaving page's dirty word): flush writes such a leaf whole,
    * entries and zeroed status words, in one write instead of three. Undefined when none.
    */
+  /**
+   * Leaves whose every mapping is new: their entries and all their status words (zeros), one
+   * write per run of consecutive leaves (a fault round's pages spread over a few leaves, which
+   * the pool hands out in order: one write, not one per leaf). Returns the writes made.
+   */
+  private writeWholeLeaves(whole: ReadonlySet<number>): number {
+    const leaves = [...whole].sort((a, b) => a - b);
+    let writes = 0;
+    for (let i = 0; i < leaves.length; ) {
+      let j = i + 1;
+      while (j < leaves.length && leaves[j] === leaves[j - 1]! + 1) j++;
+      const first = leaves[i]!;
+      const words = (j - i) * LEAF_WORDS;
+      // (each leaf's entries at the start of its slot; the status words after them are never
+      // written, so they stay zero)
+      if (!this.wholeLeaf || this.wholeLeaf.length < words) this.wholeLeaf = new Uint32Array(words);
+      for (let k = i; k < j; k++) this.wholeLeaf.set(this.leaves.subarray(leaves[k]! * PAGES_PER_HUGE, (leaves[k]! + 1) * PAGES_PER_HUGE), (k - i) * LEAF_WORDS);
+      this.device.queue.writeBuffer(this.leafBuffer, first * LEAF_WORDS * 4, this.wholeLeaf.buffer, 0, words * 4);
+      writes++;
+      i = j;
+    }
+    return writes;
+  }
+
   private freshLeaves(): Set<number> | undefined {
     if (this.fresh.length === 0) return undefined;
-    this.fresh.sort((a, b) => a - b);
+    // (mapped in page order, as a batch usually is, they are sorted already)
+    for (let i = 1; i < this.fresh.length; i++) {
+      if (this.fresh[i]! < this.fresh[i - 1]!) {
+        this.fresh.sort((a, b) => a - b);
+        break;
+      }
+    }
     let out: Set<number> | undefined;
     const retired = this.retired.length > 0 ? new Set(this.retired.map((li) => Math.floor(li / PAGES_PER_HUGE))) : undefined;
     for (let i = 0; i < this.fresh.length; ) {

@@ -369,7 +369,8 @@ export class Dispatcher {
     if (wanted.length > cap) {
       wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
     }
-    const keep = new Set(wanted);
+    // (with no company and no progress rule, what to keep is exactly the faulted set: no second copy of it)
+    const keep = wanted.length === faulted.length && !rule.active ? isFault : new Set(wanted);
     for (const w of writes) if (!keep.has(w)) writes.delete(w);
     const reads = wanted.filter((p) => !writes.has(p));
     // what this dispatch's evictions must spare: the batch, and the pages the progress rule keeps

@@ -56,6 +56,11 @@ export class DeviceFaultIn {
   private readonly sharedHeld = new Set<number>();
   /** Why the last makeRoom found no room (for the ENOMEM that follows it). */
   private shortBecause = '';
+  /** Placement decisions in words, per policy name and decision (decisionText). */
+  private readonly decisionTexts = new Map<string, Map<string, string>>();
+  /** The last othersHold predicate made, and the options it was made for (othersTurn asks per page). */
+  private othersOpts: FaultInOptions | undefined;
+  private othersPredicate: ((h: DeviceHold) => boolean) | undefined;
 
   constructor(
     private readonly dev: HmmDevice,
@@ -163,7 +168,9 @@ export class DeviceFaultIn {
         movable = movable.filter((p) => p >>> 9 !== block);
       }
       if (blocks.length > 0 && movable.length === 0) continue; // look again at what is still missing
-      movable = movable.filter((p) => !this.othersTurn(p, opts)); // held by another operation meanwhile
+      // held by another operation meanwhile (only the block migrations above awaited: without
+      // them, every page here was just found free of other turns in this same turn)
+      if (blocks.length > 0) movable = movable.filter((p) => !this.othersTurn(p, opts));
       if (movable.length > 0) {
         const res = await migrateToDevice(this.mm, this.dev, movable, { othersTurn: (p) => this.othersTurn(p, opts), cause: opts.cause });
         res.pages.forEach((r, i) => r === 'pinned' && busyOnCpu.add(movable[i]!));
@@ -210,7 +217,12 @@ export class DeviceFaultIn {
    * take turns, the older first (each taking the copy from the other would never end).
    */
   othersTurn(p: number, opts: FaultInOptions): boolean {
-    return this.mm.heldBy(p, this.othersHold(opts));
+    // (one predicate per options object, not one closure per page asked about)
+    if (opts !== this.othersOpts || !this.othersPredicate) {
+      this.othersPredicate = this.othersHold(opts);
+      this.othersOpts = opts;
+    }
+    return this.mm.heldBy(p, this.othersPredicate);
   }
 
   /** When the turns othersTurn found for `pages` have ended. */
@@ -303,9 +315,18 @@ export class DeviceFaultIn {
     }, opts.where ?? `${this.dev.name} fault-in`);
     if (asking === 'fault') {
       if (decision === 'pin') this.mm.thrash.pin(p, now);
-      this.dev.stats.provenance.decision(this.mm.id, p, this.dev.id, `${policy.name}: ${decision}`);
+      this.dev.stats.provenance.decision(this.mm.id, p, this.dev.id, this.decisionText(policy.name, decision));
     }
     return decision === 'migrate';
+  }
+
+  /** "policy: decision", built once per policy name and decision, not once per faulted page. */
+  private decisionText(policy: string, decision: string): string {
+    let byDecision = this.decisionTexts.get(policy);
+    if (!byDecision) this.decisionTexts.set(policy, (byDecision = new Map()));
+    let text = byDecision.get(decision);
+    if (text === undefined) byDecision.set(decision, (text = `${policy}: ${decision}`));
+    return text;
   }
 
   checkPermissions(pages: readonly number[], write: boolean): void {
@@ -522,7 +543,7 @@ export class DeviceFaultIn {
       this.dev.stats.add('deviceCopies', copied.length - upgrades);
       if (upgrades > 0) this.dev.stats.add('copyUpgrades', upgrades);
       const causeOf = opts.cause ?? (() => ({ kind: 'call', call: 'a device copy' }) as Cause);
-      for (const p of copied) this.dev.stats.provenance.record(mm.id, [p], 'copy', this.dev.id, causeOf(p));
+      this.dev.stats.provenance.recordEach(mm.id, copied, 'copy', this.dev.id, causeOf);
       stats.endPhase('commit', t, this.dev.id, mm.id);
       return skipped;
     } finally {

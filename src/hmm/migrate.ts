@@ -272,7 +272,7 @@ export async function migrateToDevice(
     mm.noteMigration(adoptPages, 'toDevice');
     dev.stats.add('pagesToDevice', adoptPages.length);
     const causeOf = opts.cause ?? (() => EXPLICIT_TO_DEVICE);
-    for (const p of adoptPages) dev.stats.provenance.record(mm.id, [p], 'to-device', dev.id, causeOf(p));
+    dev.stats.provenance.recordEach(mm.id, adoptPages, 'to-device', dev.id, causeOf);
     const first = adoptPages.length > 0 ? causeOf(adoptPages[0]!) : undefined;
     dev.stats.trace.record({
       kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,

@@ -1353,6 +1353,8 @@ export class AddressSpace {
    * @internal
    */
   heldBy(p: number, which: (h: DeviceHold) => boolean): boolean {
+    // (a space with no fork relatives has one registry: asked directly, as a fault round does per page)
+    if (this.family.size === 1) return this.holds.some(p, which);
     return this.holdRegistries(p).some((r) => r.some(p, which));
   }
 
