@@ -114,6 +114,7 @@ export class Provenance {
         this.pages.set(key, (list = []));
       }
       const cause = causeOf(p);
+      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; with nothing waiting the get below finds nothing
       const dkey = this.decided.size > 0 ? decisionKey(key, device) : undefined;
       const placement = dkey === undefined ? undefined : this.decided.get(dkey);
       // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; deleting a missing key changes nothing
