@@ -259,10 +259,12 @@ export class AddressSpace {
     // A shared mapping's page that a fork relative also maps moves only in this address space:
     // the two would map one frame at two addresses, and sharing between relatives is keyed by
     // address here (design-notes §17). Refused, as Linux refuses what it cannot do: nothing moved.
+    // A relative's own entry decides, not the frame's reference count: that also counts holders
+    // that map nothing (a pinner whose page was unmapped, a write-back in flight), and a frame
+    // no relative maps moves as in an address space without relatives.
     if (v.shared && this.family.size > 1) {
       for (let p = start; p < start + Math.min(oldPages, newPages); p++) {
-        const e = this.pageTable.get(p);
-        if (pte.kind(e) === Kind.Ram && this.ram.refCount(pte.frame(e)) > 1)
+        if (this.relativeMaps(p))
           throw new HmmError('EINVAL', `mremap ${hex(va)}: page ${hex(p * PAGE_SIZE)} of a shared mapping is also mapped by a fork relative; a shared range that relatives map cannot move (grow or shrink it in place)`, p * PAGE_SIZE);
       }
     }
@@ -797,6 +799,24 @@ export class AddressSpace {
       if (pte.kind(e) === Kind.Ram && pte.frame(e) === frame) out.push(mm);
     }
     return out;
+  }
+
+  /**
+   * Does a live fork relative map the RAM frame this address space maps at page p, at p (the
+   * only place a relative can map it: shared frames do not move while relatives map them)?
+   * Asked with p settled here (not migrating, not held by a live device): a relative that shares
+   * the frame is not migrating it then either (isolation and held copies flag every sharer), so
+   * only its RAM entries count (a Migrating entry's frame may be a device frame's number).
+   */
+  private relativeMaps(p: number): boolean {
+    const e = this.pageTable.get(p);
+    if (pte.kind(e) !== Kind.Ram || this.ram.refCount(pte.frame(e)) < 2) return false;
+    for (const mm of this.family) {
+      if (mm === this || mm.destroyed) continue;
+      const x = mm.pageTable.get(p);
+      if (pte.kind(x) === Kind.Ram && pte.frame(x) === pte.frame(e)) return true;
+    }
+    return false;
   }
 
   /**
