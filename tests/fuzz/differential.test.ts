@@ -32,7 +32,7 @@ import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers
 import { Kind, pte } from '../../src/mm/cpuPageTable.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
 import type { PinHandle } from '../../src/mm/pins.ts';
-import { ADD_KERNEL, bytesOf, checkAccounting, checkSnapshotAgreement, deferredFrames, isLost, outcome } from './harness.ts';
+import { ADD_KERNEL, bytesOf, checkAccounting, checkSnapshotAgreement, deferredFrames, isLost, outcome, quiesce } from './harness.ts';
 import { BASE_PAGE, BASE_VA, ModelSpace, PAGE, WINDOW_PAGES, sharedElsewhereIn, type MadviseKind, type ModelError, type Prot } from './model.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 6);
@@ -545,6 +545,7 @@ async function runSequence(ops: readonly Op[]): Promise<void> {
         if (e instanceof Error) e.message = `${what}: ${e.message}`;
         throw e;
       }
+      await quiesce(run.spaces); // write-backs an unmapping started hold their frames until they land
       checkAccounting(run.spaces, sys.ram, run.devices, what);
       for (const mm of run.spaces) for (const dev of run.devices) if (!isLost(dev)) await checkSnapshotAgreement(mm, dev, what);
     }

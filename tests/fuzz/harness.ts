@@ -66,6 +66,22 @@ export function deferredFrames(ram: SystemRam): number[] {
 }
 
 /**
+ * Wait until no page of `spaces` is being migrated or written back. An unmapping that cannot
+ * wait (MAP_FIXED over a page a device holds a copy of, when another holder keeps the frame:
+ * a fork relative, or a pinner whose page was unmapped) starts the copy's write-back and
+ * returns; the write-back holds the unmapped entry's frame reference until its bytes land
+ * (src/mm/addressSpace.ts startSharedWriteBacks), so the accounting below is exact only after.
+ */
+export async function quiesce(spaces: readonly AddressSpace[]): Promise<void> {
+  for (let round = 0; round < 1000; round++) {
+    const pending = spaces.flatMap((mm) => [...mm.inflight.values()]);
+    if (pending.length === 0) return;
+    await Promise.allSettled(pending);
+  }
+  expect.fail('migrations never finished (an in-flight map never empties)');
+}
+
+/**
  * Frame accounting over the fuzz window, after `what`: no page left Migrating, every RAM
  * frame's reference count equal to the page-table entries that point at it plus the deferred
  * frees waiting on it (pins), free + used RAM frames equal to all of them, and on every live

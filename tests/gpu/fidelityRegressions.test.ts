@@ -3,6 +3,7 @@
 // what was observed, what the contract expects, and the cause; each failed before its fix.
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE, type HmmError } from '../../src/index.ts';
+import { pte } from '../../src/mm/cpuPageTable.ts';
 import { ADD_KERNEL } from '../fuzz/harness.ts';
 import { failure, firstDiff, makeSystem, pattern } from './helpers.ts';
 
@@ -172,5 +173,76 @@ describe('fidelity regressions (found by the fuzzers)', () => {
       outcomes.push(`kernel ${all[0]}, m.write ${all[1]}, willneed ${all[2]}`);
     }
     expect(outcomes.filter((o) => o.includes('EBUSY')), 'rounds with an EBUSY').toEqual([]);
+  });
+
+  // Found by tests/fuzz/concurrent.test.ts, FUZZ_RUNS=160 FUZZ_SEED=1030149739 FUZZ_PATH=30,
+  // step 97: "mremap mm0 page 8 -> FIXED page 21 DONTUNMAP" failed with EINVAL "page 0x00108000
+  // of a shared mapping is also mapped by a fork relative", where no live relative mapped it.
+  //
+  // Observed: a relative that let go of a shared page (munmap, MAP_FIXED, destroy) while it was
+  // pinned leaves the frame's reference with the pinner until unpin (design-notes §17, pins);
+  // mremap took any second reference for a relative's mapping and refused the move.
+  // Expected: the move is refused only while a relative maps the page (§17); a pinner maps
+  // nothing, so the page moves, as it does in an address space without relatives.
+  // Cause (fixed): src/mm/addressSpace.ts mremap tested `ram.refCount(frame) > 1`, which also
+  // counts a pinner's reference (and an unmapping's write-back in flight); it now asks whether
+  // a live relative's entry at that page names the frame (relativeMaps).
+  it('mremap moves a shared page a relative unmapped while a pinner still keeps its frame', async () => {
+    const sys = await makeSystem();
+    const parent = sys.createAddressSpace();
+    const va = parent.mmap(2 * P, { shared: true });
+    const data = pattern(2 * P, 3);
+    await parent.write(va, data);
+    const child = await parent.fork();
+    const pin = await child.pin(va, 2 * P);
+    await child.munmap(va, P); // page 0: the pinner keeps the frame; the child maps it no more
+    const target = va + 32 * P;
+    expect(await parent.mremap(va, P, P, { addr: target, dontUnmap: true }), 'page 0 moves').toBe(target);
+    expect(firstDiff(await parent.read(target, P), data.subarray(0, P)), 'with its bytes').toBe(-1);
+    // page 1 is still the child's too: that one stays refused
+    const e = await failure(parent.mremap(va + P, P, P, { addr: target + P }));
+    expect(e.code).toBe('EINVAL');
+    expect(e.address).toBe(va + P);
+    child.destroy(); // the pinner now keeps page 1's frame alone
+    expect(await parent.mremap(va + P, P, P, { addr: target + P }), 'page 1 moves once the relative is gone').toBe(target + P);
+    expect(firstDiff(await parent.read(target, 2 * P), data), 'both pages at the target').toBe(-1);
+    pin.unpin();
+  });
+
+  // Found by tests/fuzz/differential.test.ts, FUZZ_RUNS=160 FUZZ_OPS=150 FUZZ_SEED=-1077265865
+  // FUZZ_PATH=35, op 75: "frame 1 references after op 75 {op: mmap, s: 1, first: 4, n: 7, prot:
+  // rw, shared: true}: expected 2 to be 1", minimised (FUZZ_REPLAY, FUZZ_MINIMISE) to: mmap 9
+  // pages shared; fork; long-term pin of pages 2..5 in the parent; the parent unmaps pages 4..7;
+  // a replayable kernel of the child's device writes page 4 (a held copy: no relative maps the
+  // page any more, so it is not written back at the kernel's end); the child MAP_FIXED over 4..10.
+  //
+  // Not a leak: the frame's reference returns when the copy's write-back lands. MAP_FIXED cannot
+  // wait for a device, so for a held page whose frame another holder keeps (here the pinner) it
+  // starts the write-back, which takes the unmapped entry's reference until the device's bytes
+  // are in the frame (startSharedWriteBacks). The sequential fuzzer checked the accounting before
+  // it landed; it now waits for in-flight write-backs first (tests/fuzz/harness.ts quiesce), as
+  // the concurrent fuzzer did. This test keeps what the write-back is for: the pinner's frame
+  // gets the device's writes, and the reference goes once they are in.
+  it("MAP_FIXED over a held page a pinner keeps: the device's writes reach the pinned frame, then its reference goes", async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const parent = sys.createAddressSpace();
+    const va = parent.mmap(2 * P, { shared: true });
+    const child = await parent.fork();
+    const pin = await parent.pin(va, P, { longterm: true });
+    await parent.munmap(va, 2 * P); // the pinner keeps page 0's frame; only the child maps it
+    const frame = pte.frame(child.pageTable.get(va / P));
+    const kernel = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64 });
+    await dev.mirror(child).dispatch(kernel, { mode: 'replayable', workgroups: P / 4 / 64, uniforms: new Uint32Array([va, P / 4, 5, 0]) });
+    expect(pte.isHeld(child.pageTable.get(va / P)), 'the device holds the written copy').toBe(true);
+    child.mmap(2 * P, { addr: va, shared: true }); // replaces the held page at once
+    expect(sys.ram.refCount(frame), "the pinner's and the write-back's").toBe(2);
+    await Promise.all([...child.inflight.values()]);
+    expect(sys.ram.refCount(frame), "the pinner's alone, once the write-back landed").toBe(1);
+    expect([...new Uint32Array(sys.ram.frame(frame).slice().buffer)].filter((w) => w !== 5).length, "words of the pinned frame without the kernel's add").toBe(0);
+    expect([...(await child.read(va, P))].some((b) => b !== 0), 'the new mapping is demand-zero').toBe(false);
+    pin.unpin();
+    sys.ram.reap();
+    expect(sys.ram.refCount(frame), 'freed at unpin').toBe(0);
   });
 });
