@@ -1108,7 +1108,20 @@ export class AddressSpace {
       if (keepShared && this.vmas.find(p)?.shared) {
         // its copies are gone; a copy held by a lost device had the object's only current data:
         // that stays lost (poisoned), it is not the frame's older bytes
-        if (pte.kind(e) === Kind.Ram && !this.poisoned(p)) this.pageTable.set(p, pte.plainRam(e));
+        if (pte.kind(e) === Kind.Ram && !this.poisoned(p)) {
+          // Read-only device copies of the frame are flagged in every address space that maps
+          // it, so that a write from any side finds them: the relatives' copies go too, with
+          // their flags, or this side's next write would leave them mapped with the old bytes.
+          if (pte.isDup(e))
+            for (const mm of this.sharers(p, pte.frame(e))) {
+              const x = mm.pageTable.get(p);
+              if (mm === this || !pte.isDup(x) || pte.isHeld(x)) continue;
+              mm.notifier.invalidate({ start: p, end: p + 1, event: 'clear', owner: null });
+              this.stats.add('invalidations');
+              mm.pageTable.set(p, pte.plainRam(x));
+            }
+          this.pageTable.set(p, pte.plainRam(e));
+        }
         continue;
       }
       switch (pte.kind(e)) {

@@ -245,4 +245,33 @@ describe('fidelity regressions (found by the fuzzers)', () => {
     sys.ram.reap();
     expect(sys.ram.refCount(frame), 'freed at unpin').toBe(0);
   });
+
+  // Found by tests/fuzz/concurrent.test.ts, FUZZ_RUNS=120 FUZZ_SEED=994010957 FUZZ_PATH=56,
+  // step 96: "gpu0 maps mm2 page 31 (frame 4, read-only) but the CPU entry is 1102 and the
+  // mapping is rw: a stale device mapping (invariant 2)". Page 31 was a shared page of three
+  // fork relatives with read-only copies on gpu0 (DUP in every entry); at step 82 "madvise mm1
+  // pages 30..32 dontneed" cleared mm1's flag only, and mm1's gpuWrite at step 96 then flagged
+  // the page held in every relative without dropping mm2's read-only copy.
+  //
+  // Observed (smallest form): after 'dontneed' in one relative, its CPU write no longer finds the
+  // read-only device copy the other relative made, and that relative's device reads stale bytes.
+  // Expected: 'dontneed' on a shared mapping drops device copies and keeps the data (§17); the
+  // read-only copies of a shared frame are flagged in every address space that maps it, so that a
+  // write from any side invalidates them.
+  // Cause (fixed): src/mm/addressSpace.ts zap() with keepShared set this side's entry to plain
+  // RAM and invalidated this side's devices only; the relatives' copies stayed, flagged only
+  // there. Now the relatives' read-only copies of the frame go too, flags with them.
+  it("madvise('dontneed') in one fork relative drops the read-only device copies the others made of the shared frame", async () => {
+    const sys = await makeSystem();
+    const dev = sys.devices[0]!;
+    const parent = sys.createAddressSpace();
+    const va = parent.mmap(P, { shared: true });
+    await parent.write(va, pattern(P, 1));
+    const child = await parent.fork();
+    expect(firstDiff((await dev.mirror(parent).read(va, 1)).data, pattern(P, 1)), 'a read-only copy on the device').toBe(-1);
+    await child.madvise(va, P, 'dontneed');
+    await child.write(va, pattern(P, 2));
+    expect(firstDiff(await parent.read(va, P), pattern(P, 2)), 'the parent on the CPU').toBe(-1);
+    expect(firstDiff((await dev.mirror(parent).read(va, 1)).data, pattern(P, 2)), "the parent's device").toBe(-1);
+  });
 });
