@@ -28,7 +28,7 @@ import type { GoalId, GoalMeasurement } from './goals.ts';
 import { grid, type KernelName, type PlainKernel } from './shaders.ts';
 import type { BenchSizes } from './sizes.ts';
 import { bytesMoved, PlainRegion, runOnce, type Target } from './strategies.ts';
-import { Image, Layout, oversubscribedStream, pingPong, rng, triad } from './workloads.ts';
+import { Image, type Layout, oversubscribedStream, pingPong, rng, triad } from './workloads.ts';
 
 export interface BenchContext {
   sys: System;

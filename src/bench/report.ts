@@ -298,7 +298,7 @@ export function tablesHtml(r: BenchResult): string {
         const explicit = row.cells.find((c) => c.strategy === 'explicit');
         const cells = strategies.map((s) => {
           const c = row.cells.find((x) => x.strategy === s);
-          const extra = c && c.evictions ? `, evictions ${fmt(c.evictions.median)}` : '';
+          const extra = c?.evictions ? `, evictions ${fmt(c.evictions.median)}` : '';
           const title = c ? (c.error ? c.error : `${summaryTitle(c.ms, 'ms')}; launches ${fmt(c.launches.median)}, fault rounds ${fmt(c.faultRounds.median)}, moved ${fmtBytes(c.bytesMoved.median)}${extra}`) : '';
           return `<td class="num${c?.error ? ' fail' : ''}" title="${escapeHtml(title)}">${escapeHtml(cellText(c, explicit))}</td>`;
         });
