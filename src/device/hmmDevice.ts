@@ -568,7 +568,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
           if (frames[i]! >= 0 && !this.passCopy(mm, p, ramFrames[i]!, frames[i]!)) gone.push(frames[i]!);
           mm.ram.free(ramFrames[i]!);
         }
-        mm.inflight.delete(p);
+        if (mm.inflight.get(p) === done) mm.inflight.delete(p); // (a newer operation's isolation is not ours to end)
       });
       if (mirror) this.stats.add('pageTableWrites', mirror.table.flush());
       this.disown(gone);
@@ -613,7 +613,7 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
         const now = mm.pageTable.get(p);
         if (pte.kind(now) !== Kind.Ram || pte.frame(now) !== ramFrames[i]) mm.ram.free(ramFrames[i]!);
         else mm.copyOwner.delete(p);
-        mm.inflight.delete(p);
+        if (mm.inflight.get(p) === done) mm.inflight.delete(p);
       }
       const used = frames.filter((f) => f >= 0);
       this.disown(used);
