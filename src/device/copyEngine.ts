@@ -57,6 +57,8 @@ const DIRECT_MAX_RUNS = 16;
 
 export class CopyEngine {
   private staging: GPUBuffer | undefined;
+  /** A readback buffer no download is using (readbackBuffer). */
+  private spareReadback: GPUBuffer | undefined;
   private packed = new Uint8Array(0);
   /** Test hook (faultInjection.ts): set by HmmDevice, called at the copy points. */
   inject: ((point: FaultPoint, ctx: Partial<FaultContext>) => void) | undefined;
@@ -118,11 +120,8 @@ export class CopyEngine {
       const bytes = fs.length * PAGE_SIZE;
       const words = from === 0 && status ? wordRuns(status.words) : [];
       const wordBytes = words.length > 0 ? status!.words.length * 4 : 0;
-      const readback = this.device.createBuffer({
-        label: 'hmm download gather',
-        size: bytes + wordBytes,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      });
+      const size = bytes + wordBytes;
+      const readback = this.readbackBuffer(size);
       const enc = this.device.createCommandEncoder({ label: 'hmm download gather' });
       for (const run of frameRuns(fs, this.memory.frameShift)) {
         const src = this.memory.locate(run.first);
@@ -132,19 +131,22 @@ export class CopyEngine {
       this.device.queue.submit([enc.finish()]);
       this.stats.add('copyBatches');
       this.inject?.('downloadSubmitted', { direction: 'toSystem' });
+      let reusable = false;
       try {
-        const mapped = readback.mapAsync(GPUMapMode.READ);
+        const mapped = readback.mapAsync(GPUMapMode.READ, 0, size);
         this.inject?.('mapPending', { buffer: readback, what: 'download', direction: 'toSystem' });
         await mapped;
-        const range = readback.getMappedRange();
+        const range = readback.getMappedRange(0, size);
         out.set(new Uint8Array(range, 0, bytes), from * PAGE_SIZE);
         if (wordBytes > 0) {
           const got = new Uint32Array(range, bytes, status!.words.length);
           status!.words.forEach((w, i) => w >= 0 && (status!.out[i] = got[i]!));
         }
         readback.unmap();
+        reusable = true;
       } finally {
-        readback.destroy();
+        if (reusable) this.keepReadback(readback);
+        else readback.destroy(); // a failed map: the buffer's state is unknown, never reuse it
       }
     }
     return out;
@@ -206,6 +208,27 @@ export class CopyEngine {
     return out;
   }
 
+  /**
+   * A readback buffer of at least `bytes` (at most twice: a small download never maps a large
+   * one): the spare one a finished download left, or a new one. Creating a 2 MiB MAP_READ
+   * buffer per download was 0.8 ms of a huge page's 2.5 ms trip home on SwiftShader (Dawn
+   * clears every new buffer); downloads running at once each get their own.
+   */
+  private readbackBuffer(bytes: number): GPUBuffer {
+    const spare = this.spareReadback;
+    if (spare && spare.size >= bytes && spare.size <= 2 * bytes) {
+      this.spareReadback = undefined;
+      return spare;
+    }
+    return this.device.createBuffer({ label: 'hmm download gather', size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  /** An unmapped readback buffer, free again: kept as the spare (the latest size wins). */
+  private keepReadback(buffer: GPUBuffer): void {
+    if (this.spareReadback) this.spareReadback.destroy();
+    this.spareReadback = buffer;
+  }
+
   private stagingBuffer(bytes: number): GPUBuffer {
     if (!this.staging || this.staging.size < bytes) {
       // Safe to drop the old one now: destroy() waits for queued work that uses it.
@@ -221,5 +244,6 @@ export class CopyEngine {
 
   destroy(): void {
     this.staging?.destroy();
+    this.spareReadback?.destroy();
   }
 }

@@ -205,14 +205,22 @@ export class Mirror {
           throw new HmmError('EINVAL', `migrateToDevice: address ${hex(p * PAGE_SIZE)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, p * PAGE_SIZE);
       }
       const pages = pageList(start, n);
-      // whole blocks of huge mappings move as 2 MiB units first (SELECT_COMPOUND)
-      const inRange = new Set(pages);
+      // whole blocks of huge mappings move as 2 MiB units first (SELECT_COMPOUND); only what
+      // did not move that way goes through the 4 KiB pass (asking it about 512 pages a unit
+      // just moved, to hear 'already', was per-page work on every huge migration)
+      const result: string[] = new Array<string>(n);
       for (const block of this.faults.hugeBlocks(pages)) {
-        const blockPages = pageList(block * PAGES_PER_HUGE, PAGES_PER_HUGE);
-        if (blockPages.every((p) => inRange.has(p))) await migrateToDevice(this.mm, this.dev, blockPages, { huge: true, othersTurn: (p) => this.faults.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
+        const first = block * PAGES_PER_HUGE;
+        if (first < start || first + PAGES_PER_HUGE > start + n) continue;
+        const res = await migrateToDevice(this.mm, this.dev, pageList(first, PAGES_PER_HUGE), { huge: true, othersTurn: (p) => this.faults.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
+        res.pages.forEach((r, k) => r === 'moved' && (result[first - start + k] = r));
       }
-      const res = await migrateToDevice(this.mm, this.dev, pages, { othersTurn: (p) => this.faults.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
-      const result: string[] = [...res.pages];
+      // (a page a CPU fault took back while a later block was moving goes again, as before)
+      const rest = pages.filter((p, i) => result[i] === undefined || !this.onThisDevice(p));
+      if (rest.length > 0) {
+        const res = await migrateToDevice(this.mm, this.dev, rest, { othersTurn: (p) => this.faults.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
+        rest.forEach((p, k) => (result[p - start] = res.pages[k]!));
+      }
       let cpages = 0;
       const bad: number[] = [];
       pages.forEach((p, i) => {
@@ -463,6 +471,11 @@ export class Mirror {
    * Run one public operation. The mirror's GPU buffers outlive the operations in flight on it:
    * close() while any is running (its address space destroyed under it) waits for the last.
    */
+  private onThisDevice(p: number): boolean {
+    const e = this.mm.pageTable.get(p);
+    return pte.kind(e) === Kind.Device && pte.device(e) === this.dev.id;
+  }
+
   private async op<T>(f: () => Promise<T>): Promise<T> {
     this.active++;
     try {

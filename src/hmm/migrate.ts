@@ -333,6 +333,14 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     }
     // ---- commit: the bytes are in hand, so a loss from here on loses nothing
     dev.inject?.('beforeCommit', { direction: 'toSystem' });
+    // The bytes first, one copy per run of consecutive RAM frames (one for a huge page, not 512),
+    // then the entries; a raced page's frame is written too, and freed below all the same.
+    for (let k = 0; k < selected.length; ) {
+      let n = 1;
+      while (k + n < selected.length && ramFrames[k + n] === ramFrames[k]! + n) n++;
+      mm.ram.bytes.set(data.subarray(k * PAGE_SIZE, (k + n) * PAGE_SIZE), ramFrames[k]! * PAGE_SIZE);
+      k += n;
+    }
     const freed: number[] = [];
     let storedBlocks = 0;
     for (let k = 0; k < selected.length; k++) {
@@ -343,7 +351,6 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
         result[selIndex[k]!] = 'raced';
         continue;
       }
-      mm.ram.frame(ramFrames[k]!).set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
       mm.pageTable.set(p, pte.ram(ramFrames[k]!));
       result[selIndex[k]!] = 'moved';
       storedBlocks += status ? popcount16(status.out[k]!) : PAGE_SIZE / BLOCK_SIZE;
@@ -377,6 +384,8 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
  * RAM frames for pages coming home, all or none. A whole 2 MiB block of a huge mapping gets an
  * aligned 2 MiB run of RAM when one is free, so it is a huge page in RAM again (a THP), and
  * 4 KiB frames when RAM is fragmented or the run is refused (fault injection, 'allocHuge').
+ * They are not cleared: the commit writes every byte of each before an entry names it, and a
+ * frame freed unwritten (a raced page, a failed copy) is cleared when it is handed out again.
  */
 function ramFramesFor(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[]): { frames: number[]; hugeBlocks: number[] } {
   const frames: number[] = new Array(pages.length);
@@ -389,7 +398,7 @@ function ramFramesFor(mm: AddressSpace, dev: MigrationDevice, pages: readonly nu
     if (whole) {
       let refused = false;
       dev.inject?.('allocHuge', { direction: 'toSystem', refuse: () => (refused = true) });
-      const base = refused ? null : mm.ram.allocRun(PAGES_PER_HUGE);
+      const base = refused ? null : mm.ram.allocRun(PAGES_PER_HUGE, false);
       if (base !== null) {
         runs.push(base);
         for (let k = 0; k < PAGES_PER_HUGE; k++) frames[i + k] = base + k;
@@ -400,7 +409,7 @@ function ramFramesFor(mm: AddressSpace, dev: MigrationDevice, pages: readonly nu
     small.push(i++);
   }
   try {
-    const got = mm.ram.allocMany(small.length, `migrating ${pages.length} pages from ${dev.name} at ${hex(pages[0]! * PAGE_SIZE)}`);
+    const got = mm.ram.allocMany(small.length, `migrating ${pages.length} pages from ${dev.name} at ${hex(pages[0]! * PAGE_SIZE)}`, false);
     small.forEach((i, k) => (frames[i] = got[k]!));
   } catch (e) {
     for (const base of runs) for (let k = 0; k < PAGES_PER_HUGE; k++) mm.ram.free(base + k);
