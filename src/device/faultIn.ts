@@ -281,7 +281,7 @@ export class DeviceFaultIn {
     return [...blocks].filter((b) => {
       const first = b * PAGES_PER_HUGE;
       const vma = this.mm.vmas.find(first);
-      if (!vma || !vma.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) return false;
+      if (!vma?.huge || vma.start > first || vma.end < first + PAGES_PER_HUGE) return false;
       for (let p = first; p < first + PAGES_PER_HUGE; p++) if (this.table.lookup(p) || !this.migratable(p, false, opts, 'prefetch')) return false;
       return true;
     });

@@ -7,7 +7,7 @@
 // them) sees zeros where it has written nothing, and leaves every page-table entry's frame and
 // permissions as the host wrote them.
 import { describe, expect, it } from 'vitest';
-import { HmmError, PAGE_SIZE, type HmmDevice, type System } from '../../src/index.ts';
+import { type HmmError, PAGE_SIZE, type HmmDevice, type System } from '../../src/index.ts';
 import { FAULT_QUEUE_CAP, HmmKernel, kernelModuleSource, preludeVariant } from '../../src/device/kernel.ts';
 import { KERNEL_API, lexWgsl } from '../../src/device/kernelCheck.ts';
 import { shaderSource } from '../../src/device/shaders.ts';
