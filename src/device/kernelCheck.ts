@@ -117,7 +117,7 @@ export function lexWgsl(src: string): Lexed {
     if (c === 0x2f && src.charCodeAt(i + 1) === 0x2f) {
       // line comment: to the next line break of any kind
       let j = i + 2;
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): `j <= n`: charCodeAt(n) is NaN, no line break, and the scan ends one past the end to the same effect
+      // Stryker disable next-line EqualityOperator: `j <= n`: charCodeAt(n) is NaN, no line break, and the scan ends one past the end to the same effect
       while (j < n && !LINE_BREAK.has(src.charCodeAt(j))) j++;
       skipTo(j);
       continue;
@@ -216,7 +216,7 @@ export function moduleScopeReferences(src: string): Set<string> {
   const declared = new Set(moduleScopeNames(tokens));
   const refs = new Set<string>();
   // Scopes by brace depth: scopes[d] holds names declared in the block opened at depth d.
-  // Equivalent mutant: `[]`; nothing is declared at depth 0 here (locals need depth > 0), and some() skips the hole
+  // Stryker disable next-line ArrayDeclaration: `[]`; nothing is declared at depth 0 here (locals need depth > 0), and some() skips the hole
   const scopes: Set<string>[] = [new Set()];
   let params = new Set<string>(); // the parameters of the fn whose body opens next
   let pending: { name: string; depth: number } | undefined; // a local, in scope after its `;`
@@ -227,7 +227,7 @@ export function moduleScopeReferences(src: string): Set<string> {
     const prev = tokens[k - 1];
     if (t.text === '{') {
       depth++;
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): `depth === 1` as true; `params` is empty after any `{` but a function body's
+      // Stryker disable next-line ConditionalExpression: `depth === 1` as true; `params` is empty after any `{` but a function body's
       scopes[depth] = depth === 1 ? params : new Set();
       params = new Set();
     } else if (t.text === '}') {
@@ -239,7 +239,7 @@ export function moduleScopeReferences(src: string): Set<string> {
       pending = undefined;
     } else if (t.kind === 'ident') {
       if (declared.has(k)) {
-        // Equivalent mutant (not disabled: that would hide this line's killed ones): `prev.text`; a declared name always follows its keyword, so prev exists
+        // Stryker disable next-line OptionalChaining: `prev.text`; a declared name always follows its keyword, so prev exists
         if (prev?.text === 'fn') {
           // its parameters: `name :` pairs up to the closing parenthesis
           for (let j = k + 2, parens = 1; j < tokens.length && parens > 0; j++) {

@@ -76,7 +76,7 @@ export class ProgressRule {
 
   /** The round's fault keys (page*2 + write): a refault puts the rule in force. */
   faults(keys: readonly number[]): void {
-    // Equivalent mutant: the test as false; while in force every serviced page is protected already (servicedKeys), so a refault adds nothing
+    // Stryker disable next-line ConditionalExpression: the test as false; while in force every serviced page is protected already (servicedKeys), so a refault adds nothing
     if (this.active) return;
     for (const k of keys) {
       if (this.serviced.has(k)) {

@@ -59,7 +59,7 @@ export function ramHugeBlocks(mm: AddressSpace): (block: number) => boolean {
   const known = new Map<number, boolean>();
   return (b) => {
     let h = known.get(b);
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; asking isRamHuge again gives the same answer within a walk
+    // Stryker disable next-line ConditionalExpression: the test as true; asking isRamHuge again gives the same answer within a walk
     if (h === undefined) known.set(b, (h = mm.isRamHuge(b)));
     return h;
   };

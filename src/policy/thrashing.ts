@@ -72,7 +72,7 @@ export class ThrashDetector {
    */
   isPinned(page: number, now: number): boolean {
     const until = this.pinnedUntil.get(page);
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; undefined > now is false too
+    // Stryker disable next-line ConditionalExpression: the test as false; undefined > now is false too
     if (until === undefined) return false;
     if (until > now) return true;
     this.pinnedUntil.delete(page); // the epoch is over

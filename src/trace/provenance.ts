@@ -117,7 +117,7 @@ export class Provenance {
       // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; with nothing waiting the get below finds nothing
       const dkey = this.decided.size > 0 ? decisionKey(key, device) : undefined;
       const placement = dkey === undefined ? undefined : this.decided.get(dkey);
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; deleting a missing key changes nothing
+      // Stryker disable next-line ConditionalExpression: the test as true; deleting a missing key changes nothing
       if (placement !== undefined) this.decided.delete(dkey!);
       // (pages with the same cause and decision share one event: a round's pages mostly do)
       if (shared?.cause !== cause || shared.placement !== placement) shared = placement !== undefined ? { ts, move, device, cause, placement } : { ts, move, device, cause };

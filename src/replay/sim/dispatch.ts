@@ -116,7 +116,7 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
   let cap = Math.max(1, Math.floor(frames / 2));
   if (rule.active) cap = Math.max(1, Math.min(cap, frames - rule.protectedPages.size));
   const plan = askBatching(policies.batching, { faulted: faulted.length, frames, batchPages: ev.batchPages, thrashing: false, thrashNapMs: space.thrashNapMs }, where);
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; slicing a list to its own length changes nothing
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: the test as true or `>=`; slicing a list to its own length changes nothing
   if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
   space.countFaults(dev.id, faulted);
   const isFault = new Set(faulted);
@@ -132,13 +132,13 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
   };
   // (under the progress rule no company: it would only take room the kept pages need)
   let wanted = rule.active ? faulted : askPrefetch(policies.prefetch, faulted, view, where);
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; within the cap the list rebuilt here is the same
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: the test as true or `>=`; within the cap the list rebuilt here is the same
   if (wanted.length > cap) wanted = [...faulted, ...wanted.filter((p) => !isFault.has(p)).slice(0, cap - faulted.length)].sort((a, b) => a - b);
   const keep = new Set(wanted);
   for (const w of writes) if (!keep.has(w)) writes.delete(w);
   // Stryker disable next-line MethodExpression: the writes were faulted in writable just before; reading them again finds them mapped
   const reads = wanted.filter((p) => !writes.has(p));
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; nothing is protected while the rule is not in force
+  // Stryker disable next-line ConditionalExpression: the test as true; nothing is protected while the rule is not in force
   if (rule.active) for (const p of rule.protectedPages) keep.add(p);
   m.metrics.prefetchedPages += wanted.length - faulted.length;
   const opts: FaultCtx = { ...ctx, keep, progress: isFault };

@@ -29,7 +29,7 @@ export function evict(m: Machine, dev: SimDevice, want: number, keep: (space: nu
   for (let i = 0; i < n; i++) {
     const f = (dev.clockHand + i) % n;
     const space = dev.rmapSpace[f]!;
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): `<= 0`; address space ids start at 1 (parseFaultTrace)
+    // Stryker disable next-line EqualityOperator: `<= 0`; address space ids start at 1 (parseFaultTrace
     if (space < 0) continue;
     const p = dev.rmapPage[f]!;
     if (keep(space, p)) continue;
@@ -75,7 +75,7 @@ export function evict(m: Machine, dev: SimDevice, want: number, keep: (space: nu
   const freed = picked.reduce((sum, c) => sum + c.pages, 0);
   const chosen = new Set(victims);
   for (const k of touched) {
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; a victim's second chance is moot, it is unmapped just below
+    // Stryker disable next-line ConditionalExpression: the test as false; a victim's second chance is moot, it is unmapped just below
     if (chosen.has(k)) continue;
     const u = units.get(k)!;
     const t = dev.table(u.space);

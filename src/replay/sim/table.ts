@@ -67,7 +67,7 @@ export class SimTable {
 
   /** The second chance: these pages' accessed bits are zeroed at the next upload (their dirty bits stay). */
   clearAccessed(pages: readonly number[]): void {
-    // Equivalent mutant (not disabled: that would hide this line's killed ones): the leaf test as true; a page in a leaf with nothing mapped has no bits to clear
+    // Stryker disable next-line ConditionalExpression: the leaf test as true; a page in a leaf with nothing mapped has no bits to clear
     for (const p of pages) if (this.leafUse.has(p >>> 9)) this.pending.set(p, (this.pending.get(p) ?? 0) | ACCESSED);
   }
 
@@ -89,7 +89,7 @@ export class SimTable {
   flush(): void {
     for (const [p, clear] of this.pending) {
       const left = (this.bits.get(p) ?? 0) & ~clear;
-      // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as false; a page with no bits reads 0 either way
+      // Stryker disable next-line ConditionalExpression: the test as false; a page with no bits reads 0 either way
       if (left === 0) this.bits.delete(p);
       else this.bits.set(p, left);
     }
