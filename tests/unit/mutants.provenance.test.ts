@@ -3,6 +3,7 @@
 // how much history, which placement decision goes with which move, the words of each cause);
 // written while mutation testing (docs/testing.md) found these unchecked.
 import { describe, expect, it } from 'vitest';
+import { MAX_DEVICES } from '../../src/mm/cpuPageTable.ts';
 import { describeCause, Provenance, type Cause } from '../../src/trace/provenance.ts';
 
 const call: Cause = { kind: 'call', call: 'mm.fork()' };
@@ -136,5 +137,32 @@ describe('Provenance', () => {
     p.record(1, [10, (1 << 16) + 1], 'to-device', 0, call);
     expect(p.history(1, 10)[0]!.placement).toBeUndefined();
     expect(p.history(1, (1 << 16) + 1)[0]!.placement).toBe('newer');
+  });
+});
+
+describe('Provenance: each placement decision goes to its own page and device, whatever the device id', () => {
+  const placements = (p: Provenance, mm: number, page: number): (string | undefined)[] => p.history(mm, page).map((e) => e.placement);
+
+  it('a decision is not read back by a neighbouring page on another device', () => {
+    const p = new Provenance();
+    p.decision(1, 10, 1, 'migrate (advice)');
+    p.record(1, [9], 'to-device', MAX_DEVICES - 1, call);
+    p.record(1, [10], 'to-device', 1, call);
+    expect(placements(p, 1, 9)).toEqual([undefined]);
+    expect(placements(p, 1, 10)).toEqual(['migrate (advice)']);
+  });
+
+  it('device ids outside [0, MAX_DEVICES) keep their decisions apart from the pages beside them, and from each other', () => {
+    const p = new Provenance();
+    p.decision(1, 10, MAX_DEVICES, 'far');
+    p.decision(1, 20, -1, 'negative');
+    p.record(1, [11], 'to-device', 0, call);
+    p.record(1, [19], 'to-device', MAX_DEVICES - 1, call);
+    expect(placements(p, 1, 11)).toEqual([undefined]);
+    expect(placements(p, 1, 19)).toEqual([undefined]);
+    p.record(1, [10], 'to-device', MAX_DEVICES, call);
+    p.record(1, [20], 'to-device', -1, call);
+    expect(placements(p, 1, 10)).toEqual(['far']);
+    expect(placements(p, 1, 20)).toEqual(['negative']);
   });
 });

@@ -111,6 +111,27 @@ describe('the fault service', () => {
     expect(priv(m.space(1)).map((e) => e[0])).toEqual([100, 101, 102, 103]);
   });
 
+  it('asks the placement policy about prefetch candidates as reads, and says they are prefetch candidates', () => {
+    const asked: [number, boolean, boolean][] = [];
+    const watch: PolicySet = {
+      name: 'watch',
+      prefetch: { name: 'one more', select: (faults) => faults.map((p) => p + 1) },
+      placement: {
+        name: 'watch',
+        decide(c) {
+          asked.push([c.page, c.write, c.prefetch]);
+          return c.advice.readMostly && !c.write ? 'copy' : 'migrate';
+        },
+      },
+    };
+    const b = new TraceBuilder({ frames: 8, vmas: [vma(100, 104, { readMostly: true })] }).dispatch('k', [{ write: [100] }]);
+    const r = replayTrace(b.trace, watch);
+    expect(asked).toContainEqual([101, false, true]);
+    expect(asked).toContainEqual([100, true, false]);
+    // a read-mostly page is copied on a read: no company for a write
+    expect(r.dispatches[0]!.metrics).toMatchObject({ pagesToDevice: 1, prefetchedPages: 0 });
+  });
+
   it('tells the batching policy no page is thrashing: a replay never naps', () => {
     const seen: boolean[] = [];
     const watch: PolicySet = {
@@ -171,6 +192,24 @@ describe('the progress rule in a replay', () => {
     expect(counted.metrics).toMatchObject({ launches: 7, faultRounds: 7, pagesToDevice: 20 });
     expect(guessed.metrics).toMatchObject({ launches: 4, faultRounds: 4, pagesToDevice: 12 });
     for (const d of [counted, guessed]) expect(d.error).toMatch(/^ENOMEM: dispatch 'k': invocation 0 alone does not fit gpu0/);
+  });
+});
+
+describe('the progress rule, driven with what each simulated launch reports', () => {
+  // Working sets larger than the device, one launch script repeated: the rule comes into force
+  // on a refault, narrows the window, and one invocation that does not fit is ENOMEM. Where the
+  // trace has no count of faulted invocations the faults stand in; where a launch faulted on
+  // fewer pages than recorded, the recorded count is scaled by its share of them.
+  const cases: [string, number, object, object, object][] = [
+    ['no counts in the trace', 2, { read: [100, 101, 102] }, {}, { launches: 6, faultRounds: 6, faultedPages: 9, pagesToDevice: 5, evictions: 3 }],
+    ['counts as recorded', 4, { read: range(100, 6), misses: 6, faultedInvocations: 2 }, { invocations: 2 }, { launches: 8, faultRounds: 8, faultedPages: 22, pagesToDevice: 12, evictions: 8 }],
+    ['counts scaled by the faults', 4, { read: range(100, 6), misses: 3, faultedInvocations: 4 }, { invocations: 4 }, { launches: 12, faultRounds: 12, faultedPages: 30, pagesToDevice: 18, evictions: 14 }],
+    ['a queue twice the faults', 8, { read: range(100, 12), misses: 24, faultedInvocations: 2 }, { invocations: 2 }, { launches: 7, faultRounds: 7, faultedPages: 40, pagesToDevice: 20, evictions: 12 }],
+  ];
+  it.each(cases)('%s', (_what, frames, launch, over, want) => {
+    const d = replayTrace(new TraceBuilder({ frames }).dispatch('k', [launch], over).trace).dispatches[0]!;
+    expect(d.metrics).toMatchObject(want);
+    expect(d.error).toMatch(/^ENOMEM: dispatch 'k': invocation 0 alone does not fit gpu0/);
   });
 });
 
