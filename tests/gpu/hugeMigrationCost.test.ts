@@ -54,7 +54,7 @@ describe('huge page migration cost', () => {
     expect(to.cpages).toBe(N + 4);
     expect(to.pages.every((r) => r === 'moved')).toBe(true);
     expect(m.table.isHuge(huge / PAGE_SIZE)).toBe(true);
-    expect(firstDiff((await mm.read(small, 2 * HUGE_SIZE)), pattern(2 * HUGE_SIZE, 5))).toBe(-1);
+    expect(firstDiff(await mm.read(small, 2 * HUGE_SIZE), pattern(2 * HUGE_SIZE, 5))).toBe(-1);
   });
 
   it('coming home, a huge unit is one 2 MiB copy into a run of RAM that is not cleared first', async () => {
