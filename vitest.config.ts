@@ -37,7 +37,14 @@ export default defineConfig({
         // The packed package installed in a temporary folder and used as users do: plain node, a
         // Vite app in headless Chromium, a type-check; publint and attw (tests/consumer/).
         extends: true,
-        test: { name: 'consumer', include: ['tests/consumer/**/*.test.ts'], environment: 'node', fileParallelism: false, testTimeout: 180_000, hookTimeout: 240_000 },
+        test: {
+          name: 'consumer',
+          include: ['tests/consumer/**/*.test.ts'],
+          environment: 'node',
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
+        },
       },
     ],
   },

@@ -4,9 +4,7 @@
 import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
 import base from './vitest.config.ts';
 
-const unit = (base.test?.projects ?? []).find(
-  (p): p is TestProjectInlineConfiguration => typeof p === 'object' && 'test' in p && p.test?.name === 'unit',
-);
+const unit = (base.test?.projects ?? []).find((p): p is TestProjectInlineConfiguration => typeof p === 'object' && 'test' in p && p.test?.name === 'unit');
 if (!unit) throw new Error('vitest.config.ts has no `unit` project');
 
 export default defineConfig({ resolve: base.resolve, test: unit.test });

@@ -14,7 +14,10 @@ for (let i = 0; i < nodes; i++) {
 }
 const out = mm.mmap(4);
 
-const walk = await dev.createKernel({ label: 'walk', workgroupSize: 1, code: /* wgsl */ `
+const walk = await dev.createKernel({
+  label: 'walk',
+  workgroupSize: 1,
+  code: /* wgsl */ `
   @group(0) @binding(0) var<uniform> u: vec2u;   // head, out
   fn kernel(gid: vec3u) {
     var p = u.x;
@@ -25,11 +28,18 @@ const walk = await dev.createKernel({ label: 'walk', workgroupSize: 1, code: /* 
       p = hmm_load_u32(p + 4u);
     }
     hmm_store_u32(u.y, sum);
-  }` });
+  }`,
+});
 const r = await dev.mirror(mm).dispatch(walk, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([list, out]) });
 const sum = new Uint32Array((await mm.read(out, 4)).buffer)[0];
 console.log(`sum ${sum} (expected ${(nodes * (nodes - 1)) / 2}) in ${r.rounds} rounds`);
 const s = sys.stats();
-console.log({ gpuFaults: s.gpuFaults, faultsReported: s.faultsReported, prefetchedPages: s.prefetchedPages, pagesToDevice: s.pagesToDevice, pagesToSystem: s.pagesToSystem });
+console.log({
+  gpuFaults: s.gpuFaults,
+  faultsReported: s.faultsReported,
+  prefetchedPages: s.prefetchedPages,
+  pagesToDevice: s.pagesToDevice,
+  pagesToSystem: s.pagesToSystem,
+});
 sys.destroy();
 process.exitCode = sum === (nodes * (nodes - 1)) / 2 ? 0 : 1;

@@ -17,14 +17,18 @@ const va = mm.mmap(pages * 4096);
 await mm.write(va, new Uint8Array(pages * 4096).fill(1));
 
 // invocation (x, y) adds 1 to word y of page offset + x * stride
-const stride = await dev.createKernel({ label: 'stride', workgroupSize: [64, 4], code: /* wgsl */ `
+const stride = await dev.createKernel({
+  label: 'stride',
+  workgroupSize: [64, 4],
+  code: /* wgsl */ `
   struct Args { va: u32, stride: u32, offset: u32, n: u32 }
   @group(0) @binding(0) var<uniform> u: Args;
   fn kernel(gid: vec3u) {
     if (gid.x >= u.n) { return; }
     let a = u.va + (u.offset + gid.x * u.stride) * 4096u + gid.y * 4u;
     hmm_store_u32(a, hmm_load_u32(a) + 1u);
-  }` });
+  }`,
+});
 
 const recording = sys.startRecording();
 for (let d = 0; d < 4; d++) {

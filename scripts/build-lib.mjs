@@ -53,7 +53,7 @@ const texts = await Promise.all(names.map((n) => wgslFiles[n]()));
 writeFileSync(
   wgslModule,
   [
-    '// The library\'s WGSL, inlined from shaders/ by scripts/build-lib.mjs (src/device/wgslFiles.ts',
+    "// The library's WGSL, inlined from shaders/ by scripts/build-lib.mjs (src/device/wgslFiles.ts",
     '// loads the same files in the repository). Generated: do not edit.',
     'export const wgslFiles = {',
     ...names.map((n, i) => `    ${n}: () => Promise.resolve(${JSON.stringify(texts[i])}),`),

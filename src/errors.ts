@@ -30,5 +30,4 @@ export class HmmError extends Error {
 }
 
 /** Is `e` an HmmError (with this `code`, when given)? */
-export const isHmmError = (e: unknown, code?: HmmErrorCode): e is HmmError =>
-  e instanceof HmmError && (code === undefined || e.code === code);
+export const isHmmError = (e: unknown, code?: HmmErrorCode): e is HmmError => e instanceof HmmError && (code === undefined || e.code === code);

@@ -41,7 +41,23 @@ export type {
 export { describeCause, type Cause, type PageEvent, type PageMove } from './trace/provenance.ts';
 /** Record and replay (sys.startRecording(); `npm run replay`): fault traces, and the simulator that replays them under any policies. */
 export type { Recording } from './replay/recorder.ts';
-export { parseFaultTrace, TRACE_FORMAT, TRACE_VERSION, type FaultTrace, type TraceEvent as FaultTraceEvent, type DispatchEvent, type CpuEvent, type MoveEvent, type TraceRound, type TraceDevice, type TraceSpace, type TraceVma, type TracePolicies, type TraceFrame, type Metrics as ReplayMetrics } from './replay/format.ts';
+export {
+  parseFaultTrace,
+  TRACE_FORMAT,
+  TRACE_VERSION,
+  type FaultTrace,
+  type TraceEvent as FaultTraceEvent,
+  type DispatchEvent,
+  type CpuEvent,
+  type MoveEvent,
+  type TraceRound,
+  type TraceDevice,
+  type TraceSpace,
+  type TraceVma,
+  type TracePolicies,
+  type TraceFrame,
+  type Metrics as ReplayMetrics,
+} from './replay/format.ts';
 export { replayTrace, type ReplayResult, type DispatchReplay } from './replay/simulate.ts';
 export { fromRuns, type PageRuns } from './replay/pageRuns.ts';
 export { DEFAULT_THRASH, type ThrashConfig, type ThrashDetector } from './policy/thrashing.ts';

@@ -104,7 +104,13 @@ export class System {
    */
   createAddressSpace(): AddressSpace {
     if (this.destroyed) throw new HmmError('EINVAL', 'createAddressSpace: the system was destroyed');
-    const mm = new AddressSpace(this.nextMm++, this.ram, () => this.devices, this.counters, () => this.createAddressSpace());
+    const mm = new AddressSpace(
+      this.nextMm++,
+      this.ram,
+      () => this.devices,
+      this.counters,
+      () => this.createAddressSpace(),
+    );
     mm.thrash.config = { ...mm.thrash.config, ...this.thrashing };
     this.spaces.add(mm);
     mm.onDestroy(() => {
@@ -137,7 +143,8 @@ export class System {
    * @throws {@link HmmError} EINVAL: `mm` is not an address space of this system, or `va` is not a 32-bit address.
    */
   explain(mm: AddressSpace, va: number): PageStory {
-    if (!(mm instanceof AddressSpace) || mm.stats !== this.counters) throw new HmmError('EINVAL', `explain: ${String(mm)} is not an address space of this system`);
+    if (!(mm instanceof AddressSpace) || mm.stats !== this.counters)
+      throw new HmmError('EINVAL', `explain: ${String(mm)} is not an address space of this system`);
     if (!Number.isSafeInteger(va) || va < 0 || va >= 2 ** 32) throw new HmmError('EINVAL', `explain: address ${String(va)} is not a 32-bit virtual address`);
     const page = Math.floor(va / PAGE_SIZE);
     const history = this.counters.provenance.history(mm.id, page).map((e) => ({ ...e, why: describeCause(e.cause) }));
@@ -241,7 +248,8 @@ function checkConfig(config: SystemConfig): void {
     if (t === null || typeof t !== 'object') throw bad('thrashing', t, 'is not an object');
     if (t.enabled !== undefined && typeof t.enabled !== 'boolean') throw bad('thrashing.enabled', t.enabled, 'is not a boolean');
     for (const k of ['windowMs', 'threshold', 'pinMs', 'napMs'] as const)
-      if (t[k] !== undefined && !(typeof t[k] === 'number' && t[k] >= 0 && Number.isFinite(t[k]))) throw bad(`thrashing.${k}`, t[k], 'is not a finite number >= 0');
+      if (t[k] !== undefined && !(typeof t[k] === 'number' && t[k] >= 0 && Number.isFinite(t[k])))
+        throw bad(`thrashing.${k}`, t[k], 'is not a finite number >= 0');
   }
   const devs = config.devices;
   if (devs === undefined) return;
@@ -251,7 +259,8 @@ function checkConfig(config: SystemConfig): void {
     const at = `devices[${i}]`;
     if (!cfg || typeof cfg !== 'object') throw bad(at, cfg, 'is not an object { memoryBytes, ... }');
     if (!isBytes(cfg.memoryBytes)) throw bad(`${at}.memoryBytes`, cfg.memoryBytes, 'must be a positive multiple of 4096');
-    if (cfg.maxBufferBytes !== undefined && !isBytes(cfg.maxBufferBytes)) throw bad(`${at}.maxBufferBytes`, cfg.maxBufferBytes, 'must be a positive multiple of 4096');
+    if (cfg.maxBufferBytes !== undefined && !isBytes(cfg.maxBufferBytes))
+      throw bad(`${at}.maxBufferBytes`, cfg.maxBufferBytes, 'must be a positive multiple of 4096');
     if (cfg.label !== undefined && typeof cfg.label !== 'string') throw bad(`${at}.label`, cfg.label, 'is not a string');
     if (cfg.evictionBytes !== undefined && ![4096, 65536, 2097152].includes(cfg.evictionBytes))
       throw bad(`${at}.evictionBytes`, cfg.evictionBytes, 'is not 4096, 65536 or 2097152');
@@ -261,15 +270,25 @@ function checkConfig(config: SystemConfig): void {
       throw bad(`${at}.faultBatchPages`, cfg.faultBatchPages, `is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
     const buffer = cfg.faultBufferPages ?? DEFAULT_FAULT_BUFFER_PAGES;
     if (cfg.faultBatchPages !== undefined && cfg.faultBatchPages > buffer)
-      throw bad(`${at}.faultBatchPages`, cfg.faultBatchPages, `is more than the device's fault buffer (faultBufferPages ${buffer}): a round services at most what the buffer delivers`);
+      throw bad(
+        `${at}.faultBatchPages`,
+        cfg.faultBatchPages,
+        `is more than the device's fault buffer (faultBufferPages ${buffer}): a round services at most what the buffer delivers`,
+      );
     const pol = cfg.policy;
     if (pol !== undefined) {
       if (pol === null || typeof pol !== 'object') throw bad(`${at}.policy`, pol, 'is not an object { prefetch?, eviction?, placement?, batching? }');
       const unknown = Object.keys(pol).find((k) => !['prefetch', 'eviction', 'placement', 'batching', 'name'].includes(k));
-      if (unknown !== undefined) throw bad(`${at}.policy.${unknown}`, (pol as Record<string, unknown>)[unknown], 'is not a policy kind (prefetch, eviction, placement, batching) or a policy set\'s name');
+      if (unknown !== undefined)
+        throw bad(
+          `${at}.policy.${unknown}`,
+          (pol as Record<string, unknown>)[unknown],
+          "is not a policy kind (prefetch, eviction, placement, batching) or a policy set's name",
+        );
       const name = (pol as { name?: unknown }).name;
-      if (name !== undefined && typeof name !== 'string') throw bad(`${at}.policy.name`, name, 'is not a string (a policy set\'s name)');
-      for (const kind of ['prefetch', 'eviction', 'placement', 'batching'] as const) if (pol[kind] !== undefined) checkPolicy(kind, pol[kind], `createSystem: ${at}.policy`);
+      if (name !== undefined && typeof name !== 'string') throw bad(`${at}.policy.name`, name, "is not a string (a policy set's name)");
+      for (const kind of ['prefetch', 'eviction', 'placement', 'batching'] as const)
+        if (pol[kind] !== undefined) checkPolicy(kind, pol[kind], `createSystem: ${at}.policy`);
     }
     const pf = cfg.prefetch;
     if (pf !== undefined) {

@@ -238,7 +238,10 @@ async function run({ evictionBytes, prefetch }: Settings): Promise<void> {
       setResult(`result: the data is right, but the device was never oversubscribed (${figures.evictions} evictions)`, 'fail');
       status = 'fail';
     } else {
-      setResult(`result: correct (${workingBytes / MiB} MiB byte for byte through a ${deviceBytes / MiB} MiB device; ${figures.evictions} pages evicted)`, 'pass');
+      setResult(
+        `result: correct (${workingBytes / MiB} MiB byte for byte through a ${deviceBytes / MiB} MiB device; ${figures.evictions} pages evicted)`,
+        'pass',
+      );
       status = 'pass';
     }
     remember({

@@ -22,7 +22,8 @@ declare global {
 /** The options from the URL; quick unless ?quick=0. Options that only make sense on the command line are refused. */
 function options(): BenchOptions {
   const params = new URLSearchParams(location.search);
-  for (const k of ['json', 'html', 'browser', 'help']) if (params.has(k)) throw new Error(`?${k}= is a command-line option; this page takes quick, mib, reps, warmup and only`);
+  for (const k of ['json', 'html', 'browser', 'help'])
+    if (params.has(k)) throw new Error(`?${k}= is a command-line option; this page takes quick, mib, reps, warmup and only`);
   for (const [k, v] of [...params]) if (v === '') params.delete(k); // the form's "default" choices
   if (!params.has('quick')) params.set('quick', '1');
   return parseArgs(argsFromQuery(params));
@@ -85,7 +86,10 @@ async function main(): Promise<void> {
     const failed = [...goals.filter((g) => g?.error), ...r.workloads.filter((c) => c.error)].length;
     const met = goals.filter((g) => g?.met).length;
     const summary = goals.length > 0 ? `${met} of ${goals.length} goals met` : `${new Set(r.workloads.map((c) => c.workload)).size} workloads measured`;
-    setResult(failed > 0 ? `result: ${summary}; ${failed} measurement(s) failed` : `result: ${summary} (${(r.durationMs / 1000).toFixed(0)} s)`, failed > 0 ? 'fail' : 'pass');
+    setResult(
+      failed > 0 ? `result: ${summary}; ${failed} measurement(s) failed` : `result: ${summary} (${(r.durationMs / 1000).toFixed(0)} s)`,
+      failed > 0 ? 'fail' : 'pass',
+    );
   } catch (e) {
     console.error(e);
     setResult(`error: ${describeError(e)}`, 'error');

@@ -126,7 +126,7 @@ async function runSetting(setting: Setting, kernelCode: string): Promise<Outcome
       });
       // The CPU reads `out` and checks every word against what it wrote.
       const out = new Uint32Array((await mm.read(output, WORDS * 4)).buffer);
-      const wrong = out.findIndex((v, i) => v !== ((2 * data[i]! + turn) >>> 0));
+      const wrong = out.findIndex((v, i) => v !== (2 * data[i]! + turn) >>> 0);
       if (wrong >= 0) {
         view.turn.textContent = `turn ${turn}: wrong: out[${wrong}] = ${out[wrong]}, expected ${(2 * data[wrong]! + turn) >>> 0}`;
         view.turn.dataset.status = 'fail';

@@ -123,7 +123,12 @@ const fmtMs = (ms: number): string => `${ms.toFixed(1)} ms`;
 function showLaunches(launches: Launch[]): void {
   const sum = (f: (l: Launch) => number): number => launches.reduce((s, l) => s + f(l), 0);
   const rows = launches.map((l) => row([l.label, String(l.result.rounds), String(l.result.faults), String(l.result.faultedPages), fmtMs(l.ms)]));
-  rows.push(row(['total', String(sum((l) => l.result.rounds)), String(sum((l) => l.result.faults)), String(sum((l) => l.result.faultedPages)), fmtMs(sum((l) => l.ms))], 'total'));
+  rows.push(
+    row(
+      ['total', String(sum((l) => l.result.rounds)), String(sum((l) => l.result.faults)), String(sum((l) => l.result.faultedPages)), fmtMs(sum((l) => l.ms))],
+      'total',
+    ),
+  );
   document.querySelector('#dispatches tbody')!.replaceChildren(...rows);
 }
 

@@ -465,7 +465,7 @@ function showExplain(run: Run, region: string, index: number, va: number): void 
     li.dataset.move = e.move;
     li.dataset.cause = e.cause.kind;
     li.append(
-      Object.assign(document.createElement('span'), { className: 'when', textContent: `${(e.ts - run.t0 >= 0 ? '+' : '')}${(e.ts - run.t0).toFixed(1)} ms ` }),
+      Object.assign(document.createElement('span'), { className: 'when', textContent: `${e.ts - run.t0 >= 0 ? '+' : ''}${(e.ts - run.t0).toFixed(1)} ms ` }),
       Object.assign(document.createElement('span'), { className: 'move', textContent: e.move }),
       ` (gpu${e.device}): ${e.why}`,
       e.placement ? `; placement ${e.placement}` : '',

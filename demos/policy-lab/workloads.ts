@@ -257,10 +257,11 @@ function stridedWorkload(): LabWorkload {
       const initial = new Uint32Array(pages * WORDS);
       for (let i = 0; i < initial.length; i++) initial[i] = (i * 7 + 3) & 0xffff;
       const expected = initial.slice();
-      for (let k = 0; k < WALK_PAGES; k++) for (let w = 0; w < WORDS; w++) {
-        const i = k * STRIDE * WORDS + w;
-        expected[i] = (expected[i]! * 3 + 1) >>> 0;
-      }
+      for (let k = 0; k < WALK_PAGES; k++)
+        for (let w = 0; w < WORDS; w++) {
+          const i = k * STRIDE * WORDS + w;
+          expected[i] = (expected[i]! * 3 + 1) >>> 0;
+        }
       await t.mm.write(va, new Uint8Array(initial.buffer));
       const k = await kernel(t.dev, 'strided', stridedSource);
       await k.replayablePipeline();
@@ -268,7 +269,11 @@ function stridedWorkload(): LabWorkload {
         async gpu() {
           let launches = 0;
           for (let first = 0; first < WALK_PAGES; first += PER_LAUNCH) {
-            const r = await t.m.dispatch(k, { mode: 'replayable', workgroups: (PER_LAUNCH * WORDS) / WG, uniforms: new Uint32Array([va, first, PER_LAUNCH, STRIDE]) });
+            const r = await t.m.dispatch(k, {
+              mode: 'replayable',
+              workgroups: (PER_LAUNCH * WORDS) / WG,
+              uniforms: new Uint32Array([va, first, PER_LAUNCH, STRIDE]),
+            });
             launches += r.rounds;
           }
           return launches;

@@ -97,7 +97,10 @@ async function run(): Promise<{ events: TraceEvent[]; phases: Phase[]; json: str
       const sparseGot = new Uint32Array((await mm.read(out, sparseCount * 4)).buffer);
       const sparseWant = Uint32Array.from({ length: sparseCount }, (_, i) => initial[i * SPARSE_STRIDE * WORDS_PER_PAGE]!);
       const badSparse = firstDifference(sparseGot, sparseWant);
-      checks.push({ ok: badSparse < 0, what: badSparse < 0 ? 'sparse read: right' : `sparse read: out[${badSparse}] is ${sparseGot[badSparse]}, expected ${sparseWant[badSparse]}` });
+      checks.push({
+        ok: badSparse < 0,
+        what: badSparse < 0 ? 'sparse read: right' : `sparse read: out[${badSparse}] is ${sparseGot[badSparse]}, expected ${sparseWant[badSparse]}`,
+      });
     });
     await phase('4 ping-pong', async () => {
       mm.thrash.config = { ...mm.thrash.config, enabled: true };

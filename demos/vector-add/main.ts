@@ -297,7 +297,10 @@ async function run(n: number): Promise<void> {
     const faultArrays = arrays(0, bytes);
     const validatedArrays = arrays(1, bytes);
     const regions: Region[] = [];
-    for (const [label, set] of [['fault-driven', faultArrays], ['validated', validatedArrays]] as const)
+    for (const [label, set] of [
+      ['fault-driven', faultArrays],
+      ['validated', validatedArrays],
+    ] as const)
       for (const name of ['a', 'b', 'c'] as const) regions.push({ name: `${label} ${name}`, va: set[name], bytes });
     map = new ResidencyMap(document.getElementById('residency-map')!, mm, regions);
     map.start(50);
@@ -354,11 +357,7 @@ async function run(n: number): Promise<void> {
     }
     const bad = outcomes.filter((o) => o.check !== 'correct');
     if (bad.length === 0) setResult(`result: all three correct (${n} elements)`, 'pass');
-    else
-      setResult(
-        `result: ${bad.map((o) => `${o.name} ${o.detail}`).join('; ')}`,
-        bad.some((o) => o.check === 'error') ? 'error' : 'fail',
-      );
+    else setResult(`result: ${bad.map((o) => `${o.name} ${o.detail}`).join('; ')}`, bad.some((o) => o.check === 'error') ? 'error' : 'fail');
   } finally {
     map?.stop();
     sys.destroy();

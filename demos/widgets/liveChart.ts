@@ -17,12 +17,7 @@ export class LiveChart {
   private readonly data: number[][];
   private pending = false;
 
-  constructor(
-    host: HTMLElement,
-    title: string,
-    series: SeriesSpec[],
-    axes: { x: string; y: string; y2?: string },
-  ) {
+  constructor(host: HTMLElement, title: string, series: SeriesSpec[], axes: { x: string; y: string; y2?: string }) {
     this.data = [[], ...series.map(() => [])];
     const width = Math.max(240, host.clientWidth || 600);
     this.plot = new uPlot(

@@ -66,8 +66,7 @@ const REPEATABLE = new Set(['policy']);
 
 function integer(name: string, raw: string, min: number, max: number): number {
   const n = Number(raw);
-  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max)
-    throw new BenchArgError(`--${name} ${raw}: expected an integer from ${min} to ${max}`);
+  if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new BenchArgError(`--${name} ${raw}: expected an integer from ${min} to ${max}`);
   return n;
 }
 

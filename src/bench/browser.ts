@@ -40,7 +40,8 @@ export async function runInBrowser(opts: BenchOptions, onProgress: (p: Progress)
       text: document.getElementById('result')?.textContent ?? '',
       json: (globalThis as { __benchResult?: string }).__benchResult ?? null,
     }));
-    if (status === 'error' || !json) throw new Error(`the perf page ended with "${text}"${consoleLines.length ? `\nconsole:\n  ${consoleLines.join('\n  ')}` : ''}`);
+    if (status === 'error' || !json)
+      throw new Error(`the perf page ended with "${text}"${consoleLines.length ? `\nconsole:\n  ${consoleLines.join('\n  ')}` : ''}`);
     return JSON.parse(json) as BenchResult;
   } finally {
     await browser?.close();

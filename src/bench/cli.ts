@@ -25,7 +25,13 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** A progress bar on stderr (stdout keeps only the tables). */
 function progressBar(title: string): { update: (p: Progress) => void; stop: () => void } {
   const bar = new cliProgress.SingleBar(
-    { format: `${title} [{bar}] {percentage}% | {value}/{total} | {eta_formatted} left | {label}`, stream: process.stderr, hideCursor: true, etaBuffer: 20, fps: 5 },
+    {
+      format: `${title} [{bar}] {percentage}% | {value}/{total} | {eta_formatted} left | {label}`,
+      stream: process.stderr,
+      hideCursor: true,
+      etaBuffer: 20,
+      fps: 5,
+    },
     cliProgress.Presets.shades_classic,
   );
   let started = false;

@@ -170,7 +170,14 @@ export function g5Matrix(cells: readonly MatrixCell[], strategy = 'replayable+pr
     const cell = cells.find((c) => c.workload === w && c.strategy === strategy);
     if (!explicit || !cell || explicit.error || cell.error) continue;
     const ratio = explicit.ms.median > 0 ? cell.ms.median / explicit.ms.median : NaN;
-    rows.push({ workload: w, strategy, ratio, target, met: Number.isFinite(ratio) && ratio <= target, ...(cell.phaseShares ? { phaseShares: cell.phaseShares } : {}) });
+    rows.push({
+      workload: w,
+      strategy,
+      ratio,
+      target,
+      met: Number.isFinite(ratio) && ratio <= target,
+      ...(cell.phaseShares ? { phaseShares: cell.phaseShares } : {}),
+    });
   }
   return rows;
 }

@@ -36,16 +36,19 @@ export const GOALS: readonly GoalSpec[] = [
   {
     id: 'g1',
     title: 'Batched migration efficiency',
-    ratio: 'throughput migrating 256 scattered 4 KiB pages RAM → device pool (one packed staging writeBuffer + GPU scatter) ÷ throughput of one bulk writeBuffer of the same bytes',
+    ratio:
+      'throughput migrating 256 scattered 4 KiB pages RAM → device pool (one packed staging writeBuffer + GPU scatter) ÷ throughput of one bulk writeBuffer of the same bytes',
     target: 0.5,
     direction: '>=',
-    anchor: "4 KB vs bulk: 0.16–0.18 for a CUDA copy (Allen & Ge SC'21 Fig. 1; UVM-Smart curve); 0.10–0.22 for wgpu 4 KiB writes (pygfx-benchmarks); UVM's fault path ≈0.11 of direct",
+    anchor:
+      "4 KB vs bulk: 0.16–0.18 for a CUDA copy (Allen & Ge SC'21 Fig. 1; UVM-Smart curve); 0.10–0.22 for wgpu 4 KiB writes (pygfx-benchmarks); UVM's fault path ≈0.11 of direct",
     checks: [{ key: 'naive', title: 'naive baseline: one writeBuffer per page ÷ bulk (expected 0.10–0.25)', target: null, direction: '>=' }],
   },
   {
     id: 'g2',
     title: 'Fault-round overhead vs platform floor',
-    ratio: 'one full fault round with 256 distinct faulting pages (kernel faults → readback → service → replay completes) ÷ an empty submit + mapAsync round trip',
+    ratio:
+      'one full fault round with 256 distinct faulting pages (kernel faults → readback → service → replay completes) ÷ an empty submit + mapAsync round trip',
     target: 2.0,
     direction: '<=',
     anchor: "Chrome floor 0.47 ms (ekzhang/jax-js PR #124); a full UVM 256-fault batch ≈0.75 ms on Titan V (Allen & Ge SC'21 Fig. 6)",
@@ -57,16 +60,19 @@ export const GOALS: readonly GoalSpec[] = [
     ratio: 'pages serviced per second with the fault batch cap at 256 ÷ with the cap at 1 (same kernel, same data, prefetch off)',
     target: 50,
     direction: '>=',
-    anchor: "UVM default batch 256 (uvm_perf_fault_batch_count); larger batches are always better and plateau above 1024 (Allen & Ge SC'21 §4.2); a 0.47 ms round floor makes the ideal ≈100×",
+    anchor:
+      "UVM default batch 256 (uvm_perf_fault_batch_count); larger batches are always better and plateau above 1024 (Allen & Ge SC'21 §4.2); a 0.47 ms round floor makes the ideal ≈100×",
     checks: [{ key: 'cap1024', title: 'cap 1024 ÷ cap 256: no regression', target: 1.0, direction: '>=' }],
   },
   {
     id: 'g4',
     title: 'Prefetch payoff',
-    ratio: 'wall time of a cold streaming read, fault-driven under the 256-fault buffer, prefetch off ÷ density prefetcher on (51 %, 64 KiB upgrade, within the 2 MiB block)',
+    ratio:
+      'wall time of a cold streaming read, fault-driven under the 256-fault buffer, prefetch off ÷ density prefetcher on (51 %, 64 KiB upgrade, within the 2 MiB block)',
     target: 2.7,
     direction: '>=',
-    anchor: "3.39× and 2.72× kernel speedup (Allen & Ge SC'21 Table 4); ≈3.1× sgemm GFLOPS (uvm-eval figs); −93 % batches (SC'21 §5.2); NVIDIA threshold 51 (uvm_perf_prefetch.c)",
+    anchor:
+      "3.39× and 2.72× kernel speedup (Allen & Ge SC'21 Table 4); ≈3.1× sgemm GFLOPS (uvm-eval figs); −93 % batches (SC'21 §5.2); NVIDIA threshold 51 (uvm_perf_prefetch.c)",
     checks: [
       { key: 'rounds', title: 'fault rounds, prefetch on ÷ off', target: 0.1, direction: '<=' },
       { key: 'offRounds', title: 'fault rounds without prefetch (at least 10: rounds for prefetch to save)', target: 10, direction: '>=' },
@@ -84,14 +90,25 @@ export const GOALS: readonly GoalSpec[] = [
   {
     id: 'g6',
     title: 'Duplicate suppression',
-    ratio: 'fault records the host received ÷ distinct pages faulted, over every round of the cold stream without prefetch, under the 256-fault buffer (faults past 256 overflow and fault again next round; a record of a page already received counts again)',
+    ratio:
+      'fault records the host received ÷ distinct pages faulted, over every round of the cold stream without prefetch, under the 256-fault buffer (faults past 256 overflow and fault again next round; a record of a page already received counts again)',
     target: 1.05,
     direction: '<=',
     anchor: "UVM stream batches: ≈256 raw faults for ≈50 unique (Allen & Ge SC'21 Fig. 8); the driver relies on buffer flushes (replay_update_put_ratio = 50)",
     checks: [
       { key: 'raw', title: 'raw misses ÷ distinct pages (what the host would get without the pending bits)', target: null, direction: '<=' },
-      { key: 'overflow', title: 'faults the buffer had no room for, summed over rounds, ÷ distinct pages (rounds a page waited)', target: null, direction: '<=' },
-      { key: 'halfCap', title: 'the same records ÷ pages with the batch cap at half the buffer (the host fetches faults it does not service)', target: null, direction: '<=' },
+      {
+        key: 'overflow',
+        title: 'faults the buffer had no room for, summed over rounds, ÷ distinct pages (rounds a page waited)',
+        target: null,
+        direction: '<=',
+      },
+      {
+        key: 'halfCap',
+        title: 'the same records ÷ pages with the batch cap at half the buffer (the host fetches faults it does not service)',
+        target: null,
+        direction: '<=',
+      },
     ],
   },
   {
@@ -100,7 +117,8 @@ export const GOALS: readonly GoalSpec[] = [
     ratio: 'working set 1.25× a device pool of at least 8 × 2 MiB, cyclic stream (two passes): 4 KiB eviction, no prefetch ÷ 2 MiB eviction + prefetch',
     target: 1.5,
     direction: '>=',
-    anchor: "+93 % for tree eviction + prefetch vs LRU 4 KB, +18.5 % vs LRU 2 MB (Ganguly et al. ISCA'19 [2nd]); UVM evicts whole 2 MiB root chunks (uvm_pmm_gpu.c)",
+    anchor:
+      "+93 % for tree eviction + prefetch vs LRU 4 KB, +18.5 % vs LRU 2 MB (Ganguly et al. ISCA'19 [2nd]); UVM evicts whole 2 MiB root chunks (uvm_pmm_gpu.c)",
     checks: [{ key: 'unit64k', title: '4 KiB no prefetch ÷ 64 KiB eviction + prefetch', target: null, direction: '>=' }],
   },
   {
@@ -115,10 +133,12 @@ export const GOALS: readonly GoalSpec[] = [
   {
     id: 'g9',
     title: 'Thrash mitigation',
-    ratio: 'bytes moved in a CPU/GPU ping-pong on the same pages with thrashing mitigation (throttle and pin) enabled ÷ disabled: never more than none (≤ 1.0 now; ≤ 0.5 is the goal)',
+    ratio:
+      'bytes moved in a CPU/GPU ping-pong on the same pages with thrashing mitigation (throttle and pin) enabled ÷ disabled: never more than none (≤ 1.0 now; ≤ 0.5 is the goal)',
     target: 1.0,
     direction: '<=',
-    anchor: 'UVM: 3 events within 500 µs, nap 500 µs, pin after 10 throttles for 150 ms (uvm_perf_thrashing.c); UVM pins and maps remotely, moving only the lines touched; WebGPU cannot map across, so the floor is one upload per page per round and write-back of only the dirtied 256-byte blocks (perf-anchors §7)',
+    anchor:
+      'UVM: 3 events within 500 µs, nap 500 µs, pin after 10 throttles for 150 ms (uvm_perf_thrashing.c); UVM pins and maps remotely, moving only the lines touched; WebGPU cannot map across, so the floor is one upload per page per round and write-back of only the dirtied 256-byte blocks (perf-anchors §7)',
     checks: [
       { key: 'time', title: 'time, enabled ÷ disabled', target: 1.0, direction: '<=' },
       { key: 'bytesGoal', title: 'bytes, enabled ÷ disabled, against the goal', target: 0.5, direction: '<=' },
@@ -128,32 +148,45 @@ export const GOALS: readonly GoalSpec[] = [
   {
     id: 'g10',
     title: 'Resident-path translation tax',
-    ratio: 'kernel time through the software page table, every page resident ÷ the same kernel on a plain storage buffer; each side the same launches in one compute pass, one submit and one readback, timed by GPU timestamps around the pass where the adapter has them (spans ≥ 10 ms), by the host otherwise',
+    ratio:
+      'kernel time through the software page table, every page resident ÷ the same kernel on a plain storage buffer; each side the same launches in one compute pass, one submit and one readback, timed by GPU timestamps around the pass where the adapter has them (spans ≥ 10 ms), by the host otherwise',
     target: 1.25,
     direction: '<=',
-    anchor: 'No direct numeric anchor (flagged); host-resident managed memory is 40× slower than device-resident on MI100 (UoB-HPC/utpx); ReadMostly semantics from the CUDA cudaMemAdvise docs',
-    checks: [{ key: 'readMostly', title: 'read-mostly: bytes over N CPU-read/GPU-read phases with duplication ÷ without (target 1/N)', target: null, direction: '<=' }],
+    anchor:
+      'No direct numeric anchor (flagged); host-resident managed memory is 40× slower than device-resident on MI100 (UoB-HPC/utpx); ReadMostly semantics from the CUDA cudaMemAdvise docs',
+    checks: [
+      { key: 'readMostly', title: 'read-mostly: bytes over N CPU-read/GPU-read phases with duplication ÷ without (target 1/N)', target: null, direction: '<=' },
+    ],
   },
   {
     id: 'g11',
     title: 'Host cost per serviced page',
-    ratio: 'host (JavaScript thread) time of one 256-fault round: the fault-service phases except the wait for the GPU, summed, ÷ the pages the round serviced, in µs',
+    ratio:
+      'host (JavaScript thread) time of one 256-fault round: the fault-service phases except the wait for the GPU, summed, ÷ the pages the round serviced, in µs',
     target: 3,
     direction: '<=',
     unit: 'µs/page',
-    anchor: "A whole UVM batch of 256 faults costs ≈0.75 ms on Titan V, ≈2.9 µs per 4 KiB page including the transfer (Allen & Ge SC'21 Fig. 6, perf-anchors §7): our bookkeeping alone should not cost more than their whole service",
+    anchor:
+      "A whole UVM batch of 256 faults costs ≈0.75 ms on Titan V, ≈2.9 µs per 4 KiB page including the transfer (Allen & Ge SC'21 Fig. 6, perf-anchors §7): our bookkeeping alone should not cost more than their whole service",
     checks: [
       { key: 'withWait', title: 'every phase, the GPU wait included, per page (µs)', target: null, direction: '<=' },
-      { key: 'wallLessWait', title: "the round's wall time less its GPU wait, per page (µs): host work the phases do not cover included", target: null, direction: '<=' },
+      {
+        key: 'wallLessWait',
+        title: "the round's wall time less its GPU wait, per page (µs): host work the phases do not cover included",
+        target: null,
+        direction: '<=',
+      },
     ],
   },
   {
     id: 'g12',
     title: 'Huge-page migration',
-    ratio: 'migrating one 2 MiB huge page ÷ the same 2 MiB as 512 separate 4 KiB pages, RAM → device plus device → RAM, one call each way (hmm-tests benchmark_thp_migration: a MADV_HUGEPAGE buffer against a MADV_NOHUGEPAGE one)',
+    ratio:
+      'migrating one 2 MiB huge page ÷ the same 2 MiB as 512 separate 4 KiB pages, RAM → device plus device → RAM, one call each way (hmm-tests benchmark_thp_migration: a MADV_HUGEPAGE buffer against a MADV_NOHUGEPAGE one)',
     target: 0.25,
     direction: '<=',
-    anchor: 'Device-private THP series (linux-mm "mm/zone_device THP", NVIDIA, Sep–Oct 2025): 4× throughput and 5× lower latency in test_hmm; on Xe a 2 MiB fault went from 966 µs to 132 µs, 7.3× (dri-devel "drm/pagemap: THP"; perf-anchors §7)',
+    anchor:
+      'Device-private THP series (linux-mm "mm/zone_device THP", NVIDIA, Sep–Oct 2025): 4× throughput and 5× lower latency in test_hmm; on Xe a 2 MiB fault went from 966 µs to 132 µs, 7.3× (dri-devel "drm/pagemap: THP"; perf-anchors §7)',
     checks: [
       { key: 'toDevice', title: 'RAM → device only', target: 0.25, direction: '<=' },
       { key: 'toSystem', title: 'device → RAM only', target: 0.25, direction: '<=' },
@@ -228,7 +261,15 @@ export interface GoalMeasurement {
 
 /** Judge one goal from its measurement (or its failure). */
 export function evaluateGoal(spec: GoalSpec, m: GoalMeasurement | Error): GoalResult {
-  const base = { id: spec.id, title: spec.title, target: spec.target, direction: spec.direction, definition: spec.ratio, ...(spec.unit ? { unit: spec.unit } : {}), anchor: spec.anchor };
+  const base = {
+    id: spec.id,
+    title: spec.title,
+    target: spec.target,
+    direction: spec.direction,
+    definition: spec.ratio,
+    ...(spec.unit ? { unit: spec.unit } : {}),
+    anchor: spec.anchor,
+  };
   if (m instanceof Error) {
     return { ...base, ratio: NaN, min: NaN, max: NaN, met: false, figures: {}, checks: [], notes: [], error: m.message };
   }
@@ -236,7 +277,16 @@ export function evaluateGoal(spec: GoalSpec, m: GoalMeasurement | Error): GoalRe
   const checks: CheckResult[] = spec.checks.map((c) => {
     const s = summarize(m.checks?.[c.key] ?? []);
     const target = m.checkTargets?.[c.key] ?? c.target;
-    return { key: c.key, title: c.title, ratio: s.median, min: s.min, max: s.max, target, direction: c.direction, met: target === null ? null : meets(s.median, target, c.direction) };
+    return {
+      key: c.key,
+      title: c.title,
+      ratio: s.median,
+      min: s.min,
+      max: s.max,
+      target,
+      direction: c.direction,
+      met: target === null ? null : meets(s.median, target, c.direction),
+    };
   });
   const summarized = (fs: Record<string, { samples: number[]; unit: string }> | undefined): GoalResult['figures'] => {
     const out: GoalResult['figures'] = {};

@@ -48,7 +48,11 @@ export async function startVite(opts: { port?: number; mode?: 'dev' | 'preview' 
     if (b.status !== 0) throw new Error(`vite build failed (exit ${b.status}):\n${b.stdout}\n${b.stderr}`);
   }
   const where = ['--port', String(opts.port ?? 0), '--strictPort', '--host', '127.0.0.1'];
-  const child = spawn(process.execPath, [vite, ...(mode === 'preview' ? ['preview'] : []), ...where], { cwd: repo, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [vite, ...(mode === 'preview' ? ['preview'] : []), ...where], {
+    cwd: repo,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
   child.stdout.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr.on('data', (d: Buffer) => (log += d.toString()));

@@ -33,7 +33,9 @@ export function renderHtmlReport(results: BenchResult[], assets: HtmlAssets): st
     .map(
       (r, i) => `<section>
 <h2>${escapeHtml(r.runtime === 'browser' ? 'Chromium' : 'Node (Dawn)')}</h2>
-${headerLines(r).map((l) => `<p class="muted">${escapeHtml(l)}</p>`).join('\n')}
+${headerLines(r)
+  .map((l) => `<p class="muted">${escapeHtml(l)}</p>`)
+  .join('\n')}
 ${tablesHtml(r)}
 <div class="plots" id="plots-${i}"></div>
 </section>`,

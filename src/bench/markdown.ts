@@ -33,7 +33,8 @@ const withSpread = (s: { median?: unknown; ratio?: unknown; min: unknown; max: u
   return Number.isFinite(m) ? `${fmt(m)} (${spread(s)})` : NONE;
 };
 // targets are exact numbers (2.7, 1/N): three significant digits, no padding zeros
-const target = (t: { target: number | null; direction: string }): string => (t.target === null ? '' : `${t.direction === '>=' ? '≥' : '≤'} ${String(Number(t.target.toPrecision(3)))}`);
+const target = (t: { target: number | null; direction: string }): string =>
+  t.target === null ? '' : `${t.direction === '>=' ? '≥' : '≤'} ${String(Number(t.target.toPrecision(3)))}`;
 const yes = (met: boolean | null | undefined): string => (met === null || met === undefined ? '' : met ? '**yes**' : 'no');
 /** A count as a whole number (2,560), anything else with about three significant digits. */
 const figure = (x: number): string => (Number.isInteger(x) ? x.toLocaleString('en-US') : fmt(x));
@@ -182,7 +183,14 @@ function g12Block(r: BenchJson): string {
     const g = goalOf(x, 'g12');
     if (!g?.rows || g.error) return undefined;
     const m = (f: Record<string, Summary & { unit: string }>, k: string): string => (f[k] ? fmt(num(f[k]!.median)) : NONE);
-    const rows = g.rows.map((row) => [row.label, m(row.figures, 'hugeToDeviceMs'), m(row.figures, 'regularToDeviceMs'), m(row.figures, 'hugeToSystemMs'), m(row.figures, 'regularToSystemMs'), row.figures.ratio ? withSpread(row.figures.ratio) : NONE]);
+    const rows = g.rows.map((row) => [
+      row.label,
+      m(row.figures, 'hugeToDeviceMs'),
+      m(row.figures, 'regularToDeviceMs'),
+      m(row.figures, 'hugeToSystemMs'),
+      m(row.figures, 'regularToSystemMs'),
+      row.figures.ratio ? withSpread(row.figures.ratio) : NONE,
+    ]);
     return `${name}, median ms:\n\n${mdTable(['size', 'huge → device', '4 KiB → device', 'huge → RAM', '4 KiB → RAM', 'huge ÷ 4 KiB, both ways'], rows, (i) => i >= 1)}`;
   };
   const parts = [one(r, 'Node'), one(r.browser, 'Chromium')].filter((p): p is string => p !== undefined);
@@ -222,7 +230,14 @@ function phaseTable(r: BenchResult): string {
   for (const row of rows)
     row.cells
       .filter((c: CellResult) => c.phaseShares && !c.error)
-      .forEach((c, i) => out.push([i === 0 ? row.workload : '', c.strategy, fmt(num(c.ms.median)), ...[...PHASES, 'other'].map((p) => pct(num(c.phaseShares![p as PhaseOrOther])))]));
+      .forEach((c, i) =>
+        out.push([
+          i === 0 ? row.workload : '',
+          c.strategy,
+          fmt(num(c.ms.median)),
+          ...[...PHASES, 'other'].map((p) => pct(num(c.phaseShares![p as PhaseOrOther]))),
+        ]),
+      );
   return mdTable(['workload', 'strategy', 'ms', ...PHASES, 'other'], out);
 }
 
@@ -237,10 +252,22 @@ function phasesBlock(r: BenchJson): string {
 function g5Block(r: BenchJson): string {
   const rows = (r.g5Matrix ?? []).map((g) => {
     const b = r.browser?.g5Matrix?.find((x) => x.workload === g.workload);
-    return [g.workload, fmt(num(g.ratio)), yes(g.met), topSharesText(g.phaseShares), b ? fmt(num(b.ratio)) : NONE, b ? yes(b.met) : '', b ? topSharesText(b.phaseShares) : ''];
+    return [
+      g.workload,
+      fmt(num(g.ratio)),
+      yes(g.met),
+      topSharesText(g.phaseShares),
+      b ? fmt(num(b.ratio)) : NONE,
+      b ? yes(b.met) : '',
+      b ? topSharesText(b.phaseShares) : '',
+    ];
   });
   if (rows.length === 0) return 'The workloads were not run (--only goals).';
-  return mdTable(['workload (target ≤ 4)', 'Node', 'met', 'Node: largest shares', 'Chromium', 'met', 'Chromium: largest shares'], rows, (i) => i === 1 || i === 4);
+  return mdTable(
+    ['workload (target ≤ 4)', 'Node', 'met', 'Node: largest shares', 'Chromium', 'met', 'Chromium: largest shares'],
+    rows,
+    (i) => i === 1 || i === 4,
+  );
 }
 
 /** Every block a document may name, rendered from one run (and `before` for the goal table's extra columns). */
@@ -277,7 +304,10 @@ export function docBlockNames(doc: string): string[] {
 export function fillDoc(doc: string, r: BenchJson, before?: BenchJson): string {
   const blocks = renderBlocks(r, before);
   const unknown = docBlockNames(doc).filter((n) => !blocks.has(n));
-  if (unknown.length > 0) throw new DocError(`the document marks block(s) ${unknown.map((n) => `'${n}'`).join(', ')} that the run has none of (there are ${[...blocks.keys()].join(', ')})`);
+  if (unknown.length > 0)
+    throw new DocError(
+      `the document marks block(s) ${unknown.map((n) => `'${n}'`).join(', ')} that the run has none of (there are ${[...blocks.keys()].join(', ')})`,
+    );
   return doc.replace(MARKER, (_, name: string) => `<!-- bench:${name} -->\n${blocks.get(name)!}\n<!-- /bench:${name} -->`);
 }
 
@@ -287,8 +317,10 @@ export function fillDoc(doc: string, r: BenchJson, before?: BenchJson): string {
  */
 export function asBenchJson(x: unknown, file: string, role: 'run' | 'before' = 'run'): BenchJson {
   const r = x as Partial<BenchJson> | null;
-  if (!r || typeof r !== 'object' || typeof r.schema !== 'string' || typeof r.goals !== 'object') throw new DocError(`${file}: not a bench JSON (no schema or goals field)`);
+  if (!r || typeof r !== 'object' || typeof r.schema !== 'string' || typeof r.goals !== 'object')
+    throw new DocError(`${file}: not a bench JSON (no schema or goals field)`);
   const ok = role === 'before' ? ['webgpu-hmm-bench/1', 'webgpu-hmm-bench/2'] : ['webgpu-hmm-bench/2'];
-  if (!ok.includes(r.schema)) throw new DocError(`${file}: schema ${r.schema}; this renderer reads ${ok.join(' or ')} here (rerun the bench with the current code)`);
+  if (!ok.includes(r.schema))
+    throw new DocError(`${file}: schema ${r.schema}; this renderer reads ${ok.join(' or ')} here (rerun the bench with the current code)`);
   return r as BenchJson;
 }

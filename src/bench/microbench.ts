@@ -172,7 +172,9 @@ async function g1(ctx: BenchContext): Promise<GoalMeasurement> {
     ratios: bulk.map((b, i) => b / migrate[i]!),
     checks: { naive: bulk.map((b, i) => b / naive[i]!) },
     figures: { bulkMs: { samples: bulk, unit: 'ms' }, migrateMs: { samples: migrate, unit: 'ms' }, perPageMs: { samples: naive, unit: 'ms' } },
-    notes: [`${n} pages (${(n * PAGE_SIZE) >> 10} KiB) picked at random from ${span}; migration = library migrateToDevice (collect, isolate, packed upload, scatter, settle, commit)`],
+    notes: [
+      `${n} pages (${(n * PAGE_SIZE) >> 10} KiB) picked at random from ${span}; migration = library migrateToDevice (collect, isolate, packed upload, scatter, settle, commit)`,
+    ],
   };
 }
 
@@ -236,18 +238,30 @@ async function faultRoundGoals(ctx: BenchContext): Promise<Record<'g2' | 'g11', 
   }
   const g2: GoalMeasurement = {
     ratios: round.map((x, i) => x / floor[i]!),
-    figures: { faultRoundMs: { samples: round, unit: 'ms' }, emptyRoundTripMs: { samples: floor, unit: 'ms' }, launches: { samples: rounds, unit: 'launches' } },
-    notes: [`${n} pages, one per 68 KiB, written by the CPU first; prefetch off; the dispatch = faulting launch + service + replay (launches per dispatch: ${[...new Set(rounds)].join(', ')})`],
+    figures: {
+      faultRoundMs: { samples: round, unit: 'ms' },
+      emptyRoundTripMs: { samples: floor, unit: 'ms' },
+      launches: { samples: rounds, unit: 'launches' },
+    },
+    notes: [
+      `${n} pages, one per 68 KiB, written by the CPU first; prefetch off; the dispatch = faulting launch + service + replay (launches per dispatch: ${[...new Set(rounds)].join(', ')})`,
+    ],
   };
   const g11: GoalMeasurement | Error = !timedPhases
-    ? new Error('the library timed no phase of the fault rounds (Stats.phaseMs stayed 0): G11 needs the mechanism\'s phase instrumentation')
+    ? new Error("the library timed no phase of the fault rounds (Stats.phaseMs stayed 0): G11 needs the mechanism's phase instrumentation")
     : {
         ratios: hostUs,
         checks: { withWait: allUs, wallLessWait: wallUs },
-        figures: { hostUsPerPage: { samples: hostUs, unit: 'µs/page' }, pagesServiced: { samples: serviced, unit: 'pages' }, roundMs: { samples: round, unit: 'ms' } },
+        figures: {
+          hostUsPerPage: { samples: hostUs, unit: 'µs/page' },
+          pagesServiced: { samples: serviced, unit: 'pages' },
+          roundMs: { samples: round, unit: 'ms' },
+        },
         rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: perPhase[p], unit: 'µs/page' } } })),
         info: { hostPhases: HOST_PHASES.join(' + '), faultBufferPages: faultBuffer(dev) },
-        notes: [`G2's rounds: ${n} distinct CPU-written pages, prefetch off; host time = the phases ${HOST_PHASES.join(', ')} (all but gpu-wait), from Stats.phaseMs, ÷ the pages the round serviced`],
+        notes: [
+          `G2's rounds: ${n} distinct CPU-written pages, prefetch off; host time = the phases ${HOST_PHASES.join(', ')} (all but gpu-wait), from Stats.phaseMs, ÷ the pages the round serviced`,
+        ],
       };
   return { g2, g11 };
 }
@@ -269,20 +283,22 @@ async function g3(ctx: BenchContext): Promise<GoalMeasurement> {
   const rounds: Record<number, number[]> = { 1: [], 256: [], 1024: [] };
   try {
     // The fault buffer must hold what the largest cap takes, or cap 1024 could not differ from 256.
-    await withFaultBuffer(dev, 1024, () => repeat(ctx, 'G3 fault batch cap 1 / 256 / 1024', async (timed, rep) => {
-      const order = rep % 2 === 0 ? caps : [...caps].reverse();
-      for (const cap of order) {
-        mm.mmap(n * PAGE_SIZE, { addr: REGION });
-        await mm.write(REGION, data);
-        const t0 = now();
-        const r = await m.dispatch(touch, { mode: 'replayable', prefetch: false, faultBatchPages: cap, workgroups: g.workgroups, uniforms });
-        const t = now() - t0;
-        await mm.munmap(REGION, n * PAGE_SIZE);
-        if (!timed) continue;
-        ms[cap]!.push(t);
-        rounds[cap]!.push(r.rounds);
-      }
-    }));
+    await withFaultBuffer(dev, 1024, () =>
+      repeat(ctx, 'G3 fault batch cap 1 / 256 / 1024', async (timed, rep) => {
+        const order = rep % 2 === 0 ? caps : [...caps].reverse();
+        for (const cap of order) {
+          mm.mmap(n * PAGE_SIZE, { addr: REGION });
+          await mm.write(REGION, data);
+          const t0 = now();
+          const r = await m.dispatch(touch, { mode: 'replayable', prefetch: false, faultBatchPages: cap, workgroups: g.workgroups, uniforms });
+          const t = now() - t0;
+          await mm.munmap(REGION, n * PAGE_SIZE);
+          if (!timed) continue;
+          ms[cap]!.push(t);
+          rounds[cap]!.push(r.rounds);
+        }
+      }),
+    );
   } finally {
     mm.destroy();
   }
@@ -298,7 +314,9 @@ async function g3(ctx: BenchContext): Promise<GoalMeasurement> {
       cap256Launches: { samples: rounds[256]!, unit: 'launches' },
       cap1024Launches: { samples: rounds[1024]!, unit: 'launches' },
     },
-    notes: [`${n} contiguous pages written by the CPU, one touch each; prefetch off; the fault buffer set to 1024 for these runs, so cap 1024 can take 1024 (a round services at most what the buffer delivers)`],
+    notes: [
+      `${n} contiguous pages written by the CPU, one touch each; prefetch off; the fault buffer set to 1024 for these runs, so cap 1024 can take 1024 (a round services at most what the buffer delivers)`,
+    ],
   };
 }
 
@@ -356,7 +374,13 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
     const before = dev.stats.snapshot();
     const phasesBefore = phasesOf(ctx);
     const t0 = now();
-    const r = await m.dispatch(stream, { mode: 'replayable', prefetch: variants[v].prefetch, faultBatchPages: variants[v].cap, workgroups: g.workgroups, uniforms });
+    const r = await m.dispatch(stream, {
+      mode: 'replayable',
+      prefetch: variants[v].prefetch,
+      faultBatchPages: variants[v].cap,
+      workgroups: g.workgroups,
+      uniforms,
+    });
     const ms = now() - t0;
     const phases = phaseDelta(phasesBefore, phasesOf(ctx));
     const after = dev.stats.snapshot();
@@ -416,11 +440,33 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
       },
       // where each side's time went: the phases, and the rest of the dispatch (kernels' JS, awaits outside the phases)
       rows: [
-        ...PHASES.map((p) => ({ key: p, label: p, figures: { offMs: fig(runs.off.map((r) => r.phases[p]), 'ms'), onMs: fig(runs.on.map((r) => r.phases[p]), 'ms') } })),
+        ...PHASES.map((p) => ({
+          key: p,
+          label: p,
+          figures: {
+            offMs: fig(
+              runs.off.map((r) => r.phases[p]),
+              'ms',
+            ),
+            onMs: fig(
+              runs.on.map((r) => r.phases[p]),
+              'ms',
+            ),
+          },
+        })),
         {
           key: 'other',
           label: 'other (the dispatch outside the phases)',
-          figures: { offMs: fig(runs.off.map((r) => r.ms - phaseSum(r.phases)), 'ms'), onMs: fig(runs.on.map((r) => r.ms - phaseSum(r.phases)), 'ms') },
+          figures: {
+            offMs: fig(
+              runs.off.map((r) => r.ms - phaseSum(r.phases)),
+              'ms',
+            ),
+            onMs: fig(
+              runs.on.map((r) => r.ms - phaseSum(r.phases)),
+              'ms',
+            ),
+          },
         },
       ],
       info,
@@ -429,9 +475,18 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
     g5: {
       ratios: ms('on').map((x, i) => x / explicitMs[i]!),
       checks: { noPrefetch: ms('off').map((x, i) => x / explicitMs[i]!) },
-      figures: { faultDrivenMs: fig(ms('on'), 'ms'), noPrefetchMs: fig(ms('off'), 'ms'), explicitMs: fig(explicitMs, 'ms'), noPrefetchFaultRounds: fig(faultRounds('off'), 'rounds') },
+      figures: {
+        faultDrivenMs: fig(ms('on'), 'ms'),
+        noPrefetchMs: fig(ms('off'), 'ms'),
+        explicitMs: fig(explicitMs, 'ms'),
+        noPrefetchFaultRounds: fig(faultRounds('off'), 'rounds'),
+      },
       info,
-      notes: [sizeNote, bufferNote, `explicit: ${explicit.segments} bulk writeBuffer(s) from a plain ArrayBuffer + the same kernel on plain buffers, completion by mapAsync`],
+      notes: [
+        sizeNote,
+        bufferNote,
+        `explicit: ${explicit.segments} bulk writeBuffer(s) from a plain ArrayBuffer + the same kernel on plain buffers, completion by mapAsync`,
+      ],
     },
     g6: {
       ratios: runs.off.map((r) => recordsPerDistinctPage(r.records, distinctPages)),
@@ -441,12 +496,27 @@ async function streamGoals(ctx: BenchContext): Promise<Record<'g4' | 'g5' | 'g6'
         halfCap: runs.halfCap.map((r) => recordsPerDistinctPage(r.records, distinctPages)),
       },
       figures: {
-        faultRecords: fig(runs.off.map((r) => r.records), 'records'),
-        distinctPages: fig(runs.off.map(() => distinctPages), 'pages'),
-        rawMisses: fig(runs.off.map((r) => r.rawMisses), 'misses'),
-        overflowedFaults: fig(runs.off.map((r) => r.overflowed), 'faults'),
+        faultRecords: fig(
+          runs.off.map((r) => r.records),
+          'records',
+        ),
+        distinctPages: fig(
+          runs.off.map(() => distinctPages),
+          'pages',
+        ),
+        rawMisses: fig(
+          runs.off.map((r) => r.rawMisses),
+          'misses',
+        ),
+        overflowedFaults: fig(
+          runs.off.map((r) => r.overflowed),
+          'faults',
+        ),
         faultRounds: fig(faultRounds('off'), 'rounds'),
-        halfCapRecords: fig(runs.halfCap.map((r) => r.records), 'records'),
+        halfCapRecords: fig(
+          runs.halfCap.map((r) => r.records),
+          'records',
+        ),
         halfCapFaultRounds: fig(faultRounds('halfCap'), 'rounds'),
       },
       info: { ...info, halfCapBatchPages: variants.halfCap.cap },
@@ -562,7 +632,7 @@ async function oversubGoals(ctx: BenchContext): Promise<Record<'g7' | 'g8', Goal
     const ev = dev.stats.get('evictions') - before;
     if (verify) {
       const out = new Uint32Array((await mm.read(REGION + lay.offset('dst'), words * 4)).buffer);
-      const bad = out.findIndex((x, i) => x !== ((2 * srcWords[i]! + 1) >>> 0));
+      const bad = out.findIndex((x, i) => x !== (2 * srcWords[i]! + 1) >>> 0);
       if (bad >= 0) throw new Error(`oversubscribed stream (${v}): dst[${bad}] = ${out[bad]}, expected ${(2 * srcWords[bad]! + 1) >>> 0}`);
     }
     await mm.munmap(REGION, lay.bytes);
@@ -665,7 +735,7 @@ async function g9(ctx: BenchContext, target: (dev: HmmDevice, mm: AddressSpace, 
     },
     notes: [
       `${w.title}; GPU phase: replayable dispatch (library defaults), CPU phase: mm.read + mm.write; bytes = migrations both ways + device copies`,
-      'write-back ÷ stored: bytesWrittenBack (held copies\' dirty 256-byte blocks, whole device pages coming home) ÷ bytesStored (256 bytes per block the kernels dirtied on those pages), over the enabled run',
+      "write-back ÷ stored: bytesWrittenBack (held copies' dirty 256-byte blocks, whole device pages coming home) ÷ bytesStored (256 bytes per block the kernels dirtied on those pages), over the enabled run",
     ],
   };
 }
@@ -707,7 +777,9 @@ class LaunchBatch {
     const d = this.device;
     const enc = d.createCommandEncoder({ label: 'bench g10 batch' });
     const pass = enc.beginComputePass(
-      this.query ? { label: 'bench g10 batch', timestampWrites: { querySet: this.query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : { label: 'bench g10 batch' },
+      this.query
+        ? { label: 'bench g10 batch', timestampWrites: { querySet: this.query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+        : { label: 'bench g10 batch' },
     );
     bind(pass);
     for (let i = 0; i < k; i++) pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
@@ -738,7 +810,12 @@ class LaunchBatch {
 }
 
 /** Bind an HMM kernel's validated pipeline with a mirror's page table and a control buffer, as a launch does, for a timed batch. */
-function hmmBinding(dev: HmmDevice, m: Mirror, kernel: HmmKernel, uniforms: Uint32Array): { bind: (pass: GPUComputePassEncoder) => void; status: StatusSource; release: () => void } {
+function hmmBinding(
+  dev: HmmDevice,
+  m: Mirror,
+  kernel: HmmKernel,
+  uniforms: Uint32Array,
+): { bind: (pass: GPUComputePassEncoder) => void; status: StatusSource; release: () => void } {
   const d = dev.device;
   const usize = Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16);
   const ubuf = d.createBuffer({ label: 'bench g10 hmm uniforms', size: usize, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
@@ -842,7 +919,8 @@ async function g10(ctx: BenchContext): Promise<GoalMeasurement> {
     };
     const checked = async (side: keyof typeof sides): Promise<{ hostMs: number; gpuMs: number }> => {
       const r = await sides[side]();
-      if (side === 'viaTable' && r.status[0] !== 0) throw new Error(`G10: ${r.status[0]} accesses missed the page table although every page was made resident first`);
+      if (side === 'viaTable' && r.status[0] !== 0)
+        throw new Error(`G10: ${r.status[0]} accesses missed the page table although every page was made resident first`);
       return r;
     };
     // calibrate: how long a plain launch takes, and whether the timestamps are usable

@@ -27,7 +27,8 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
   };
   // a log axis with a decade of room below the smallest value, so every bar shows
   const logRange = (_u: uPlot, min: number, max: number): [number, number] => [10 ** Math.floor(Math.log10(min) - 1), 10 ** Math.ceil(Math.log10(max))];
-  const fmt = (x: number | null | undefined): string => (x == null || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(2));
+  const fmt = (x: number | null | undefined): string =>
+    x == null || !Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(2);
 
   // ---- goals: achieved ÷ target, flipped for "at most" goals, so 1 is the target and above is met
   const goals = Object.values(result.goals).filter((g) => g !== undefined);
@@ -49,7 +50,10 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
       const b = score(g.max, g.target, g.direction);
       return a === null || b === null ? null : Math.max(a, b);
     });
-    const box = section('Goals: how far from target', 'Achieved ÷ target on a log scale (inverted for "at most" goals), so 1 is the target and above 1 is met; dots are the best and worst repetition.');
+    const box = section(
+      'Goals: how far from target',
+      'Achieved ÷ target on a log scale (inverted for "at most" goals), so 1 is the target and above 1 is met; dots are the best and worst repetition.',
+    );
     new UPlot(
       {
         width,
@@ -69,8 +73,20 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
             points: { show: false },
             value: (_u: uPlot, v: number | null) => fmt(v),
           },
-          { label: 'worst', stroke: '#ff725c', paths: () => null, points: { show: true, size: 7, fill: '#ff725c' }, value: (_u: uPlot, v: number | null) => fmt(v) },
-          { label: 'best', stroke: '#3ca951', paths: () => null, points: { show: true, size: 7, fill: '#3ca951' }, value: (_u: uPlot, v: number | null) => fmt(v) },
+          {
+            label: 'worst',
+            stroke: '#ff725c',
+            paths: () => null,
+            points: { show: true, size: 7, fill: '#ff725c' },
+            value: (_u: uPlot, v: number | null) => fmt(v),
+          },
+          {
+            label: 'best',
+            stroke: '#3ca951',
+            paths: () => null,
+            points: { show: true, size: 7, fill: '#3ca951' },
+            value: (_u: uPlot, v: number | null) => fmt(v),
+          },
           { label: 'target', stroke: '#222', dash: [6, 4], width: 1, points: { show: false }, value: () => '1' },
         ],
       },
@@ -93,14 +109,21 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
         strategies.forEach((_, k) => cols[k]!.push(k === si && cell && !cell.error && Number.isFinite(cell.ms.median) ? cell.ms.median : null));
       });
     });
-    const box = section('Workloads: time by strategy', 'Median milliseconds from inputs in CPU memory to the result in CPU memory, log scale; lower is better.');
+    const box = section(
+      'Workloads: time by strategy',
+      'Median milliseconds from inputs in CPU memory to the result in CPU memory, log scale; lower is better.',
+    );
     new UPlot(
       {
         width,
         height: 340,
         scales: { x: { time: false, range: [0.4, workloads.length + 0.6] }, y: { distr: 3, log: 10, range: logRange } },
         axes: [
-          { splits: () => workloads.map((_, i) => i + 1), values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''), size: 40 },
+          {
+            splits: () => workloads.map((_, i) => i + 1),
+            values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''),
+            size: 40,
+          },
           { label: 'ms', values: (_u: uPlot, ticks: number[]) => ticks.map((t) => fmt(t)) },
         ],
         series: [
@@ -159,11 +182,21 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
         height: 340,
         scales: { x: { time: false, range: [0.4, workloads.length + 0.6] }, y: { range: [0, 100] } },
         axes: [
-          { splits: () => workloads.map((_, i) => i + 1), values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''), size: 40 },
+          {
+            splits: () => workloads.map((_, i) => i + 1),
+            values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''),
+            size: 40,
+          },
           { label: '% of the run', values: (_u: uPlot, ticks: number[]) => ticks.map((t) => `${t}`) },
         ],
         series: [
-          { label: 'workload · strategy', value: (_u: uPlot, v: number) => { const c = cells[xs.indexOf(v)]; return c ? `${c.workload} · ${c.strategy}` : ''; } },
+          {
+            label: 'workload · strategy',
+            value: (_u: uPlot, v: number) => {
+              const c = cells[xs.indexOf(v)];
+              return c ? `${c.workload} · ${c.strategy}` : '';
+            },
+          },
           ...order.map((ki) => ({
             label: keys[ki],
             fill: phaseColors[ki % phaseColors.length],
@@ -209,14 +242,21 @@ export function drawPlots(UPlot: UPlotCtor, host: HTMLElement, result: BenchResu
           strategies.forEach((_, k) => cols[k]!.push(k === si && v !== undefined && Number.isFinite(v) ? v : null));
         });
       });
-      const box = section(`Policy sets: ${f.title}`, `Median ${f.unit} per run of each fault-driven strategy, the built-in replayable ones and each --policy set; lower is better.`);
+      const box = section(
+        `Policy sets: ${f.title}`,
+        `Median ${f.unit} per run of each fault-driven strategy, the built-in replayable ones and each --policy set; lower is better.`,
+      );
       new UPlot(
         {
           width,
           height: 260,
           scales: { x: { time: false, range: [0.4, workloads.length + 0.6] }, y: { range: [0, top > 0 ? top * 1.1 : 1] } },
           axes: [
-            { splits: () => workloads.map((_, i) => i + 1), values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''), size: 40 },
+            {
+              splits: () => workloads.map((_, i) => i + 1),
+              values: (_u: uPlot, ticks: number[]) => ticks.map((t) => workloads[Math.round(t) - 1] ?? ''),
+              size: 40,
+            },
             { label: f.unit, values: (_u: uPlot, ticks: number[]) => ticks.map((t) => fmt(t)) },
           ],
           series: [

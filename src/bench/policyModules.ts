@@ -32,7 +32,9 @@ export async function loadPolicyModule(file: string, cwd = process.cwd()): Promi
     throw new PolicyModuleError(`--policy ${file}: the module does not load: ${e instanceof Error ? e.message : String(e)}`);
   }
   if (!('default' in mod) || mod.default === undefined)
-    throw new PolicyModuleError(`--policy ${file}: the module has no default export (it must \`export default\` a PolicySet { name, prefetch?, eviction?, placement?, batching? })`);
+    throw new PolicyModuleError(
+      `--policy ${file}: the module has no default export (it must \`export default\` a PolicySet { name, prefetch?, eviction?, placement?, batching? })`,
+    );
   try {
     return { set: asPolicySet(mod.default, `--policy ${file}`), source: file };
   } catch (e) {
@@ -46,7 +48,10 @@ export async function loadPolicyModules(files: readonly string[], cwd = process.
   for (const f of files) {
     const p = await loadPolicyModule(f, cwd);
     const clash = out.find((o) => o.set.name === p.set.name);
-    if (clash) throw new PolicyModuleError(`--policy ${f}: its policy set is named '${p.set.name}', as ${clash.source}'s is; strategy ${policyStrategyName(p.set)} would be both`);
+    if (clash)
+      throw new PolicyModuleError(
+        `--policy ${f}: its policy set is named '${p.set.name}', as ${clash.source}'s is; strategy ${policyStrategyName(p.set)} would be both`,
+      );
     out.push(p);
   }
   return out;

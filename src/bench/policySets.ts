@@ -30,7 +30,8 @@ const SHAPE = '{ name, prefetch?, eviction?, placement?, batching? }';
 export function policySetProblem(v: unknown): string | null {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return `it is ${describe(v)}, not a policy set ${SHAPE}`;
   const set = v as Record<string, unknown>;
-  if (typeof set.name !== 'string' || set.name.trim() === '') return `its name is ${describe(set.name)}: a policy set needs a non-empty string name (it labels the set in tables and plots)`;
+  if (typeof set.name !== 'string' || set.name.trim() === '')
+    return `its name is ${describe(set.name)}: a policy set needs a non-empty string name (it labels the set in tables and plots)`;
   for (const key of Object.keys(set)) {
     if (key !== 'name' && !(key in POLICY_METHODS)) return `'${key}' is not a policy kind (a set holds name and any of ${POLICY_KINDS.join(', ')})`;
   }

@@ -41,7 +41,14 @@ export function goalRows(r: BenchResult): string[][] {
   const rows: string[][] = [];
   for (const g of Object.values(r.goals) as GoalResult[]) {
     const title = g.unit ? `${g.title} (${g.unit})` : g.title;
-    rows.push([g.id.toUpperCase(), title, g.error ? 'error' : fmt(g.ratio), g.error ? '' : spread(g), targetText(g), g.error ? `FAILED: ${g.error}` : verdict(g.met)]);
+    rows.push([
+      g.id.toUpperCase(),
+      title,
+      g.error ? 'error' : fmt(g.ratio),
+      g.error ? '' : spread(g),
+      targetText(g),
+      g.error ? `FAILED: ${g.error}` : verdict(g.met),
+    ]);
     for (const c of g.checks as CheckResult[]) rows.push(['', `  ${c.title}`, fmt(c.ratio), spread(c), targetText(c), verdict(c.met)]);
   }
   return rows;
@@ -105,7 +112,9 @@ export function policyRows(r: BenchResult): string[][] {
 /** "policy:lru (eviction lru) from examples/policies/lru.ts" for each policy set that ran. */
 export function policyLines(r: BenchResult): string[] {
   return (r.policies ?? []).map((p) => {
-    const kinds = Object.entries(p.policies).map(([k, n]) => `${k} ${n}`).join(', ');
+    const kinds = Object.entries(p.policies)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
     return `${p.strategy}: ${kinds}${p.source ? ` (${p.source})` : ''}; the kinds it leaves out are the built-ins`;
   });
 }
@@ -183,7 +192,11 @@ export function hostRows(r: BenchResult): string[][] {
 /** A text table: the first two columns left-aligned, the others right-aligned, except those in `left`. */
 function table(header: string[], rows: string[][], left: readonly number[] = []): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i >= 2 && !left.includes(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i >= 2 && !left.includes(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -217,7 +230,15 @@ export function formatText(r: BenchResult): string {
         ['workload', ...strategies],
         rows.map((row) => {
           const explicit = row.cells.find((c) => c.strategy === 'explicit');
-          return [row.workload, ...strategies.map((s) => cellText(row.cells.find((c) => c.strategy === s), explicit))];
+          return [
+            row.workload,
+            ...strategies.map((s) =>
+              cellText(
+                row.cells.find((c) => c.strategy === s),
+                explicit,
+              ),
+            ),
+          ];
         }),
       ),
     );
@@ -225,7 +246,10 @@ export function formatText(r: BenchResult): string {
     for (const c of failed) out.push(`  FAILED ${c.workload} / ${c.strategy}: ${c.error}`);
     const prow = phaseRows(r);
     if (prow.length > 0) {
-      out.push('', 'Where the time goes: each phase of fault service and migration as % of the run (Stats.phaseMs); other = launches, CPU reads and writes, the rest');
+      out.push(
+        '',
+        'Where the time goes: each phase of fault service and migration as % of the run (Stats.phaseMs); other = launches, CPU reads and writes, the rest',
+      );
       out.push(table(['workload', 'strategy', 'ms', ...PHASE_SHORT], prow));
     }
     const g5 = g5Rows(r);
@@ -235,7 +259,10 @@ export function formatText(r: BenchResult): string {
     }
     const prows = policyRows(r);
     if (prows.length > 0) {
-      out.push('', 'Fault-driven strategies and policy sets: medians per run (GPU fault rounds, pages and bytes moved both ways, pages evicted and prefetched)');
+      out.push(
+        '',
+        'Fault-driven strategies and policy sets: medians per run (GPU fault rounds, pages and bytes moved both ways, pages evicted and prefetched)',
+      );
       for (const line of policyLines(r)) out.push(`  ${line}`);
       out.push(table(POLICY_HEADER, prows));
     }
@@ -263,10 +290,19 @@ export function tablesHtml(r: BenchResult): string {
     const rows = (Object.values(r.goals) as GoalResult[]).map((g) => {
       const status = g.error ? 'fail' : g.met ? 'met' : 'unmet';
       const checks = g.checks
-        .map((c) => `<tr class="check">${td('')}${td(c.title)}${td(fmt(c.ratio), 'num')}${td(spread(c), 'num')}${td(targetText(c), 'num')}${td(verdict(c.met), c.met === null ? '' : c.met ? 'met' : 'unmet')}</tr>`)
+        .map(
+          (c) =>
+            `<tr class="check">${td('')}${td(c.title)}${td(fmt(c.ratio), 'num')}${td(spread(c), 'num')}${td(targetText(c), 'num')}${td(verdict(c.met), c.met === null ? '' : c.met ? 'met' : 'unmet')}</tr>`,
+        )
         .join('');
-      const figures = Object.entries(g.figures).map(([k, f]) => `${k}: ${fmt(f.median)} ${f.unit} [${spread(f)}]`).join('; ');
-      const info = g.info ? Object.entries(g.info).map(([k, v]) => `${k}: ${String(v)}`).join('; ') : '';
+      const figures = Object.entries(g.figures)
+        .map(([k, f]) => `${k}: ${fmt(f.median)} ${f.unit} [${spread(f)}]`)
+        .join('; ');
+      const info = g.info
+        ? Object.entries(g.info)
+            .map(([k, v]) => `${k}: ${String(v)}`)
+            .join('; ')
+        : '';
       const detail = `${g.definition}. Anchor: ${g.anchor}.${g.notes.length ? ` ${g.notes.join('. ')}.` : ''}${figures ? ` Figures: ${figures}.` : ''}${info ? ` Run: ${info}.` : ''}`;
       return (
         `<tr class="goal" data-goal="${g.id}" title="${escapeHtml(detail)}">${td(g.id.toUpperCase())}${td(g.unit ? `${g.title} (${g.unit})` : g.title)}${td(g.error ? 'error' : fmt(g.ratio), 'num')}${td(g.error ? '' : spread(g), 'num')}` +
@@ -299,7 +335,11 @@ export function tablesHtml(r: BenchResult): string {
         const cells = strategies.map((s) => {
           const c = row.cells.find((x) => x.strategy === s);
           const extra = c?.evictions ? `, evictions ${fmt(c.evictions.median)}` : '';
-          const title = c ? (c.error ? c.error : `${summaryTitle(c.ms, 'ms')}; launches ${fmt(c.launches.median)}, fault rounds ${fmt(c.faultRounds.median)}, moved ${fmtBytes(c.bytesMoved.median)}${extra}`) : '';
+          const title = c
+            ? c.error
+              ? c.error
+              : `${summaryTitle(c.ms, 'ms')}; launches ${fmt(c.launches.median)}, fault rounds ${fmt(c.faultRounds.median)}, moved ${fmtBytes(c.bytesMoved.median)}${extra}`
+            : '';
           return `<td class="num${c?.error ? ' fail' : ''}" title="${escapeHtml(title)}">${escapeHtml(cellText(c, explicit))}</td>`;
         });
         return `<tr><td title="${escapeHtml(row.title)}">${escapeHtml(row.workload)}</td>${cells.join('')}</tr>`;
@@ -324,9 +364,14 @@ export function tablesHtml(r: BenchResult): string {
       );
     const prows = policyRows(r);
     if (prows.length > 0) {
-      const lines = policyLines(r).map((l) => `<p class="muted bench-policy-line">${escapeHtml(l)}</p>`).join('');
+      const lines = policyLines(r)
+        .map((l) => `<p class="muted bench-policy-line">${escapeHtml(l)}</p>`)
+        .join('');
       const pbody = prows
-        .map((row) => `<tr${row[0] ? ' class="group"' : ''} data-strategy="${escapeHtml(row[1]!)}">${row.map((cell, i) => td(cell, i >= 2 ? 'num' : '')).join('')}</tr>`)
+        .map(
+          (row) =>
+            `<tr${row[0] ? ' class="group"' : ''} data-strategy="${escapeHtml(row[1]!)}">${row.map((cell, i) => td(cell, i >= 2 ? 'num' : '')).join('')}</tr>`,
+        )
         .join('');
       parts.push(
         `${lines}<table class="table bench-policies"><thead><tr>${POLICY_HEADER.map((h, i) => th(h, i >= 2 ? 'num' : '')).join('')}</tr></thead><tbody>${pbody}</tbody></table>`,

@@ -105,7 +105,9 @@ export function cellPhases(strategy: string, ms: readonly number[], phases: read
 function checkPolicies(opts: BenchOptions, policies: readonly PolicySet[]): void {
   const files = opts.policy ?? [];
   if (files.length !== policies.length)
-    throw new Error(`--policy ${files.join(',')}: ${files.length} module(s) named but ${policies.length} policy set(s) loaded (npm run bench loads them; runBench takes the sets)`);
+    throw new Error(
+      `--policy ${files.join(',')}: ${files.length} module(s) named but ${policies.length} policy set(s) loaded (npm run bench loads them; runBench takes the sets)`,
+    );
   const names = new Set<string>();
   policies.forEach((set, i) => {
     const problem = policySetProblem(set);
@@ -193,7 +195,8 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
       const mm = sys.createAddressSpace();
       const t = target(dev, mm, w.kernel, w.layout);
       const samples = new Map<AnyStrategyName, Samples & { error?: string }>();
-      for (const s of strategies) samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [], pagesMoved: [], evictions: [], prefetchedPages: [], phases: [] });
+      for (const s of strategies)
+        samples.set(s, { ms: [], launches: [], faultRounds: [], bytesMoved: [], pagesMoved: [], evictions: [], prefetchedPages: [], phases: [] });
       try {
         for (let rep = -warmup; rep < reps; rep++) {
           // strategies interleaved, in alternating order, so slow drift hits them alike
@@ -269,7 +272,12 @@ export async function runBench(opts: BenchOptions, onProgress: (p: Progress) => 
       adapter: main.adapterName,
       platform: platform(),
       options: { quick: opts.quick, mib: opts.mib ?? defaultMib(opts.quick), reps, warmup, only: opts.only },
-      sizes: { ...sizes, mainPoolBuffers: main.memory.buffers.length, smallPoolBuffers: small.memory.buffers.length, evictionPoolBuffers: evict.memory.buffers.length },
+      sizes: {
+        ...sizes,
+        mainPoolBuffers: main.memory.buffers.length,
+        smallPoolBuffers: small.memory.buffers.length,
+        evictionPoolBuffers: evict.memory.buffers.length,
+      },
       faultBufferPages: main.faultBufferPages,
       startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
       durationMs: performance.now() - started,

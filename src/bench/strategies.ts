@@ -79,7 +79,11 @@ export class PlainRegion {
     readonly bytes: number,
     readonly base: number,
   ) {
-    this.buffer = device.createBuffer({ label: 'bench plain region', size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    this.buffer = device.createBuffer({
+      label: 'bench plain region',
+      size: bytes,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
     this.baseUniform = device.createBuffer({ label: 'bench plain base', size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     device.queue.writeBuffer(this.baseUniform, 0, new Uint32Array([base, 0, 0, 0]));
   }
@@ -98,7 +102,11 @@ export class PlainRegion {
 
   /** The bind groups of a plain kernel's launch over this region, and its uniform buffer (the caller destroys it). */
   bind(k: PlainKernel, uniforms: Uint32Array): { uniform: GPUBuffer; groups: [GPUBindGroup, GPUBindGroup] } {
-    const u = this.device.createBuffer({ label: `bench ${k.name} uniforms`, size: Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const u = this.device.createBuffer({
+      label: `bench ${k.name} uniforms`,
+      size: Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16),
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
     this.device.queue.writeBuffer(u, 0, uniforms.buffer, uniforms.byteOffset, uniforms.byteLength);
     let g1 = this.group1.get(k.pipeline);
     if (!g1) {
@@ -186,7 +194,16 @@ async function runExplicit(w: Workload, t: Target, img: Image): Promise<RunOutco
     }
     if (w.cpuPhase) w.cpuPhase(img);
   }
-  return { ms: performance.now() - t0, launches, faultRounds: 0, bytesMoved: moved, pagesMoved: Math.ceil(moved / PAGE_SIZE), evictions: 0, prefetchedPages: 0, phases: zeroPhases() };
+  return {
+    ms: performance.now() - t0,
+    launches,
+    faultRounds: 0,
+    bytesMoved: moved,
+    pagesMoved: Math.ceil(moved / PAGE_SIZE),
+    evictions: 0,
+    prefetchedPages: 0,
+    phases: zeroPhases(),
+  };
 }
 
 /** Launch one plain step, copy what it wrote into a readback buffer, map it, and copy into the image. */

@@ -137,7 +137,13 @@ export function triad(words: number): Workload {
       }
     },
     steps: (base) => [
-      oneStep('triad', words, (row) => [addr(base, layout, 'a'), addr(base, layout, 'b'), addr(base, layout, 'c'), words, row], [layout.whole('b'), layout.whole('c')], [layout.whole('a')]),
+      oneStep(
+        'triad',
+        words,
+        (row) => [addr(base, layout, 'a'), addr(base, layout, 'b'), addr(base, layout, 'c'), words, row],
+        [layout.whole('b'), layout.whole('c')],
+        [layout.whole('a')],
+      ),
     ],
     reference(img) {
       const [a, b, c] = [img.view('a'), img.view('b'), img.view('c')];
@@ -177,7 +183,13 @@ export function gather(entries: number, tableBytes: number, density: number, lab
       for (let i = 0; i < tableWords; i++) table[i] = (i * 2654435761) >>> 0;
     },
     steps: (base) => [
-      oneStep('gather', entries, (row) => [addr(base, layout, 'idx'), addr(base, layout, 'table'), addr(base, layout, 'out'), entries, row], [layout.whole('idx'), layout.whole('table')], [layout.whole('out')]),
+      oneStep(
+        'gather',
+        entries,
+        (row) => [addr(base, layout, 'idx'), addr(base, layout, 'table'), addr(base, layout, 'out'), entries, row],
+        [layout.whole('idx'), layout.whole('table')],
+        [layout.whole('out')],
+      ),
     ],
     reference(img) {
       const [idx, table, out] = [img.view('idx'), img.view('table'), img.view('out')];
@@ -226,7 +238,13 @@ export function pointerChase(chains: number, steps: number, tableBytes: number):
       }
     },
     steps: (base) => [
-      oneStep('chase', chains, (row) => [addr(base, layout, 'heads'), addr(base, layout, 'out'), chains, steps, row], [layout.whole('heads'), layout.whole('table')], [layout.whole('out')]),
+      oneStep(
+        'chase',
+        chains,
+        (row) => [addr(base, layout, 'heads'), addr(base, layout, 'out'), chains, steps, row],
+        [layout.whole('heads'), layout.whole('table')],
+        [layout.whole('out')],
+      ),
     ],
     reference(img) {
       const out = img.view('out');
@@ -304,8 +322,13 @@ export function oversubscribedStream(poolBytes: number, factor: number): Workloa
       for (let from = 0; from < words; from += per) {
         const n = Math.min(per, words - from);
         out.push(
-          oneStep('scale', n, (row) => [addr(base, layout, 'src') + from * 4, addr(base, layout, 'dst') + from * 4, n, row],
-            [{ array: 'src', offset: from * 4, bytes: n * 4 }], [{ array: 'dst', offset: from * 4, bytes: n * 4 }]),
+          oneStep(
+            'scale',
+            n,
+            (row) => [addr(base, layout, 'src') + from * 4, addr(base, layout, 'dst') + from * 4, n, row],
+            [{ array: 'src', offset: from * 4, bytes: n * 4 }],
+            [{ array: 'dst', offset: from * 4, bytes: n * 4 }],
+          ),
         );
       }
       return out;

@@ -39,7 +39,10 @@ export class DeviceMemory {
     const perBuffer = 2 ** shift;
     const nbuf = Math.ceil(this.frameCount / perBuffer);
     if (nbuf > MAX_MEMORY_BUFFERS)
-      throw new HmmError('EINVAL', `${label}: ${memoryBytes} bytes of device memory need ${nbuf} buffers of ${perBuffer * PAGE_SIZE} bytes; at most ${MAX_MEMORY_BUFFERS} are bound`);
+      throw new HmmError(
+        'EINVAL',
+        `${label}: ${memoryBytes} bytes of device memory need ${nbuf} buffers of ${perBuffer * PAGE_SIZE} bytes; at most ${MAX_MEMORY_BUFFERS} are bound`,
+      );
     this.frameShift = shift;
     for (let b = 0; b < nbuf; b++) {
       const frames = Math.min(perBuffer, this.frameCount - b * perBuffer);

@@ -370,7 +370,8 @@ export class DevicePageTable {
       // (each leaf's entries at the start of its slot; the status words after them are never
       // written, so they stay zero)
       if (!this.wholeLeaf || this.wholeLeaf.length < words) this.wholeLeaf = new Uint32Array(words);
-      for (let k = i; k < j; k++) this.wholeLeaf.set(this.leaves.subarray(leaves[k]! * PAGES_PER_HUGE, (leaves[k]! + 1) * PAGES_PER_HUGE), (k - i) * LEAF_WORDS);
+      for (let k = i; k < j; k++)
+        this.wholeLeaf.set(this.leaves.subarray(leaves[k]! * PAGES_PER_HUGE, (leaves[k]! + 1) * PAGES_PER_HUGE), (k - i) * LEAF_WORDS);
       this.device.queue.writeBuffer(this.leafBuffer, first * LEAF_WORDS * 4, this.wholeLeaf.buffer, 0, words * 4);
       writes++;
       i = j;

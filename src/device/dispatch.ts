@@ -51,7 +51,8 @@ function resolvePrefetch(label: string, base: PrefetchConfig, o: DispatchOptions
   if (o === undefined || o === true) return base;
   if (o === false) return { ...base, enabled: false };
   const cfg = { ...base, ...o };
-  if (!(cfg.threshold >= 0 && cfg.threshold <= 100)) throw new HmmError('EINVAL', `dispatch '${label}': prefetch.threshold ${cfg.threshold} is not a percentage in [0, 100]`);
+  if (!(cfg.threshold >= 0 && cfg.threshold <= 100))
+    throw new HmmError('EINVAL', `dispatch '${label}': prefetch.threshold ${cfg.threshold} is not a percentage in [0, 100]`);
   if (!Number.isInteger(cfg.upgradePages) || cfg.upgradePages < 1 || cfg.upgradePages > 512 || (cfg.upgradePages & (cfg.upgradePages - 1)) !== 0)
     throw new HmmError('EINVAL', `dispatch '${label}': prefetch.upgradePages ${cfg.upgradePages} is not a power of two in [1, 512]`);
   return cfg;
@@ -65,7 +66,6 @@ export interface DispatchResult {
   /** Replayable: distinct (page, access) faults serviced, over all rounds. */
   faultedPages: number;
 }
-
 
 /** A round's fault keys, each once, ascending. */
 function dedupe(faults: Uint32Array): number[] {
@@ -106,15 +106,22 @@ export class Dispatcher {
   async dispatch(kernel: HmmKernel, opts: DispatchOptions): Promise<DispatchResult> {
     checkAlive(this.dev, this.mm, 'dispatch');
     if (!(kernel instanceof HmmKernel)) throw new HmmError('EINVAL', `dispatch: kernel ${String(kernel)} is not a kernel from createKernel()`);
-    if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', `dispatch '${kernel.label}': options { workgroups, uniforms?, mode?, ranges? } required`);
+    if (!opts || typeof opts !== 'object')
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': options { workgroups, uniforms?, mode?, ranges? } required`);
     const u = opts.uniforms;
     if (u !== undefined && !(u instanceof ArrayBuffer) && !ArrayBuffer.isView(u))
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms ${String(u)} is not an ArrayBuffer or a typed array`);
     const maxUniform = this.dev.device.limits.maxUniformBufferBindingSize;
     if (u !== undefined && u.byteLength > maxUniform)
-      throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes exceed the device's ${maxUniform}-byte uniform binding limit`);
+      throw new HmmError(
+        'EINVAL',
+        `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes exceed the device's ${maxUniform}-byte uniform binding limit`,
+      );
     if (u !== undefined && u.byteLength % 4 !== 0)
-      throw new HmmError('EINVAL', `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes: the length must be a multiple of 4 (WGSL uniform values are 4-byte words)`);
+      throw new HmmError(
+        'EINVAL',
+        `dispatch '${kernel.label}': uniforms of ${u.byteLength} bytes: the length must be a multiple of 4 (WGSL uniform values are 4-byte words)`,
+      );
     if (opts.ranges !== undefined && !Array.isArray(opts.ranges))
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': ranges is not an array of { va, bytes, access? }`);
     const mode = opts.mode ?? 'validated';
@@ -137,19 +144,43 @@ export class Dispatcher {
     const declared = new Set<number>();
     for (const r of ranges) for (let p = r.start; p < r.end; p++) declared.add(p);
     if (declared.size > this.dev.memory.frameCount)
-      throw new HmmError('ENOMEM', `dispatch '${kernel.label}': declared ranges span ${declared.size} pages, more than ${this.dev.name}'s ${this.dev.memory.frameCount} frames; use replayable mode to stream them`);
+      throw new HmmError(
+        'ENOMEM',
+        `dispatch '${kernel.label}': declared ranges span ${declared.size} pages, more than ${this.dev.name}'s ${this.dev.memory.frameCount} frames; use replayable mode to stream them`,
+      );
     let faults = 0;
     const policies = this.policiesFor(kernel.label, opts);
     // The declared pages are held until the kernel has run: CPU accesses and other devices wait
     // for it, and this device's other operations evict them only if they are older.
     const ticket = this.dev.ticket();
-    const hold = this.mm.holdForDevice(this.dev.id, [...declared].sort((a, b) => a - b), ticket);
+    const hold = this.mm.holdForDevice(
+      this.dev.id,
+      [...declared].sort((a, b) => a - b),
+      ticket,
+    );
     // A recording in progress (src/replay/recorder.ts) learns of it, and of how it ended.
-    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, { kernel: kernel.label, ticket, mode, ranges, batchPages: this.dev.faultBatchPages, maxRounds: 1, policies, prefetch: opts.prefetch });
+    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, {
+      kernel: kernel.label,
+      ticket,
+      mode,
+      ranges,
+      batchPages: this.dev.faultBatchPages,
+      maxRounds: 1,
+      policies,
+      prefetch: opts.prefetch,
+    });
     try {
       for (let round = 0; round < MAX_ROUNDS; round++) {
         const cause: Cause = { kind: 'declared', device: this.dev.id, kernel: kernel.label, dispatch: ticket };
-        for (const r of ranges) await this.faults.faultIn(r.start, r.end, r.write, { keep: declared, hold, ticket, policies, where: `dispatch '${kernel.label}'`, cause: () => cause });
+        for (const r of ranges)
+          await this.faults.faultIn(r.start, r.end, r.write, {
+            keep: declared,
+            hold,
+            ticket,
+            policies,
+            where: `dispatch '${kernel.label}'`,
+            cause: () => cause,
+          });
         // Launch only if every declared page is still mapped as declared, checked in the same
         // turn as the submit. The table is the truth (every invalidation drops its mappings
         // before it returns); the notifier's sequence is not: it does not move for this
@@ -193,18 +224,32 @@ export class Dispatcher {
     const invocations = workgroups[0] * workgroups[1] * workgroups[2] * s[0] * s[1] * s[2];
     if (invocations > 2 ** 32 - 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': ${invocations} invocations exceed 2^32`);
     const maxRounds = opts.maxRounds ?? DEFAULT_MAX_REPLAYS;
-    if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
+    if (!Number.isInteger(maxRounds) || maxRounds < 1)
+      throw new HmmError('EINVAL', `dispatch '${kernel.label}': maxRounds ${String(maxRounds)} is not a positive integer`);
     // The device's fault buffer for every round of this dispatch, and the service's cap within it.
     const buffer = this.dev.faultBufferPages;
     const batch = opts.faultBatchPages ?? this.dev.faultBatchPages;
     if (!Number.isInteger(batch) || batch < 1 || batch > FAULT_QUEUE_CAP)
       throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${String(batch)} is not an integer in [1, ${FAULT_QUEUE_CAP}]`);
     if (batch > buffer)
-      throw new HmmError('EINVAL', `dispatch '${kernel.label}': faultBatchPages ${batch} is more than ${this.dev.name}'s fault buffer (faultBufferPages ${buffer}): a round services at most the faults the buffer delivers`);
+      throw new HmmError(
+        'EINVAL',
+        `dispatch '${kernel.label}': faultBatchPages ${batch} is more than ${this.dev.name}'s fault buffer (faultBufferPages ${buffer}): a round services at most the faults the buffer delivers`,
+      );
     const policies = this.policiesFor(kernel.label, opts);
     const ticket = this.dev.ticket(); // this dispatch's age, for all its rounds
     // A recording in progress (src/replay/recorder.ts) gets each launch's touched pages and faults.
-    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, { kernel: kernel.label, ticket, mode: 'replayable', ranges, batchPages: batch, maxRounds, policies, prefetch: opts.prefetch, invocations });
+    const rec = this.dev.stats.recorder?.dispatchBegin(this.dev, this.mm, {
+      kernel: kernel.label,
+      ticket,
+      mode: 'replayable',
+      ranges,
+      batchPages: batch,
+      maxRounds,
+      policies,
+      prefetch: opts.prefetch,
+      invocations,
+    });
     try {
       for (const r of ranges) await this.faults.faultIn(r.start, r.end, r.write, { ticket, policies, where: `dispatch '${kernel.label}'` });
     } catch (e) {
@@ -232,7 +277,13 @@ export class Dispatcher {
         // A fault round spans its launch, the readback, and the service (its phases nest in it).
         const tRound = performance.now();
         const window = rule.whole && rule.window[0] === 0 ? undefined : rule.window;
-        const status = await this.dev.launcher.launch(this.target, ctl, kernel, workgroups, opts.uniforms, undefined, { replayable: true, clearDone: round === 1, record: rec !== undefined, faultBuffer: buffer, window });
+        const status = await this.dev.launcher.launch(this.target, ctl, kernel, workgroups, opts.uniforms, undefined, {
+          replayable: true,
+          clearDone: round === 1,
+          record: rec !== undefined,
+          faultBuffer: buffer,
+          window,
+        });
         rec?.round(status);
         hold?.release();
         hold = null;
@@ -258,8 +309,15 @@ export class Dispatcher {
         stalled = sameKeys(keys, lastKeys) ? stalled + 1 : 0;
         lastKeys = keys;
         if (stalled >= STALLED_ROUNDS || round === maxRounds) {
-          const shown = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
-          throw new HmmError('EBUSY', `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${shown}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
+          const shown = keys
+            .slice(0, 8)
+            .map((k) => hex((k >>> 1) * PAGE_SIZE))
+            .join(', ');
+          throw new HmmError(
+            'EBUSY',
+            `dispatch '${kernel.label}': still faulting after ${round} rounds on ${keys.length} pages (${shown}${keys.length > 8 ? ', ...' : ''})`,
+            (keys[0]! >>> 1) * PAGE_SIZE,
+          );
         }
         faultedPages += keys.length;
         rule.faults(keys);
@@ -277,15 +335,35 @@ export class Dispatcher {
           const [first, end] = rule.window;
           const alone = rule.protectedPages.size;
           if (!rule.shrink())
-            throw new HmmError('ENOMEM', `dispatch '${kernel.label}': invocation ${first} alone does not fit ${this.dev.name}: it faulted on ${alone + keys.length} pages it needs at once (${alone} resident and kept) without finishing, and the device has ${this.dev.memory.frameCount} frames (${e.message})`, e.address);
-          stats.trace.record({ kind: 'gpu-fault-round', ts: tRound, dur: performance.now() - tRound, pages: keys.length, device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: no room; invocations [${first}, ${end}) narrowed to [${rule.window[0]}, ${rule.window[1]})`, id: flow });
+            throw new HmmError(
+              'ENOMEM',
+              `dispatch '${kernel.label}': invocation ${first} alone does not fit ${this.dev.name}: it faulted on ${alone + keys.length} pages it needs at once (${alone} resident and kept) without finishing, and the device has ${this.dev.memory.frameCount} frames (${e.message})`,
+              e.address,
+            );
+          stats.trace.record({
+            kind: 'gpu-fault-round',
+            ts: tRound,
+            dur: performance.now() - tRound,
+            pages: keys.length,
+            device: this.dev.id,
+            mm: this.mm.id,
+            detail: `${kernel.label} round ${round}: no room; invocations [${first}, ${end}) narrowed to [${rule.window[0]}, ${rule.window[1]})`,
+            id: flow,
+          });
           continue;
         }
         // what the service mapped: a fault on it again before any invocation finishes is a refault
         rule.servicedKeys(keys.filter((k) => this.table.has(k >>> 1, (k & 1) === 1)));
         stats.trace.record({
-          kind: 'gpu-fault-round', ts: tRound, dur: performance.now() - tRound, pages: keys.length, va: (keys[0]! >>> 1) * PAGE_SIZE,
-          device: this.dev.id, mm: this.mm.id, detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique${rule.active ? `, progress rule: invocations [${rule.window[0]}, ${rule.window[1]}), ${rule.protectedPages.size} pages kept` : ''}`, id: flow,
+          kind: 'gpu-fault-round',
+          ts: tRound,
+          dur: performance.now() - tRound,
+          pages: keys.length,
+          va: (keys[0]! >>> 1) * PAGE_SIZE,
+          device: this.dev.id,
+          mm: this.mm.id,
+          detail: `${kernel.label} round ${round}: ${status.misses} misses, ${keys.length} unique${rule.active ? `, progress rule: invocations [${rule.window[0]}, ${rule.window[1]}), ${rule.protectedPages.size} pages kept` : ''}`,
+          id: flow,
         });
       }
     } catch (e) {
@@ -308,7 +386,8 @@ export class Dispatcher {
     if (opts.prefetch !== undefined) out.prefetch = densityPrefetch(resolvePrefetch(label, this.dev.prefetch, opts.prefetch));
     const own = opts.policy;
     if (own !== undefined) {
-      if (own === null || typeof own !== 'object') throw new HmmError('EINVAL', `dispatch '${label}': policy ${String(own)} is not an object { prefetch?, eviction?, placement?, batching? }`);
+      if (own === null || typeof own !== 'object')
+        throw new HmmError('EINVAL', `dispatch '${label}': policy ${String(own)} is not an object { prefetch?, eviction?, placement?, batching? }`);
       for (const kind of ['prefetch', 'eviction', 'placement', 'batching'] as const) {
         if (own[kind] === undefined) continue;
         checkPolicy(kind, own[kind], `dispatch '${label}' policy`);
@@ -349,7 +428,11 @@ export class Dispatcher {
     let cap = Math.max(1, Math.floor(frames / 2));
     if (rule.active) cap = Math.max(1, Math.min(cap, frames - rule.protectedPages.size));
     const thrashing = this.mm.thrash.config.enabled && this.throttle(faulted);
-    const plan = askBatching(policies.batching, { faulted: faulted.length, frames, batchPages: batch, thrashing, thrashNapMs: this.mm.thrash.config.napMs }, where);
+    const plan = askBatching(
+      policies.batching,
+      { faulted: faulted.length, frames, batchPages: batch, thrashing, thrashNapMs: this.mm.thrash.config.napMs },
+      where,
+    );
     if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
     this.faults.countFaults(faulted);
     const isFault = new Set(faulted);
@@ -386,7 +469,11 @@ export class Dispatcher {
     try {
       // One fault-in for the writes (a page faulted for a load and a store is among them, and
       // is uploaded once, writable), then one for the reads and the prefetched company.
-      await this.faults.faultInPages([...writes].sort((a, b) => a - b), true, { ...opts, keep, progress: isFault });
+      await this.faults.faultInPages(
+        [...writes].sort((a, b) => a - b),
+        true,
+        { ...opts, keep, progress: isFault },
+      );
       await this.faults.faultInPages(reads, false, { ...opts, keep, progress: isFault });
     } catch (e) {
       // A fault on an address with no mapping is the kernel's segfault, not a host error.
@@ -414,11 +501,14 @@ export class Dispatcher {
   private missError(label: string, s: { misses: number; minMiss: number; minWriteMiss: number }): HmmError {
     const at = s.minMiss;
     const vma = this.mm.vmaAt(at);
-    if (!vma || !canRead(vma.prot))
-      return new HmmError('ESEGV', `kernel '${label}' touched unmapped address ${hex(at)} (${s.misses} faulting accesses)`, at);
+    if (!vma || !canRead(vma.prot)) return new HmmError('ESEGV', `kernel '${label}' touched unmapped address ${hex(at)} (${s.misses} faulting accesses)`, at);
     if (s.minWriteMiss === at && !canWrite(vma.prot))
       return new HmmError('EPERM', `kernel '${label}' wrote read-only address ${hex(at)} (${s.misses} faulting accesses)`, at);
-    return new HmmError('EFAULT', `kernel '${label}' touched ${hex(at)}, outside its declared ranges (${s.misses} faulting accesses); declare it in ranges`, at);
+    return new HmmError(
+      'EFAULT',
+      `kernel '${label}' touched ${hex(at)}, outside its declared ranges (${s.misses} faulting accesses); declare it in ranges`,
+      at,
+    );
   }
 
   /** Is every page of [start, end) mapped in this device's table (writable, for `write`)? */

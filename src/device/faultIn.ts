@@ -181,7 +181,11 @@ export class DeviceFaultIn {
           if (room === 'waited') round--; // another operation's turn: not a round that failed to settle
           if (room === 'none' && res.moved === 0) {
             const at = movable[short]! * PAGE_SIZE;
-            throw new HmmError('ENOMEM', `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}${this.shortBecause}`, at);
+            throw new HmmError(
+              'ENOMEM',
+              `${this.dev.name}: device memory exhausted (${this.dev.memory.frameCount} frames) faulting in ${hex(at)}${this.shortBecause}`,
+              at,
+            );
           }
         }
         continue;
@@ -206,7 +210,11 @@ export class DeviceFaultIn {
         throw err;
       }
     }
-    throw new HmmError('EBUSY', `${this.dev.name}: fault-in of ${hex(start * PAGE_SIZE)}..${hex(end * PAGE_SIZE)} did not settle after ${MAX_ROUNDS} rounds`, start * PAGE_SIZE);
+    throw new HmmError(
+      'EBUSY',
+      `${this.dev.name}: fault-in of ${hex(start * PAGE_SIZE)}..${hex(end * PAGE_SIZE)} did not settle after ${MAX_ROUNDS} rounds`,
+      start * PAGE_SIZE,
+    );
   }
 
   /**
@@ -257,7 +265,8 @@ export class DeviceFaultIn {
     if (freed > 0 || this.dev.memory.freeFrames > 0) return 'freed';
     const older = this.dev.olderEnded(ticket, opts.hold);
     if (!older) {
-      this.shortBecause = offered > 0 ? `; eviction policy '${policy.name}' chose none of the ${offered} units it was offered` : '; everything resident is needed by this access';
+      this.shortBecause =
+        offered > 0 ? `; eviction policy '${policy.name}' chose none of the ${offered} units it was offered` : '; everything resident is needed by this access';
       return 'none';
     }
     if (opts.hold) await opts.hold.yieldTo(older);
@@ -304,15 +313,19 @@ export class DeviceFaultIn {
     // The rest is the placement policy's: migrate, or serve through a copy ('pin': and keep it in RAM a while).
     const now = performance.now();
     const policy = (opts.policies ?? this.dev.policies).placement;
-    const decision = askPlacement(policy, {
-      page: p,
-      device: this.dev.id,
-      write,
-      advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
-      thrashing: this.mm.thrash.isPinned(p, now),
-      faults: this.faultCounts.get(p) ?? 0,
-      prefetch: asking === 'prefetch',
-    }, opts.where ?? `${this.dev.name} fault-in`);
+    const decision = askPlacement(
+      policy,
+      {
+        page: p,
+        device: this.dev.id,
+        write,
+        advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
+        thrashing: this.mm.thrash.isPinned(p, now),
+        faults: this.faultCounts.get(p) ?? 0,
+        prefetch: asking === 'prefetch',
+      },
+      opts.where ?? `${this.dev.name} fault-in`,
+    );
     if (asking === 'fault') {
       if (decision === 'pin') this.mm.thrash.pin(p, now);
       this.dev.stats.provenance.decision(this.mm.id, p, this.dev.id, this.decisionText(policy.name, decision));
@@ -339,7 +352,15 @@ export class DeviceFaultIn {
     }
   }
 
-  private async mapByRangeFault(start: number, end: number, write: boolean, seq: number, busyOnCpu: ReadonlySet<number>, protect: ReadonlySet<number>, opts: FaultInOptions): Promise<void> {
+  private async mapByRangeFault(
+    start: number,
+    end: number,
+    write: boolean,
+    seq: number,
+    busyOnCpu: ReadonlySet<number>,
+    protect: ReadonlySet<number>,
+    opts: FaultInOptions,
+  ): Promise<void> {
     const leave = (p: number): boolean => this.othersTurn(p, opts);
     const res = await rangeFault(this.mm, { start, end, fault: true, write, owner: this.dev.id, notifier: this.sub, seq, leave, cause: opts.cause?.(start) });
     if (this.sub.readRetry(seq, [start, end])) throw new HmmError('EBUSY', 'invalidated'); // retry under the rule
@@ -444,7 +465,11 @@ export class DeviceFaultIn {
     }
     if (frames.length < want) {
       this.dev.freeFrames(frames);
-      throw new HmmError('ENOMEM', `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}${this.shortBecause}`, pages[0]! * PAGE_SIZE);
+      throw new HmmError(
+        'ENOMEM',
+        `${this.dev.name}: no device memory for ${pages.length} page copies at ${hex(pages[0]! * PAGE_SIZE)}${this.shortBecause}`,
+        pages[0]! * PAGE_SIZE,
+      );
     }
     // A main-thread read or write in flight on a page would find it isolated and start over,
     // as often as we tried: let it finish first (it never waits for us).
@@ -466,7 +491,8 @@ export class DeviceFaultIn {
       // (Nor a page another device holds for its relaunch: it is that device's turn.)
       // (A read-only copy here that the write makes writable in place is not CPU-writable: its
       // other copies, on other devices, go below, while the page is isolated.)
-      if (!(mm.cpuAccessible(p, write) || (write && this.upgradableInPlace(p))) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts)) continue;
+      if (!(mm.cpuAccessible(p, write) || (write && this.upgradableInPlace(p))) || pte.kind(mm.pageTable.get(p)) !== Kind.Ram || this.othersTurn(p, opts))
+        continue;
       const e = mm.pageTable.get(p);
       const sharers = mm.sharers(p, pte.frame(e));
       const before = sharers.map((s) => s.pageTable.get(p));

@@ -291,7 +291,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
    * policy (a policy that picks none of several leaves the caller short: its error says so).
    * @internal
    */
-  async evict(want: number, keep: (mm: AddressSpace, page: number) => boolean, ticket = Infinity, policy: EvictionPolicy = this.policies.eviction, why = 'a fault-in'): Promise<{ freed: number; offered: number }> {
+  async evict(
+    want: number,
+    keep: (mm: AddressSpace, page: number) => boolean,
+    ticket = Infinity,
+    policy: EvictionPolicy = this.policies.eviction,
+    why = 'a fault-in',
+  ): Promise<{ freed: number; offered: number }> {
     const t0 = performance.now();
     const unit = this.evictionPages;
     const n = this.memory.frameCount;
@@ -411,7 +417,15 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
       pagesOut += held.length + readOnly.length;
     }
     this.stats.add('evictions', pagesOut);
-    this.stats.trace.record({ kind: 'evict', ts: t0, dur: performance.now() - t0, pages: pagesOut, bytes: pagesOut * PAGE_SIZE, device: this.id, detail: `${victims.length} units of ${unit} pages` });
+    this.stats.trace.record({
+      kind: 'evict',
+      ts: t0,
+      dur: performance.now() - t0,
+      pages: pagesOut,
+      bytes: pagesOut * PAGE_SIZE,
+      device: this.id,
+      detail: `${victims.length} units of ${unit} pages`,
+    });
     return { freed, offered: candidates.length };
   }
 
@@ -961,7 +975,11 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
 
   private poisonError(page: number): HmmError {
     const va = page * PAGE_SIZE;
-    return new HmmError('EPOISON', `page ${hex(va)}: its only current copy was on ${this.name}, which was lost (${this.lostReason}); the data is gone (munmap it to reuse the address)`, va);
+    return new HmmError(
+      'EPOISON',
+      `page ${hex(va)}: its only current copy was on ${this.name}, which was lost (${this.lostReason}); the data is gone (munmap it to reuse the address)`,
+      va,
+    );
   }
 
   /**
@@ -973,7 +991,13 @@ export class HmmDevice implements DevicePagemap, MigrationDevice {
   async gpuFailure(what: string, cause: unknown): Promise<HmmError> {
     if (cause instanceof HmmError) return cause;
     if (this.lostReason === undefined) {
-      const info = await Promise.race([this.device.lost, this.device.queue.onSubmittedWorkDone().then(() => null, () => null)]);
+      const info = await Promise.race([
+        this.device.lost,
+        this.device.queue.onSubmittedWorkDone().then(
+          () => null,
+          () => null,
+        ),
+      ]);
       if (info) this.markLost(info.message || info.reason);
     }
     if (this.lostReason !== undefined) return new HmmError('EDEVLOST', `${this.name}: ${what} failed: device lost (${this.lostReason})`);

@@ -163,7 +163,10 @@ export function makeLayouts(device: GPUDevice): PipelineLayouts {
 
 function normalizeSize(label: string, ws: KernelOptions['workgroupSize'], device: GPUDevice): [number, number, number] {
   if (ws !== undefined && typeof ws !== 'number' && !(Array.isArray(ws) && ws.length >= 1 && ws.length <= 3))
-    throw new HmmError('EINVAL', `kernel '${label}': workgroupSize ${Array.isArray(ws) ? `[${ws.join(', ')}]` : String(ws)} is not a number or an array [x, y?, z?]`);
+    throw new HmmError(
+      'EINVAL',
+      `kernel '${label}': workgroupSize ${Array.isArray(ws) ? `[${ws.join(', ')}]` : String(ws)} is not a number or an array [x, y?, z?]`,
+    );
   const arr = ws === undefined ? [64] : typeof ws === 'number' ? [ws] : ws;
   const size: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
   const lim = device.limits;
@@ -238,20 +241,15 @@ function isolationError(label: string, code: string, violations: readonly Kernel
  * the internal copy kernel's extra binding.
  */
 export function compileUserKernel(device: GPUDevice, layouts: PipelineLayouts, pool: PoolShape, opts: KernelOptions): Promise<HmmKernel> {
-  const user: KernelBuild = opts && typeof opts === 'object' ? { code: opts.code, workgroupSize: opts.workgroupSize, label: opts.label, ioBinding: false } : opts;
+  const user: KernelBuild =
+    opts && typeof opts === 'object' ? { code: opts.code, workgroupSize: opts.workgroupSize, label: opts.label, ioBinding: false } : opts;
   return compileKernel(device, layouts, pool, user);
 }
 
 /** Compile a kernel (the user's through compileUserKernel, or an internal one with ioBinding). */
-export async function compileKernel(
-  device: GPUDevice,
-  layouts: PipelineLayouts,
-  pool: PoolShape,
-  opts: KernelBuild,
-): Promise<HmmKernel> {
+export async function compileKernel(device: GPUDevice, layouts: PipelineLayouts, pool: PoolShape, opts: KernelBuild): Promise<HmmKernel> {
   if (!opts || typeof opts !== 'object') throw new HmmError('EINVAL', 'createKernel: options { code, workgroupSize?, label? } required');
-  if (opts.label !== undefined && typeof opts.label !== 'string')
-    throw new HmmError('EINVAL', `createKernel: label ${String(opts.label)} is not a string`);
+  if (opts.label !== undefined && typeof opts.label !== 'string') throw new HmmError('EINVAL', `createKernel: label ${String(opts.label)} is not a string`);
   const label = opts.label ?? 'kernel';
   // Read once: the text that is checked is the text that is compiled (a getter cannot swap it).
   const userCode: unknown = opts.code;
@@ -281,7 +279,8 @@ export async function compileKernel(
       if (m.lineNum < 1) return '';
       const n = m.lineNum - userFirstLine + 1;
       if (n < 1) return `prelude line ${m.lineNum}:${m.linePos}: `;
-      if (n > userLines.length) return `after the kernel's last line (line ${userLines.length}), in the entry point that calls kernel(gid: vec3u) (an unclosed brace? a kernel with another signature?): `;
+      if (n > userLines.length)
+        return `after the kernel's last line (line ${userLines.length}), in the entry point that calls kernel(gid: vec3u) (an unclosed brace? a kernel with another signature?): `;
       return `line ${n}:${m.linePos}: `;
     };
     const quote = (m: GPUCompilationMessage): string => {

@@ -247,7 +247,12 @@ export function moduleScopeReferences(src: string): Set<string> {
             if (u.text === '(') parens++;
             else if (u.text === ')') parens--;
             // Equivalent mutants: `parens === 1`, the kind test and the (, ',' or ')' test, each as true, and `tokens[j - 1].text` (j - 1 > k); in a parameter list only a parameter's name is followed by `:`
-            else if (parens === 1 && u.kind === 'ident' && tokens[j + 1]?.text === ':' && (tokens[j - 1]?.text === '(' || tokens[j - 1]?.text === ',' || tokens[j - 1]?.text === ')'))
+            else if (
+              parens === 1 &&
+              u.kind === 'ident' &&
+              tokens[j + 1]?.text === ':' &&
+              (tokens[j - 1]?.text === '(' || tokens[j - 1]?.text === ',' || tokens[j - 1]?.text === ')')
+            )
               params.add(u.text);
           }
         }

@@ -9,7 +9,21 @@ import type { AddressSpace } from '../mm/addressSpace.ts';
 import type { Control, ControlBuffers } from './controlBuffers.ts';
 import type { DevicePageTable } from './devicePageTable.ts';
 import type { HmmDevice } from './hmmDevice.ts';
-import { CTL_DONE, CTL_DONE_RECORDING, CTL_FAULTED, CTL_QCAP, CTL_QLEN, CTL_QUEUE, CTL_TOUCHED, CTL_WINDOW_END, CTL_WINDOW_START, FAULT_QUEUE_CAP, TOUCHED_WORDS, compileKernel, type HmmKernel } from './kernel.ts';
+import {
+  CTL_DONE,
+  CTL_DONE_RECORDING,
+  CTL_FAULTED,
+  CTL_QCAP,
+  CTL_QLEN,
+  CTL_QUEUE,
+  CTL_TOUCHED,
+  CTL_WINDOW_END,
+  CTL_WINDOW_START,
+  FAULT_QUEUE_CAP,
+  TOUCHED_WORDS,
+  compileKernel,
+  type HmmKernel,
+} from './kernel.ts';
 import { shaderSource } from './shaders.ts';
 
 /** What a launch binds and flushes first: one address space's device page table and control buffers. */
@@ -55,7 +69,10 @@ export class Launcher {
 
   checkWorkgroups(label: string, wg: number | [number, number?, number?]): [number, number, number] {
     if (typeof wg !== 'number' && !(Array.isArray(wg) && wg.length >= 1 && wg.length <= 3))
-      throw new HmmError('EINVAL', `dispatch '${label}': workgroups ${Array.isArray(wg) ? `[${wg.join(', ')}]` : String(wg)} is not a number or an array [x, y?, z?]`);
+      throw new HmmError(
+        'EINVAL',
+        `dispatch '${label}': workgroups ${Array.isArray(wg) ? `[${wg.join(', ')}]` : String(wg)} is not a number or an array [x, y?, z?]`,
+      );
     const arr = typeof wg === 'number' ? [wg] : wg;
     const out: [number, number, number] = [arr[0] ?? 1, arr[1] ?? 1, arr[2] ?? 1];
     const max = this.dev.device.limits.maxComputeWorkgroupsPerDimension;
@@ -80,7 +97,10 @@ export class Launcher {
      * faultBuffer: the most faults it delivers (default the device's faultBufferPages); window:
      * the invocations that run, [start, end) of the linear ids (default all).
      */
-    replay: { replayable: boolean; clearDone: boolean; record?: boolean; faultBuffer?: number; window?: readonly [number, number] } = { replayable: false, clearDone: false },
+    replay: { replayable: boolean; clearDone: boolean; record?: boolean; faultBuffer?: number; window?: readonly [number, number] } = {
+      replayable: false,
+      clearDone: false,
+    },
   ): Promise<LaunchStatus> {
     const replayable = replay.replayable;
     const record = replayable && replay.record === true;
@@ -104,7 +124,9 @@ export class Launcher {
     // rest of the launch. Reuse is safe: writeBuffer is ordered on the queue after the earlier
     // launches that read the old uniforms, and a buffer goes back only after its launch's map.
     const usize = Math.max(16, Math.ceil(ubytes.length / 16) * 16);
-    const ubuf = this.uniformPool.take(usize, () => d.createBuffer({ label: `uniforms (${usize} bytes)`, size: usize, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }));
+    const ubuf = this.uniformPool.take(usize, () =>
+      d.createBuffer({ label: `uniforms (${usize} bytes)`, size: usize, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
+    );
     // the whole buffer, zero padded as a fresh one would be: a reused one holds older uniforms
     const ufull = ubytes.length === usize ? ubytes : new Uint8Array(usize);
     if (ufull !== ubytes) ufull.set(ubytes);
@@ -120,7 +142,12 @@ export class Launcher {
     if (!group0) {
       group0 = d.createBindGroup({
         layout,
-        entries: io ? [{ binding: 0, resource: { buffer: ubuf } }, { binding: 1, resource: { buffer: io } }] : [{ binding: 0, resource: { buffer: ubuf } }],
+        entries: io
+          ? [
+              { binding: 0, resource: { buffer: ubuf } },
+              { binding: 1, resource: { buffer: io } },
+            ]
+          : [{ binding: 0, resource: { buffer: ubuf } }],
       });
       if (!io) {
         const byLayout = this.uniformGroups.get(ubuf) ?? new Map<GPUBindGroupLayout, GPUBindGroup>();
@@ -147,7 +174,9 @@ export class Launcher {
     // (rounded up to 64 words, so that the pool sees a few sizes, not one per count)
     const heldBytes = held ? Math.ceil(held.words.length / 64) * 256 : 0;
     const readBytes = queueBytes + touchedBytes + heldBytes;
-    const readback = this.readbackPool.take(readBytes, () => d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
+    const readback = this.readbackPool.take(readBytes, () =>
+      d.createBuffer({ label: `status readback (${readBytes} bytes)`, size: readBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+    );
     d.pushErrorScope('validation');
     const enc = d.createCommandEncoder({ label: kernel.label });
     // A fresh pending bitmap each round: a page still missing must be able to report again.
@@ -223,7 +252,11 @@ export class Launcher {
       stats.trace.record({ kind: 'phase', phase: 'fault-readback', detail: 'fault-readback', ts: tMapped, dur: tDone - tMapped, device: dev, mm });
     }
     this.dev.stats.trace.record({
-      kind: 'kernel', ts: t0, dur: tDone - t0, device: this.dev.id, mm: mirror.mm.id,
+      kind: 'kernel',
+      ts: t0,
+      dur: tDone - t0,
+      device: this.dev.id,
+      mm: mirror.mm.id,
       detail: `${kernel.label} ${workgroups.join('x')} workgroups${status.misses ? `, ${status.misses} misses` : ''}`,
     });
     return status;

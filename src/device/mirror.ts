@@ -212,7 +212,11 @@ export class Mirror {
       for (const block of this.faults.hugeBlocks(pages)) {
         const first = block * PAGES_PER_HUGE;
         if (first < start || first + PAGES_PER_HUGE > start + n) continue;
-        const res = await migrateToDevice(this.mm, this.dev, pageList(first, PAGES_PER_HUGE), { huge: true, othersTurn: (p) => this.faults.othersTurn(p, {}), cause: () => EXPLICIT_MIGRATE });
+        const res = await migrateToDevice(this.mm, this.dev, pageList(first, PAGES_PER_HUGE), {
+          huge: true,
+          othersTurn: (p) => this.faults.othersTurn(p, {}),
+          cause: () => EXPLICIT_MIGRATE,
+        });
         res.pages.forEach((r, k) => r === 'moved' && (result[first - start + k] = r));
       }
       // (a page a CPU fault took back while a later block was moving goes again, as before)
@@ -245,7 +249,11 @@ export class Mirror {
       this.dev.stats.add('pageTableWrites', this.table.flush());
       if (bad.length > 0) {
         const i = bad[0]!;
-        throw new HmmError('ENOENT', `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${result[i]})`, (start + i) * PAGE_SIZE);
+        throw new HmmError(
+          'ENOENT',
+          `migrateToDevice: ${bad.length} of ${n} pages did not move to ${this.dev.name}; first ${hex((start + i) * PAGE_SIZE)} (${result[i]})`,
+          (start + i) * PAGE_SIZE,
+        );
       }
       return { cpages, pages: result };
     });
@@ -263,8 +271,7 @@ export class Mirror {
       const { start, npages: n } = checkPages('mirror.migrateToSystem', va, npages);
       this.alive('migrateToSystem');
       for (let p = start; p < start + n; p++) {
-        if (!this.mm.vmas.find(p))
-          throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
+        if (!this.mm.vmas.find(p)) throw new HmmError('EINVAL', `migrateToSystem: address ${hex(p * PAGE_SIZE)} is not mapped`, p * PAGE_SIZE);
       }
       const pages = pageList(start, n);
       const res = await migrateToSystem(this.mm, this.dev, pages, { kind: 'call', call: 'm.migrateToSystem() (HMM_DMIRROR_MIGRATE_TO_SYS)' });
@@ -324,7 +331,11 @@ export class Mirror {
             this.mm.notifier.invalidate({ start: s, end: e, event: 'exclusive', owner: this.dev });
             this.faults.dropMappings(s, e);
           }
-          const skipped = await this.faults.mapCopies(pages, true, new Set(pages), { hold, ticket, cause: () => ({ kind: 'call', call: 'm.makeExclusive()' }) });
+          const skipped = await this.faults.mapCopies(pages, true, new Set(pages), {
+            hold,
+            ticket,
+            cause: () => ({ kind: 'call', call: 'm.makeExclusive()' }),
+          });
           this.dev.stats.add('pageTableWrites', this.table.flush());
           if (skipped.length > 0) continue; // a CPU thread was inside some pages: take them again
           for (const p of pages) this.exclusive.add(p);

@@ -38,8 +38,7 @@ const HOW_TO_GET_ONE =
 
 let nodeGpu: Promise<{ gpu: GPU; adapter: GPUAdapter }> | undefined;
 
-const isNode = (): boolean =>
-  typeof process !== 'undefined' && typeof process.versions === 'object' && !!process.versions.node;
+const isNode = (): boolean => typeof process !== 'undefined' && typeof process.versions === 'object' && !!process.versions.node;
 
 /** An adapter in a few words: vendor, architecture, device, description (what `dev.adapterName` says). */
 export function describeAdapter(adapter: GPUAdapter): string {
@@ -118,7 +117,10 @@ export async function acquireDevice(req: DeviceRequest): Promise<AcquiredDevice>
   if (req.storageBindingBytes > lim.maxStorageBufferBindingSize)
     throw new HmmError('EINVAL', `${req.label}: a ${req.storageBindingBytes}-byte storage binding exceeds the adapter's ${lim.maxStorageBufferBindingSize}`);
   if (req.storageBuffersPerStage > lim.maxStorageBuffersPerShaderStage)
-    throw new HmmError('EINVAL', `${req.label}: ${req.storageBuffersPerStage} storage buffers per kernel exceed the adapter's ${lim.maxStorageBuffersPerShaderStage}`);
+    throw new HmmError(
+      'EINVAL',
+      `${req.label}: ${req.storageBuffersPerStage} storage buffers per kernel exceed the adapter's ${lim.maxStorageBuffersPerShaderStage}`,
+    );
   const requiredLimits: Record<string, number> = {
     maxStorageBufferBindingSize: Math.max(req.storageBindingBytes, 128 << 20),
     maxBufferSize: Math.max(req.storageBindingBytes, 256 << 20),

@@ -275,9 +275,16 @@ export async function migrateToDevice(
     dev.stats.provenance.recordEach(mm.id, adoptPages, 'to-device', dev.id, causeOf);
     const first = adoptPages.length > 0 ? causeOf(adoptPages[0]!) : undefined;
     dev.stats.trace.record({
-      kind: 'migrate-to-device', ts: t0, dur: performance.now() - t0, pages: adoptPages.length,
-      bytes: upFrames.length * PAGE_SIZE, va: (adoptPages[0] ?? selected[0]!) * PAGE_SIZE, device: dev.id, mm: mm.id,
-      detail: first && describeCause(first), flow: first && 'flow' in first ? first.flow : undefined,
+      kind: 'migrate-to-device',
+      ts: t0,
+      dur: performance.now() - t0,
+      pages: adoptPages.length,
+      bytes: upFrames.length * PAGE_SIZE,
+      va: (adoptPages[0] ?? selected[0]!) * PAGE_SIZE,
+      device: dev.id,
+      mm: mm.id,
+      detail: first && describeCause(first),
+      flow: first && 'flow' in first ? first.flow : undefined,
       counters: { [`resident pages ${dev.name}`]: dev.residentPages(), 'bytes to devices': dev.stats.get('bytesToDevice') },
     });
     dev.inject?.('committed', { direction: 'toDevice' });
@@ -290,7 +297,12 @@ export async function migrateToDevice(
 }
 
 /** Device-private pages of `dev` -> system RAM. Every selected page moves, or none does. */
-export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pages: readonly number[], cause: Cause = EXPLICIT_TO_SYSTEM): Promise<MigrateResult> {
+export async function migrateToSystem(
+  mm: AddressSpace,
+  dev: MigrationDevice,
+  pages: readonly number[],
+  cause: Cause = EXPLICIT_TO_SYSTEM,
+): Promise<MigrateResult> {
   const t0 = performance.now();
   const stats = dev.stats;
   const result: PageResult[] = pages.map(() => 'remote');
@@ -359,16 +371,32 @@ export async function migrateToSystem(mm: AddressSpace, dev: MigrationDevice, pa
     dev.freeFrames(freed);
     // a whole block that came home into one run of RAM is a huge page in RAM again
     for (const b of hugeBlocks) if (mm.pageTable.get(b * PAGES_PER_HUGE) === pte.ram(ramFrames[selected.indexOf(b * PAGES_PER_HUGE)]!)) mm.markRamHuge(b);
-    mm.noteMigration(selected.filter((_, k) => result[selIndex[k]!] === 'moved'), 'toSystem');
+    mm.noteMigration(
+      selected.filter((_, k) => result[selIndex[k]!] === 'moved'),
+      'toSystem',
+    );
     const moved = result.filter((r) => r === 'moved').length;
     dev.stats.add('pagesToSystem', moved);
     dev.stats.add('bytesToSystem', moved * PAGE_SIZE);
     dev.stats.add('bytesWrittenBack', moved * PAGE_SIZE);
     dev.stats.add('bytesStored', storedBlocks * BLOCK_SIZE);
-    dev.stats.provenance.record(mm.id, selected.filter((_, k) => result[selIndex[k]!] === 'moved'), 'to-system', dev.id, cause);
+    dev.stats.provenance.record(
+      mm.id,
+      selected.filter((_, k) => result[selIndex[k]!] === 'moved'),
+      'to-system',
+      dev.id,
+      cause,
+    );
     dev.stats.trace.record({
-      kind: 'migrate-to-system', ts: t0, dur: performance.now() - t0, pages: moved,
-      bytes: moved * PAGE_SIZE, va: selected[0]! * PAGE_SIZE, device: dev.id, mm: mm.id, detail: describeCause(cause),
+      kind: 'migrate-to-system',
+      ts: t0,
+      dur: performance.now() - t0,
+      pages: moved,
+      bytes: moved * PAGE_SIZE,
+      va: selected[0]! * PAGE_SIZE,
+      device: dev.id,
+      mm: mm.id,
+      detail: describeCause(cause),
       counters: { [`resident pages ${dev.name}`]: dev.residentPages(), 'bytes to system RAM': dev.stats.get('bytesToSystem') },
     });
     dev.inject?.('committed', { direction: 'toSystem' });

@@ -121,13 +121,11 @@ export async function rangeFault(mm: AddressSpace, req: RangeFaultRequest): Prom
       const at = p * PAGE_SIZE;
       const vma = mm.vmas.find(p);
       if (!vma || !canRead(vma.prot)) {
-        if (req.fault)
-          throw new HmmError('EFAULT', `rangeFault: address ${hex(at)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, at);
+        if (req.fault) throw new HmmError('EFAULT', `rangeFault: address ${hex(at)} is ${vma ? "mapped with prot 'none'" : 'not mapped'}`, at);
         flags[i] = PFN_ERROR;
         continue;
       }
-      if (req.fault && req.write && !canWrite(vma.prot))
-        throw new HmmError('EPERM', `rangeFault: write to read-only address ${hex(at)}`, at);
+      if (req.fault && req.write && !canWrite(vma.prot)) throw new HmmError('EPERM', `rangeFault: write to read-only address ${hex(at)}`, at);
       const e = mm.pageTable.get(p);
       entries[i] = e;
       // (A page with read-only device copies, or shared copy-on-write, is valid but not

@@ -153,8 +153,7 @@ export class AddressSpace {
     for (const flag of ['shared', 'huge'] as const)
       if (opts[flag] !== undefined && typeof opts[flag] !== 'boolean') throw new HmmError('EINVAL', `mmap: ${flag} ${String(opts[flag])} is not a boolean`);
     const prot = opts.prot ?? 'rw';
-    if (prot !== 'none' && prot !== 'r' && prot !== 'rw')
-      throw new HmmError('EINVAL', `mmap: prot ${String(prot)} is not 'none', 'r' or 'rw'`);
+    if (prot !== 'none' && prot !== 'r' && prot !== 'rw') throw new HmmError('EINVAL', `mmap: prot ${String(prot)} is not 'none', 'r' or 'rw'`);
     const huge = opts.huge === true;
     const unit = huge ? HUGE_SIZE : PAGE_SIZE;
     const bytes = Math.ceil(length / unit) * unit;
@@ -162,8 +161,7 @@ export class AddressSpace {
     let start: number;
     if (opts.addr !== undefined) {
       const addr = checkPageAligned('mmap', opts.addr);
-      if (huge && addr % HUGE_SIZE !== 0)
-        throw new HmmError('EINVAL', `mmap: huge mapping at ${hex(addr)} is not 2 MiB aligned`, addr);
+      if (huge && addr % HUGE_SIZE !== 0) throw new HmmError('EINVAL', `mmap: huge mapping at ${hex(addr)} is not 2 MiB aligned`, addr);
       if (addr < MMAP_MIN_ADDR)
         throw new HmmError('EINVAL', `mmap: address ${hex(addr)} is below ${hex(MMAP_MIN_ADDR)}; page 0 stays unmapped so a null pointer faults`, addr);
       checkRange('mmap', addr, bytes);
@@ -207,7 +205,8 @@ export class AddressSpace {
     let newPages = positive('newLength', newLength);
     if (opts === null || typeof opts !== 'object') throw new HmmError('EINVAL', `mremap ${hex(va)}: options ${String(opts)} is not an object`, va);
     for (const flag of ['mayMove', 'dontUnmap'] as const)
-      if (opts[flag] !== undefined && typeof opts[flag] !== 'boolean') throw new HmmError('EINVAL', `mremap ${hex(va)}: ${flag} ${String(opts[flag])} is not a boolean`, va);
+      if (opts[flag] !== undefined && typeof opts[flag] !== 'boolean')
+        throw new HmmError('EINVAL', `mremap ${hex(va)}: ${flag} ${String(opts[flag])} is not a boolean`, va);
     const fixed = opts.addr !== undefined ? checkPageAligned('mremap', opts.addr) / PAGE_SIZE : undefined;
     const mayMove = opts.mayMove === true || fixed !== undefined;
     if (opts.dontUnmap && (!mayMove || newPages !== oldPages))
@@ -215,7 +214,8 @@ export class AddressSpace {
     const start = va / PAGE_SIZE;
     checkRange('mremap', va, oldPages * PAGE_SIZE);
     if (fixed !== undefined) {
-      if (fixed * PAGE_SIZE < MMAP_MIN_ADDR) throw new HmmError('EINVAL', `mremap: address ${hex(fixed * PAGE_SIZE)} is below ${hex(MMAP_MIN_ADDR)}`, fixed * PAGE_SIZE);
+      if (fixed * PAGE_SIZE < MMAP_MIN_ADDR)
+        throw new HmmError('EINVAL', `mremap: address ${hex(fixed * PAGE_SIZE)} is below ${hex(MMAP_MIN_ADDR)}`, fixed * PAGE_SIZE);
       checkRange('mremap', fixed * PAGE_SIZE, newPages * PAGE_SIZE);
       if (fixed < start + oldPages && start < fixed + newPages)
         throw new HmmError('EINVAL', `mremap ${hex(va)}: the new range at ${hex(fixed * PAGE_SIZE)} overlaps the old one`, fixed * PAGE_SIZE);
@@ -265,7 +265,11 @@ export class AddressSpace {
     if (v.shared && this.family.size > 1) {
       for (let p = start; p < start + Math.min(oldPages, newPages); p++) {
         if (this.relativeMaps(p))
-          throw new HmmError('EINVAL', `mremap ${hex(va)}: page ${hex(p * PAGE_SIZE)} of a shared mapping is also mapped by a fork relative; a shared range that relatives map cannot move (grow or shrink it in place)`, p * PAGE_SIZE);
+          throw new HmmError(
+            'EINVAL',
+            `mremap ${hex(va)}: page ${hex(p * PAGE_SIZE)} of a shared mapping is also mapped by a fork relative; a shared range that relatives map cannot move (grow or shrink it in place)`,
+            p * PAGE_SIZE,
+          );
       }
     }
     let to: number;
@@ -314,8 +318,7 @@ export class AddressSpace {
   async mprotect(va: number, length: number, prot: Prot): Promise<void> {
     this.checkAlive('mprotect');
     const { start, end } = this.pageRange('mprotect', va, length);
-    if (prot !== 'none' && prot !== 'r' && prot !== 'rw')
-      throw new HmmError('EINVAL', `mprotect: prot ${String(prot)} is not 'none', 'r' or 'rw'`);
+    if (prot !== 'none' && prot !== 'r' && prot !== 'rw') throw new HmmError('EINVAL', `mprotect: prot ${String(prot)} is not 'none', 'r' or 'rw'`);
     const checkHoles = (): void => {
       const hole = this.vmas.firstHole(start, end);
       if (hole >= 0) throw new HmmError('ENOMEM', `mprotect: page at ${hex(hole * PAGE_SIZE)} is not mapped`, hole * PAGE_SIZE);
@@ -353,10 +356,12 @@ export class AddressSpace {
     if (unknown !== undefined) throw new HmmError('EINVAL', `advise ${hex(va)}: unknown advice '${unknown}' (expected preferred, readMostly, accessedBy)`, va);
     const devs = this.pagemaps();
     const checkDev = (d: unknown, what: string): void => {
-      if (typeof d !== 'number' || !Number.isInteger(d) || !devs[d]) throw new HmmError('EINVAL', `advise ${hex(va)}: ${what} ${String(d)} is not a device of this system`, va);
+      if (typeof d !== 'number' || !Number.isInteger(d) || !devs[d])
+        throw new HmmError('EINVAL', `advise ${hex(va)}: ${what} ${String(d)} is not a device of this system`, va);
     };
     if (advice.preferred !== undefined && advice.preferred !== null && advice.preferred !== 'system') checkDev(advice.preferred, 'preferred');
-    if (advice.readMostly !== undefined && typeof advice.readMostly !== 'boolean') throw new HmmError('EINVAL', `advise ${hex(va)}: readMostly must be a boolean`, va);
+    if (advice.readMostly !== undefined && typeof advice.readMostly !== 'boolean')
+      throw new HmmError('EINVAL', `advise ${hex(va)}: readMostly must be a boolean`, va);
     if (advice.accessedBy !== undefined) {
       if (!Array.isArray(advice.accessedBy)) throw new HmmError('EINVAL', `advise ${hex(va)}: accessedBy must be an array of device ids`, va);
       for (const d of advice.accessedBy) checkDev(d, 'accessedBy device');
@@ -439,7 +444,12 @@ export class AddressSpace {
       if (hole >= 0) throw new HmmError('ENOMEM', `madvise: page at ${hex(hole * PAGE_SIZE)} is not mapped`, hole * PAGE_SIZE);
       if (advice === 'free') {
         const shared = this.vmas.overlapping(start, end).find((v) => v.shared);
-        if (shared) throw new HmmError('EINVAL', `madvise ${hex(va)}: 'free' needs private memory; ${hex(shared.start * PAGE_SIZE)} is a shared mapping`, shared.start * PAGE_SIZE);
+        if (shared)
+          throw new HmmError(
+            'EINVAL',
+            `madvise ${hex(va)}: 'free' needs private memory; ${hex(shared.start * PAGE_SIZE)} is a shared mapping`,
+            shared.start * PAGE_SIZE,
+          );
       }
     };
     checkLayout();
@@ -961,8 +971,7 @@ export class AddressSpace {
       const at = Math.max(va, p * PAGE_SIZE);
       if (!vma) throw new HmmError('EFAULT', `${what}: address ${hex(at)} is not mapped`, at);
       if (!canRead(vma.prot)) throw new HmmError('EFAULT', `${what}: address ${hex(at)} is mapped with prot 'none'`, at);
-      if (write && !canWrite(vma.prot))
-        throw new HmmError('EPERM', `${what}: address ${hex(at)} is mapped read-only`, at);
+      if (write && !canWrite(vma.prot)) throw new HmmError('EPERM', `${what}: address ${hex(at)} is mapped read-only`, at);
       p = vma.end;
     }
   }
@@ -1021,7 +1030,13 @@ export class AddressSpace {
     for (const p of pages) if (this.thrash.record(p, dir, now)) thrashing++;
     if (thrashing > 0) {
       this.stats.add('thrashEvents', thrashing);
-      this.stats.trace.record({ kind: 'thrash', pages: thrashing, va: pages[0]! * PAGE_SIZE, mm: this.id, detail: `pinned in system RAM for ${this.thrash.config.pinMs} ms` });
+      this.stats.trace.record({
+        kind: 'thrash',
+        pages: thrashing,
+        va: pages[0]! * PAGE_SIZE,
+        mm: this.id,
+        detail: `pinned in system RAM for ${this.thrash.config.pinMs} ms`,
+      });
     }
   }
 
@@ -1210,7 +1225,11 @@ export class AddressSpace {
     Atomics.store(this.pageTable.ctl, CTL_FORKING, 1);
     // Devices keep off the pages while fork brings them home and copies the table (a device
     // hold, as a fault service takes): a kernel faulting them back each time would starve it.
-    const hold = this.holds.hold(FORK_HOLDER, [...this.vmas.all()].flatMap((v) => pageList(v.start, v.end - v.start)), 0);
+    const hold = this.holds.hold(
+      FORK_HOLDER,
+      [...this.vmas.all()].flatMap((v) => pageList(v.start, v.end - v.start)),
+      0,
+    );
     try {
       for (let attempt = 0; attempt < CPU_FAULT_RETRIES; attempt++) {
         await this.drainThreads();
@@ -1229,13 +1248,15 @@ export class AddressSpace {
         }
         // Every page is in RAM, the zero page or untouched; from here on nothing awaits.
         const sharedHoles: number[] = [];
-        for (const v of this.vmas.all()) if (v.shared) for (let p = v.start; p < v.end; p++) if (pte.kind(this.pageTable.get(p)) !== Kind.Ram) sharedHoles.push(p);
+        for (const v of this.vmas.all())
+          if (v.shared) for (let p = v.start; p < v.end; p++) if (pte.kind(this.pageTable.get(p)) !== Kind.Ram) sharedHoles.push(p);
         this.populate(sharedHoles, true, `fork of address space ${this.id} (frames for its shared mappings)`);
         // A pinned private page is copied for the child now, not shared copy-on-write: a later
         // write by the parent would otherwise move the parent's page off the frame its pinner
         // holds (the kernel copies such pages at fork too).
         const pinned: number[] = [];
-        for (const v of this.vmas.all()) if (!v.shared) for (let p = v.start; p < v.end; p++) if (this.pins.isPinned(p) && pte.kind(this.pageTable.get(p)) === Kind.Ram) pinned.push(p);
+        for (const v of this.vmas.all())
+          if (!v.shared) for (let p = v.start; p < v.end; p++) if (this.pins.isPinned(p) && pte.kind(this.pageTable.get(p)) === Kind.Ram) pinned.push(p);
         const copies = this.ram.allocMany(pinned.length, `fork of address space ${this.id} (copies of its pinned pages)`);
         return this.copyInto(this.spawn(), new Map(pinned.map((p, i) => [p, copies[i]!])));
       }
@@ -1397,10 +1418,11 @@ export class AddressSpace {
    */
   holdsEnded(pages: readonly number[], which: (h: DeviceHold) => boolean): Promise<void> | null {
     const waits: Promise<void>[] = [];
-    for (const p of pages) for (const r of this.holdRegistries(p)) {
-      const w = r.ended([p], which);
-      if (w) waits.push(w);
-    }
+    for (const p of pages)
+      for (const r of this.holdRegistries(p)) {
+        const w = r.ended([p], which);
+        if (w) waits.push(w);
+      }
     return waits.length > 0 ? Promise.all(waits).then(() => undefined) : null;
   }
 

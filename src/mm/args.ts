@@ -25,15 +25,13 @@ export function checkPageAligned(what: string, va: unknown): number {
 /** A positive integer count (bytes or pages). */
 export function checkCount(what: string, name: string, n: unknown): number {
   // Equivalent mutant (not disabled: that would hide this line's killed ones): the `typeof` test as false; Number.isInteger refuses every non-number too
-  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0)
-    throw new HmmError('EINVAL', `${what}: ${name} ${String(n)} is not a positive integer`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw new HmmError('EINVAL', `${what}: ${name} ${String(n)} is not a positive integer`);
   return n;
 }
 
 /** [va, va+len) must stay inside the 32-bit address space. */
 export function checkRange(what: string, va: number, len: number): void {
-  if (va + len > VA_LIMIT)
-    throw new HmmError('EINVAL', `${what}: range ${hex(va)} + ${len} bytes runs past the end of the 4 GiB address space`, va);
+  if (va + len > VA_LIMIT) throw new HmmError('EINVAL', `${what}: range ${hex(va)} + ${len} bytes runs past the end of the 4 GiB address space`, va);
 }
 
 /** Page-aligned start plus a page count, as the dmirror-style calls take them. */

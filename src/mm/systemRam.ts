@@ -91,8 +91,7 @@ export class SystemRam {
   alloc(forWhat: string, zero = true): number {
     // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true; makeFree(1) with a frame free does nothing
     if (this.frames.free === 0) this.makeFree(1);
-    if (this.frames.free === 0)
-      throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
+    if (this.frames.free === 0) throw new HmmError('ENOMEM', `system RAM exhausted (${this.frameCount} frames of 4 KiB in use) while ${forWhat}`);
     const f = this.frames.take(1)[0]!;
     // zeroed before reuse: no address space reads another's data (a copy from a zero page:
     // fill() on a SharedArrayBuffer view takes V8's slow path, 2.5x slower per frame)
@@ -120,8 +119,7 @@ export class SystemRam {
   allocMany(n: number, forWhat: string, zero = true): number[] {
     // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; makeFree(n) with n frames free does nothing
     if (n > this.frames.free) this.makeFree(n);
-    if (n > this.frames.free)
-      throw new HmmError('ENOMEM', `system RAM exhausted: ${n} frames needed, ${this.frames.free} free, while ${forWhat}`);
+    if (n > this.frames.free) throw new HmmError('ENOMEM', `system RAM exhausted: ${n} frames needed, ${this.frames.free} free, while ${forWhat}`);
     const out: number[] = [];
     for (let i = 0; i < n; i++) out.push(this.alloc(forWhat, zero));
     return out;

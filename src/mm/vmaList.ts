@@ -96,8 +96,7 @@ export class VmaList {
   }
 
   insert(vma: Vma): void {
-    if (this.overlapping(vma.start, vma.end).length > 0)
-      throw new Error(`VmaList.insert: ${hex(vma.start * PAGE_SIZE)} overlaps an existing mapping`);
+    if (this.overlapping(vma.start, vma.end).length > 0) throw new Error(`VmaList.insert: ${hex(vma.start * PAGE_SIZE)} overlaps an existing mapping`);
     let i = 0;
     // Equivalent mutant (not disabled: that would hide this line's killed ones): `<=`; no VMA starts where a non-overlapping new one does
     while (i < this.vmas.length && this.vmas[i]!.start < vma.start) i++;

@@ -5,7 +5,18 @@
 // policy returns, nothing is lost: the mechanism acts only on what passed here.
 
 import { HmmError } from '../errors.ts';
-import type { BatchContext, BatchPlan, BatchingPolicy, EvictionCandidate, EvictionPolicy, Placement, PlacementContext, PlacementPolicy, PrefetchPolicy, PrefetchView } from './types.ts';
+import type {
+  BatchContext,
+  BatchPlan,
+  BatchingPolicy,
+  EvictionCandidate,
+  EvictionPolicy,
+  Placement,
+  PlacementContext,
+  PlacementPolicy,
+  PrefetchPolicy,
+  PrefetchView,
+} from './types.ts';
 
 /** The longest nap a batching policy may ask for (a longer one is a mistake, not a throttle). */
 export const MAX_NAP_MS = 1000;

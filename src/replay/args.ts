@@ -29,8 +29,19 @@ export function parseReplayArgs(argv: readonly string[]): ReplayOptions {
       if (v === undefined || v.startsWith('--')) throw new HmmError('EINVAL', `${a} needs a value`);
       return v;
     };
-    if (a === '--policy') o.policies.push(...value().split(',').filter((s) => s !== ''));
-    else if (a.startsWith('--policy=')) o.policies.push(...a.slice(9).split(',').filter((s) => s !== ''));
+    if (a === '--policy')
+      o.policies.push(
+        ...value()
+          .split(',')
+          .filter((s) => s !== ''),
+      );
+    else if (a.startsWith('--policy='))
+      o.policies.push(
+        ...a
+          .slice(9)
+          .split(',')
+          .filter((s) => s !== ''),
+      );
     else if (a === '--per-dispatch') o.perDispatch = true;
     else if (a === '--json') o.json = value();
     else if (a === '--help' || a === '-h') o.help = true;

@@ -36,9 +36,29 @@ export interface Metrics {
   prefetchedPages: number;
 }
 
-export const METRIC_NAMES: readonly (keyof Metrics)[] = ['launches', 'faultRounds', 'faultedPages', 'pagesToDevice', 'deviceCopies', 'pagesToSystem', 'writeBacks', 'evictions', 'prefetchedPages'];
+export const METRIC_NAMES: readonly (keyof Metrics)[] = [
+  'launches',
+  'faultRounds',
+  'faultedPages',
+  'pagesToDevice',
+  'deviceCopies',
+  'pagesToSystem',
+  'writeBacks',
+  'evictions',
+  'prefetchedPages',
+];
 
-export const zeroMetrics = (): Metrics => ({ launches: 0, faultRounds: 0, faultedPages: 0, pagesToDevice: 0, deviceCopies: 0, pagesToSystem: 0, writeBacks: 0, evictions: 0, prefetchedPages: 0 });
+export const zeroMetrics = (): Metrics => ({
+  launches: 0,
+  faultRounds: 0,
+  faultedPages: 0,
+  pagesToDevice: 0,
+  deviceCopies: 0,
+  pagesToSystem: 0,
+  writeBacks: 0,
+  evictions: 0,
+  prefetchedPages: 0,
+});
 
 export function addMetrics(into: Metrics, m: Metrics): Metrics {
   for (const k of METRIC_NAMES) into[k] += m[k];
@@ -219,7 +239,8 @@ function arr(path: string, v: unknown): unknown[] {
 }
 
 function int(path: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) fail(path, v, `an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '…' : max}]`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    fail(path, v, `an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '…' : max}]`);
   return v;
 }
 
@@ -375,7 +396,8 @@ function event(path: string, v: unknown, t: { devices: number; spaces: Set<numbe
     for (const k of ['faults', 'rounds', 'faultedPages']) int(`${path}.result.${k}`, r[k]);
   }
   if (e.error !== undefined) str(`${path}.error`, e.error);
-  if (e.mode === 'replayable' && e.error === undefined && (e.rounds as unknown[]).length === 0) fail(`${path}.rounds`, e.rounds, 'at least one launch (a replayable dispatch that did not fail launched)');
+  if (e.mode === 'replayable' && e.error === undefined && (e.rounds as unknown[]).length === 0)
+    fail(`${path}.rounds`, e.rounds, 'at least one launch (a replayable dispatch that did not fail launched)');
   metrics(`${path}.real`, e.real);
 }
 
@@ -401,9 +423,10 @@ export function parseFaultTrace(value: unknown, source = 'fault trace'): FaultTr
       for (const k of ['windowMs', 'pinMs', 'thrashNapMs']) ms(`spaces[${i}].${k}`, o[k]);
       int(`spaces[${i}].threshold`, o.threshold);
     });
-    for (const d of devices as TraceDevice[]) d.initial.frames.forEach((f, k) => {
-      if (!spaces.has(f.space)) fail(`devices[${d.id}].initial.frames[${k}].space`, f.space, 'an address space listed in spaces');
-    });
+    for (const d of devices as TraceDevice[])
+      d.initial.frames.forEach((f, k) => {
+        if (!spaces.has(f.space)) fail(`devices[${d.id}].initial.frames[${k}].space`, f.space, 'an address space listed in spaces');
+      });
     const mappings = arr('mappings', t.mappings);
     mappings.forEach((m, i) => arr(`mappings[${i}]`, m).forEach((v, k) => vma(`mappings[${i}][${k}]`, v)));
     const ctx = { devices: devices.length, spaces, mappings: mappings.length };

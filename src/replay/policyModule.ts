@@ -13,9 +13,11 @@ const KINDS = ['prefetch', 'eviction', 'placement', 'batching'] as const;
 
 /** A PolicySet, or EINVAL naming `source` and what is wrong. */
 export function checkPolicySet(v: unknown, source: string): PolicySet {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new HmmError('EINVAL', `${source}: the default export is not a policy set { name, prefetch?, eviction?, placement?, batching? }`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new HmmError('EINVAL', `${source}: the default export is not a policy set { name, prefetch?, eviction?, placement?, batching? }`);
   const set = v as Record<string, unknown>;
-  if (typeof set.name !== 'string' || set.name === '') throw new HmmError('EINVAL', `${source}: the policy set has no name (a non-empty string: it labels its column)`);
+  if (typeof set.name !== 'string' || set.name === '')
+    throw new HmmError('EINVAL', `${source}: the policy set has no name (a non-empty string: it labels its column)`);
   const extra = Object.keys(set).find((k) => k !== 'name' && !(KINDS as readonly string[]).includes(k));
   if (extra !== undefined) throw new HmmError('EINVAL', `${source}: '${extra}' is not a policy kind (${KINDS.join(', ')})`);
   if (!KINDS.some((k) => set[k] !== undefined)) throw new HmmError('EINVAL', `${source}: the policy set '${set.name}' holds no policy`);

@@ -20,7 +20,18 @@ import { DEFAULT_THRASH } from '../policy/thrashing.ts';
 import type { Policies } from '../policy/types.ts';
 import { describeCause, type Cause, type PageMove } from '../trace/provenance.ts';
 import type { Counter, Stats } from '../trace/stats.ts';
-import { TRACE_FORMAT, TRACE_VERSION, zeroMetrics, type DispatchEvent, type FaultTrace, type Metrics, type TraceDevice, type TraceEvent, type TracePolicies, type TraceVma } from './format.ts';
+import {
+  TRACE_FORMAT,
+  TRACE_VERSION,
+  zeroMetrics,
+  type DispatchEvent,
+  type FaultTrace,
+  type Metrics,
+  type TraceDevice,
+  type TraceEvent,
+  type TracePolicies,
+  type TraceVma,
+} from './format.ts';
 import { bitmapToRuns, toRuns } from './pageRuns.ts';
 
 /** What the recorder needs of the System (system.ts passes itself). */
@@ -117,7 +128,9 @@ export class Recorder implements Recording {
       const initial = d.recordingState();
       for (const f of initial.frames) this.noteSpace(f.space);
       if (initial.frames.length > 0)
-        this.notes.add(`${d.name} held ${initial.frames.length} pages when recording began: the replay starts from them with their accessed bits clear and no fault counts`);
+        this.notes.add(
+          `${d.name} held ${initial.frames.length} pages when recording began: the replay starts from them with their accessed bits clear and no fault counts`,
+        );
       return {
         id: d.id,
         name: d.name,
@@ -202,8 +215,10 @@ export class Recorder implements Recording {
       rounds: [],
       real: zeroMetrics(),
     };
-    if (d.mode === 'validated') this.notes.add('validated dispatches replay as their declared ranges faulting in, then one launch that touches every declared page');
-    if (this.inFlight.some((a) => a.device === dev.id)) this.notes.add(`dispatches ran at the same time on ${dev.name}: the replay runs them one after another, in the order they began`);
+    if (d.mode === 'validated')
+      this.notes.add('validated dispatches replay as their declared ranges faulting in, then one launch that touches every declared page');
+    if (this.inFlight.some((a) => a.device === dev.id))
+      this.notes.add(`dispatches ran at the same time on ${dev.name}: the replay runs them one after another, in the order they began`);
     this.tickets.add(d.ticket);
     this.events.push(event);
     const a: Active = { event, device: dev.id, space: mm.id, before: this.sys.counters.snapshot(), writeBacks: 0 };
@@ -283,7 +298,16 @@ export class Recorder implements Recording {
       last.pages.push(...toRuns(pages));
       return;
     }
-    this.events.push({ kind: 'move', t: this.now(), space: mm, device, move, pages: toRuns(pages), cause: why, ...(space ? { mappings: this.mappingsOf(space) } : {}) });
+    this.events.push({
+      kind: 'move',
+      t: this.now(),
+      space: mm,
+      device,
+      move,
+      pages: toRuns(pages),
+      cause: why,
+      ...(space ? { mappings: this.mappingsOf(space) } : {}),
+    });
   }
 
   stop(): FaultTrace {
@@ -302,7 +326,10 @@ export class Recorder implements Recording {
       real.faultedPages += e.real.faultedPages;
     }
     const thrash = (now.thrashEvents ?? 0) - (this.start.thrashEvents ?? 0);
-    if (thrash > 0) this.notes.add(`thrashing detection pinned ${thrash} pages in RAM during the recording: the simulator's detector runs on the recorded clock, so its verdicts may differ near the window's edge`);
+    if (thrash > 0)
+      this.notes.add(
+        `thrashing detection pinned ${thrash} pages in RAM during the recording: the simulator's detector runs on the recorded clock, so its verdicts may differ near the window's edge`,
+      );
     const naps = (now.throttledBatches ?? 0) - (this.start.throttledBatches ?? 0);
     if (naps > 0) this.notes.add(`${naps} fault batches were throttled; the simulator counts no time`);
     return {

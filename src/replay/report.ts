@@ -58,7 +58,10 @@ function table(head: string[], rows: string[][]): string {
 export function describeTrace(trace: FaultTrace, source: string): string {
   const count = (kind: string): number => trace.events.filter((e) => e.kind === kind).length;
   const devices = trace.devices
-    .map((d) => `${d.name}: ${d.frames} frames of 4 KiB, eviction unit ${d.evictionPages} pages, fault buffer ${d.faultBufferPages ?? 4096}, fault batch ${d.faultBatchPages}; policies ${d.policies.prefetch.name} / ${d.policies.eviction} / ${d.policies.placement} / ${d.policies.batching}`)
+    .map(
+      (d) =>
+        `${d.name}: ${d.frames} frames of 4 KiB, eviction unit ${d.evictionPages} pages, fault buffer ${d.faultBufferPages ?? 4096}, fault batch ${d.faultBatchPages}; policies ${d.policies.prefetch.name} / ${d.policies.eviction} / ${d.policies.placement} / ${d.policies.batching}`,
+    )
     .join('; ');
   return `${source}: recorded ${trace.createdAt} on ${trace.adapters.join(', ') || 'no device'}\n  ${devices}\n  ${count('dispatch')} dispatches, ${count('cpu')} CPU fault events, ${count('move')} explicit moves`;
 }
@@ -80,8 +83,15 @@ export function formatReplay(trace: FaultTrace, replays: readonly ReplayResult[]
     return cells;
   });
   const out = [table(head, rows)];
-  const failed = replays.flatMap((r) => r.dispatches.filter((d) => d.error && !d.realError).map((d) => `${r.name}: dispatch '${d.kernel}' (event ${d.event}) failed in the replay: ${d.error}`));
-  const notes = [...trace.notes.map((n) => `recording: ${n}`), ...replays.flatMap((r) => r.notes.map((n) => `${r.name}: ${n}`)), ...failed, ...errors.map((e) => `${e.name}: ${e.error}`)];
+  const failed = replays.flatMap((r) =>
+    r.dispatches.filter((d) => d.error && !d.realError).map((d) => `${r.name}: dispatch '${d.kernel}' (event ${d.event}) failed in the replay: ${d.error}`),
+  );
+  const notes = [
+    ...trace.notes.map((n) => `recording: ${n}`),
+    ...replays.flatMap((r) => r.notes.map((n) => `${r.name}: ${n}`)),
+    ...failed,
+    ...errors.map((e) => `${e.name}: ${e.error}`),
+  ];
   if (notes.length > 0) out.push('', ...notes.map((n) => `note: ${n}`));
   return out.join('\n');
 }
@@ -89,7 +99,16 @@ export function formatReplay(trace: FaultTrace, replays: readonly ReplayResult[]
 /** One row per dispatch: recorded and replayed fault rounds, pages in, evictions. */
 export function formatPerDispatch(replays: readonly ReplayResult[]): string {
   if (replays.length === 0) return '';
-  const head = ['event', 'kernel', 'rec rounds', ...replays.map((r) => `${r.name} rounds`), 'rec in', ...replays.map((r) => `${r.name} in`), 'rec evict', ...replays.map((r) => `${r.name} evict`)];
+  const head = [
+    'event',
+    'kernel',
+    'rec rounds',
+    ...replays.map((r) => `${r.name} rounds`),
+    'rec in',
+    ...replays.map((r) => `${r.name} in`),
+    'rec evict',
+    ...replays.map((r) => `${r.name} evict`),
+  ];
   const rows = replays[0]!.dispatches.map((d, i) => [
     String(d.event),
     d.kernel,
@@ -106,5 +125,15 @@ export function formatPerDispatch(replays: readonly ReplayResult[]): string {
 /** The replays as JSON (for scripts): metric totals per replay and per dispatch. */
 export function replayJson(trace: FaultTrace, replays: readonly ReplayResult[]): unknown {
   const pick = (m: Metrics): Record<string, number> => Object.fromEntries(METRIC_NAMES.map((k) => [k, m[k]]));
-  return { recorded: pick(trace.real), notes: trace.notes, replays: replays.map((r) => ({ name: r.name, total: pick(r.total), between: pick(r.between), notes: r.notes, dispatches: r.dispatches.map((d) => ({ ...d, metrics: pick(d.metrics), real: pick(d.real) })) })) };
+  return {
+    recorded: pick(trace.real),
+    notes: trace.notes,
+    replays: replays.map((r) => ({
+      name: r.name,
+      total: pick(r.total),
+      between: pick(r.between),
+      notes: r.notes,
+      dispatches: r.dispatches.map((d) => ({ ...d, metrics: pick(d.metrics), real: pick(d.real) })),
+    })),
+  };
 }

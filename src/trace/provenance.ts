@@ -94,10 +94,11 @@ export class Provenance {
    * the per-page arrays and calls.
    */
   recordEach(mm: number, pages: readonly number[], move: PageMove, device: number, causeOf: (page: number) => Cause): void {
-    if (this.observers.size > 0) for (const p of pages) {
-      const cause = causeOf(p);
-      for (const o of this.observers) o(mm, [p], move, device, cause);
-    }
+    if (this.observers.size > 0)
+      for (const p of pages) {
+        const cause = causeOf(p);
+        for (const o of this.observers) o(mm, [p], move, device, cause);
+      }
     if (!this.enabled) return;
     this.keep(mm, pages, move, device, causeOf);
   }
@@ -120,7 +121,8 @@ export class Provenance {
       // Stryker disable next-line ConditionalExpression: the test as true; deleting a missing key changes nothing
       if (placement !== undefined) this.decided.delete(dkey!);
       // (pages with the same cause and decision share one event: a round's pages mostly do)
-      if (shared?.cause !== cause || shared.placement !== placement) shared = placement !== undefined ? { ts, move, device, cause, placement } : { ts, move, device, cause };
+      if (shared?.cause !== cause || shared.placement !== placement)
+        shared = placement !== undefined ? { ts, move, device, cause, placement } : { ts, move, device, cause };
       list.push(shared);
       if (list.length > HISTORY) list.shift();
     }

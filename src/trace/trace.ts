@@ -192,9 +192,7 @@ export class TraceLog {
     let nextFree = Math.max(GPU_TID_BASE, ...lanes.values()) + 1;
     for (const lane of odd) lanes.set(lane, nextFree++);
 
-    const traceEvents: object[] = [
-      { name: 'process_name', ph: 'M', pid: PID, tid: 0, ts: 0, args: { name: 'webgpu-hmm' } },
-    ];
+    const traceEvents: object[] = [{ name: 'process_name', ph: 'M', pid: PID, tid: 0, ts: 0, args: { name: 'webgpu-hmm' } }];
     for (const [lane, tid] of [...lanes].sort((a, b) => a[1] - b[1])) {
       traceEvents.push({ name: 'thread_name', ph: 'M', pid: PID, tid, ts: 0, args: { name: lane } });
       traceEvents.push({ name: 'thread_sort_index', ph: 'M', pid: PID, tid, ts: 0, args: { sort_index: tid } });
@@ -221,7 +219,9 @@ export class TraceLog {
       if (ev.id !== undefined) traceEvents.push({ name: 'caused', cat: 'hmm.flow', ph: 's', id: ev.id, pid: PID, tid: base.tid, ts: base.ts });
       if (ev.flow !== undefined) traceEvents.push({ name: 'caused', cat: 'hmm.flow', ph: 'f', bp: 'e', id: ev.flow, pid: PID, tid: base.tid, ts: base.ts });
       // counter tracks: one per name
-      if (ev.counters) for (const [name, value] of Object.entries(ev.counters)) traceEvents.push({ name, cat: 'hmm.counter', ph: 'C', pid: PID, ts: base.ts, args: { value } });
+      if (ev.counters)
+        for (const [name, value] of Object.entries(ev.counters))
+          traceEvents.push({ name, cat: 'hmm.counter', ph: 'C', pid: PID, ts: base.ts, args: { value } });
     }
     return { traceEvents, displayTimeUnit: 'ms' };
   }

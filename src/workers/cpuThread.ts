@@ -58,7 +58,12 @@ export class CpuThread {
    * @throws {@link HmmError} EINVAL: the handle is not one threadHandle made.
    */
   constructor(readonly handle: ThreadHandle) {
-    if (!handle || !(handle.ram instanceof SharedArrayBuffer) || !(handle.pageTable instanceof SharedArrayBuffer) || !(handle.mailbox instanceof SharedArrayBuffer))
+    if (
+      !handle ||
+      !(handle.ram instanceof SharedArrayBuffer) ||
+      !(handle.pageTable instanceof SharedArrayBuffer) ||
+      !(handle.mailbox instanceof SharedArrayBuffer)
+    )
       throw new HmmError('EINVAL', 'CpuThread: the handle must come from threadHandle(mm)');
     this.ram = new Uint8Array(handle.ram);
     this.ramWords = new Uint32Array(handle.ram);

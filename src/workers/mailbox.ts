@@ -78,7 +78,11 @@ export function requestFault(words: Int32Array, write: boolean, va: number, leng
     // server when it finishes serving it (ABANDONED). A slot kept forever would leave every
     // thread with EBUSY once all of them were gone.
     if (left <= 0 && abandon(words, b))
-      throw new HmmError('EBUSY', `CPU thread access at 0x${(va >>> 0).toString(16)}: the main thread did not serve the fault within ${timeoutMs} ms (is it blocked?)`, va >>> 0);
+      throw new HmmError(
+        'EBUSY',
+        `CPU thread access at 0x${(va >>> 0).toString(16)}: the main thread did not serve the fault within ${timeoutMs} ms (is it blocked?)`,
+        va >>> 0,
+      );
     Atomics.wait(words, b + STATE, s, Math.max(1, Math.min(left, 100)));
   }
   const result = words[b + RESULT]!;

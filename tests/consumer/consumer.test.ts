@@ -54,7 +54,11 @@ function ok(r: SpawnSyncReturns<string>, what: string): string {
 
 /** The one JSON line a fixture script prints last. */
 function lastJson(out: string): Record<string, unknown> {
-  const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  const line = out
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{'));
   if (!line) throw new Error(`no JSON result in:\n${out}`);
   return JSON.parse(line) as Record<string, unknown>;
 }
@@ -91,7 +95,11 @@ beforeAll(() => {
 }, 300_000);
 
 afterAll(() => {
-  console.log(`[consumer] seconds: ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+  console.log(
+    `[consumer] seconds: ${Object.entries(timings)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ')}`,
+  );
   if (root && !process.env.KEEP_CONSUMER) rmSync(root, { recursive: true, force: true });
   else if (root) console.log(`[consumer] kept ${root}`);
 });
@@ -101,7 +109,8 @@ describe('the packed package', () => {
     const paths = packed.map((f) => f.path).sort();
     const allowed = /^(dist\/.+\.(js|d\.ts)|package\.json|README\.md|LICENSE|CHANGELOG\.md|docs\/(concurrency|threat-model)\.md)$/;
     expect(paths.filter((p) => !allowed.test(p))).toEqual([]);
-    for (const p of ['dist/index.js', 'dist/index.d.ts', 'dist/thread.js', 'dist/thread.d.ts', 'LICENSE', 'README.md', 'CHANGELOG.md']) expect(paths).toContain(p);
+    for (const p of ['dist/index.js', 'dist/index.d.ts', 'dist/thread.js', 'dist/thread.d.ts', 'LICENSE', 'README.md', 'CHANGELOG.md'])
+      expect(paths).toContain(p);
     const pkg = JSON.parse(readFileSync(join(app, 'node_modules/webgpu-hmm/package.json'), 'utf8')) as Record<string, Record<string, unknown>>;
     expect(pkg.dependencies).toHaveProperty('comlink');
     expect(pkg.devDependencies).toBeDefined(); // kept, but npm installs none of them for a user
@@ -172,7 +181,9 @@ describe('lint of the tarball', () => {
     const attw = join(repo, 'node_modules/@arethetypeswrong/cli/dist/index.js');
     const r = timed('attw', () => run(process.execPath, [attw, tarball, '--ignore-rules', 'cjs-resolves-to-esm', '--format', 'json'], app));
     const report = JSON.parse(r.stdout) as { problems?: Record<string, { kind: string }[]> };
-    const problems = Object.values(report.problems ?? {}).flat().filter((p) => p.kind !== 'CJSResolvesToESM');
+    const problems = Object.values(report.problems ?? {})
+      .flat()
+      .filter((p) => p.kind !== 'CJSResolvesToESM');
     expect(problems).toEqual([]);
     expect(r.status, r.stderr).toBe(0);
   });

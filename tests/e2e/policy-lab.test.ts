@@ -37,7 +37,8 @@ async function pick(page: Page, ids: string[]): Promise<void> {
   }, ids);
 }
 
-const result = (page: Page) => page.evaluate(() => ({ status: document.getElementById('result')!.dataset.status!, text: document.getElementById('result')!.textContent! }));
+const result = (page: Page) =>
+  page.evaluate(() => ({ status: document.getElementById('result')!.dataset.status!, text: document.getElementById('result')!.textContent! }));
 
 const rows = (page: Page) =>
   page.evaluate(() =>
@@ -125,7 +126,11 @@ describe('policy lab in Chromium', () => {
       const story = await page.evaluate(() => ({
         title: document.querySelector('#explain h3')!.textContent!,
         now: document.getElementById('explain')!.dataset.now,
-        items: [...document.querySelectorAll<HTMLElement>('#explain-history li')].map((li) => ({ cause: li.dataset.cause, move: li.dataset.move, text: li.textContent! })),
+        items: [...document.querySelectorAll<HTMLElement>('#explain-history li')].map((li) => ({
+          cause: li.dataset.cause,
+          move: li.dataset.move,
+          text: li.textContent!,
+        })),
       }));
       expect(story.title).toMatch(/^stride: data page 0 \(0x1000000\), now device$/);
       expect(story.now).toBe('device');
@@ -156,7 +161,9 @@ describe('policy lab in Chromium', () => {
       await page.click('#run');
       await page.waitForSelector('#result[data-status="error"]');
       expect(await page.isVisible('#editor-error')).toBe(true);
-      expect(await page.textContent('#editor-error')).toBe("the editor: the default export is not a PolicySet: 'evict' is not a policy kind (a set holds name and any of prefetch, eviction, placement, batching)");
+      expect(await page.textContent('#editor-error')).toBe(
+        "the editor: the default export is not a PolicySet: 'evict' is not a policy kind (a set holds name and any of prefetch, eviction, placement, batching)",
+      );
       expect(await page.locator('#runs tbody tr').count()).toBe(0);
 
       // a syntax error, through the Check button
@@ -193,7 +200,8 @@ describe('policy lab in Chromium', () => {
       await page.click('#run');
       // done when the table holds the one new row and the result is final (the last run had two rows)
       await page.waitForFunction(
-        () => document.querySelectorAll('#runs tbody tr').length === 1 && ['pass', 'fail', 'error'].includes(document.getElementById('result')!.dataset.status!),
+        () =>
+          document.querySelectorAll('#runs tbody tr').length === 1 && ['pass', 'fail', 'error'].includes(document.getElementById('result')!.dataset.status!),
         undefined,
         { timeout: 240_000 },
       );

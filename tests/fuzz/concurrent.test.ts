@@ -37,10 +37,24 @@ import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers
 import type { MemWorker } from '../workers/memWorker.ts';
 import type { PinHandle } from '../../src/mm/pins.ts';
 import { ADD_KERNEL, COPY_KERNEL, bytesOf, checkAccounting, deferredFrames, isLost } from './harness.ts';
-import { describeBatch, dropSpace, initialWorld, layoutKey, linearize, remapFootprint, type Observation, type Op, type Outcome, type Thread, type World } from './linearize.ts';
+import {
+  describeBatch,
+  dropSpace,
+  initialWorld,
+  layoutKey,
+  linearize,
+  remapFootprint,
+  type Observation,
+  type Op,
+  type Outcome,
+  type Thread,
+  type World,
+} from './linearize.ts';
 import { BASE_PAGE, BASE_VA, type ModelSpace, PAGE, WINDOW_PAGES, type MadviseKind, type Prot } from './model.ts';
 
-const RUNS = Number(process.env.FUZZ_CONCURRENT_RUNS ?? (process.env.FUZZ_RUNS !== undefined ? Math.max(1, Math.round(Number(process.env.FUZZ_RUNS) / 2)) : 12));
+const RUNS = Number(
+  process.env.FUZZ_CONCURRENT_RUNS ?? (process.env.FUZZ_RUNS !== undefined ? Math.max(1, Math.round(Number(process.env.FUZZ_RUNS) / 2)) : 12),
+);
 const STEPS = Number(process.env.FUZZ_STEPS ?? 200);
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const PATH = process.env.FUZZ_PATH;
@@ -108,17 +122,62 @@ const prot = fc.constantFrom<Prot>('rw', 'rw', 'r', 'none');
 const thread = fc.nat(2);
 
 const rawArb: fc.Arbitrary<Raw> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ k: fc.constant('read' as const), s: space, at: pos, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 2 * PAGE }), thread }) },
-  { weight: 4, arbitrary: fc.record({ k: fc.constant('write' as const), s: space, at: pos, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 2 * PAGE }), seed: fc.nat(255), thread }) },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('atomicAdd' as const), s: space, at: pos, word: fc.nat(PAGE / 4 - 1), value: fc.integer({ min: 1, max: 1000 }), worker: fc.nat(1) }) },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('gpuRead' as const), s: space, d: device, at: pos, n: pages }) },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('gpuWrite' as const), s: space, d: device, at: pos, n: fc.integer({ min: 1, max: 2 }), seed: fc.nat(255) }) },
-  { weight: 4, arbitrary: fc.record({ k: fc.constant('kernelAdd' as const), s: space, d: device, at: pos, n: fc.integer({ min: 1, max: 3 }), add: fc.integer({ min: 1, max: 1000 }), validated: fc.boolean() }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({ k: fc.constant('read' as const), s: space, at: pos, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 2 * PAGE }), thread }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      k: fc.constant('write' as const),
+      s: space,
+      at: pos,
+      off: fc.nat(PAGE - 1),
+      len: fc.integer({ min: 1, max: 2 * PAGE }),
+      seed: fc.nat(255),
+      thread,
+    }),
+  },
   {
     weight: 3,
     arbitrary: fc.record({
-      k: fc.constant('kernelCopy' as const), s: space, d: device, at: pos, n: fc.integer({ min: 1, max: 2 }), gap: fc.nat(2), backwards: fc.boolean(),
-      add: fc.integer({ min: 1, max: 1000 }), validated: fc.boolean(),
+      k: fc.constant('atomicAdd' as const),
+      s: space,
+      at: pos,
+      word: fc.nat(PAGE / 4 - 1),
+      value: fc.integer({ min: 1, max: 1000 }),
+      worker: fc.nat(1),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('gpuRead' as const), s: space, d: device, at: pos, n: pages }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ k: fc.constant('gpuWrite' as const), s: space, d: device, at: pos, n: fc.integer({ min: 1, max: 2 }), seed: fc.nat(255) }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      k: fc.constant('kernelAdd' as const),
+      s: space,
+      d: device,
+      at: pos,
+      n: fc.integer({ min: 1, max: 3 }),
+      add: fc.integer({ min: 1, max: 1000 }),
+      validated: fc.boolean(),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      k: fc.constant('kernelCopy' as const),
+      s: space,
+      d: device,
+      at: pos,
+      n: fc.integer({ min: 1, max: 2 }),
+      gap: fc.nat(2),
+      backwards: fc.boolean(),
+      add: fc.integer({ min: 1, max: 1000 }),
+      validated: fc.boolean(),
     }),
   },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('toDevice' as const), s: space, d: device, at: pos, n: pages }) },
@@ -136,21 +195,46 @@ const rawArb: fc.Arbitrary<Raw> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.record({
-      k: fc.constant('mremap' as const), s: space, at: pos, oldN: fc.integer({ min: 1, max: 4 }), newN: fc.integer({ min: 1, max: 5 }), mode: fc.nat(3), to: pos,
+      k: fc.constant('mremap' as const),
+      s: space,
+      at: pos,
+      oldN: fc.integer({ min: 1, max: 4 }),
+      newN: fc.integer({ min: 1, max: 5 }),
+      mode: fc.nat(3),
+      to: pos,
       aim: fc.constantFrom(true, true, true, false),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('madvise' as const), s: space, at: pos, n: pages, advice: fc.constantFrom<MadviseKind>('dontneed', 'free', 'free', 'willneed') }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('pin' as const), s: space, at: pos, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 2 * PAGE }), longterm: fc.boolean() }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('madvise' as const),
+      s: space,
+      at: pos,
+      n: pages,
+      advice: fc.constantFrom<MadviseKind>('dontneed', 'free', 'free', 'willneed'),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('pin' as const),
+      s: space,
+      at: pos,
+      off: fc.nat(PAGE - 1),
+      len: fc.integer({ min: 1, max: 2 * PAGE }),
+      longterm: fc.boolean(),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('unpin' as const), slot: fc.nat(MAX_PINS - 1) }) },
 );
 
 const batchArb: fc.Arbitrary<RawBatch> = fc.record({ focus: fc.nat(WINDOW_PAGES - 1), ops: fc.array(rawArb, { minLength: 2, maxLength: 6 }) });
 
 /** A run's batches, printed by fast-check as a count (the whole list is thousands of lines). */
-const runArb = fc.array(batchArb, { minLength: STEPS, maxLength: STEPS }).map((batches) =>
-  Object.assign(batches, { [fc.toStringMethod]: () => `[${batches.length} batches]` }),
-);
+const runArb = fc
+  .array(batchArb, { minLength: STEPS, maxLength: STEPS })
+  .map((batches) => Object.assign(batches, { [fc.toStringMethod]: () => `[${batches.length} batches]` }));
 
 // ------------------------------------------------------------------ from generated to concrete
 
@@ -218,7 +302,8 @@ function resolve(b: RawBatch, w: World, pinsLive: number): Op[] {
   const ops: Op[] = [];
   const at = (p: Pos): number => (p.near ? Math.min(WINDOW_PAGES - 1, Math.max(0, b.focus + p.delta - 2)) : p.page);
   const clip = (first: number, n: number): number => Math.max(1, Math.min(n, WINDOW_PAGES - first));
-  const pagesOf = (s: number, first: number, n: number) => Array.from({ length: n }, (_, k) => ({ page: w.spaces[s]!.pages[first + k] ?? null, poisoned: w.spaces[s]!.poisoned.has(first + k) }));
+  const pagesOf = (s: number, first: number, n: number) =>
+    Array.from({ length: n }, (_, k) => ({ page: w.spaces[s]!.pages[first + k] ?? null, poisoned: w.spaces[s]!.poisoned.has(first + k) }));
   const all = <T>(xs: T[], f: (x: T) => boolean): boolean => xs.every(f);
   for (const r of b.ops) {
     const s = 's' in r ? r.s % live : 0;
@@ -407,7 +492,18 @@ interface Run {
 }
 
 let workers: SpawnedThread<MemWorker>[] = [];
-const totals = { runs: 0, steps: 0, ops: 0, overlapping: 0, worldsMax: 0, losses: 0, sweeps: 0, failures: [] as string[], probed: 0, outcomes: new Map<string, number>() };
+const totals = {
+  runs: 0,
+  steps: 0,
+  ops: 0,
+  overlapping: 0,
+  worldsMax: 0,
+  losses: 0,
+  sweeps: 0,
+  failures: [] as string[],
+  probed: 0,
+  outcomes: new Map<string, number>(),
+};
 
 // Live GPU buffers by device, counted through the prototypes so buffers made inside
 // createSystem count too (each test file runs in its own process: the patch stays here).
@@ -525,7 +621,12 @@ async function start(run: Run, op: Op, fork: { child?: AddressSpace }, loss: { s
           mode: op.validated ? 'validated' : 'replayable',
           workgroups: words / 64,
           uniforms: new Uint32Array([src, dst, words, op.add]),
-          ranges: op.validated ? [{ va: src, bytes: op.n * PAGE, access: 'r' }, { va: dst, bytes: op.n * PAGE, access: 'rw' }] : undefined,
+          ranges: op.validated
+            ? [
+                { va: src, bytes: op.n * PAGE, access: 'r' },
+                { va: dst, bytes: op.n * PAGE, access: 'rw' },
+              ]
+            : undefined,
         });
         return { ok: true };
       }
@@ -632,10 +733,14 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
     }
   }
   if (LOG) {
-    console.log(`[fuzz concurrent] step ${index}: ${ops.map((o) => JSON.stringify(o, (k, v) => (k === 'data' ? `<${v.length ?? Object.keys(v).length} bytes>` : v))).join(' | ')}`);
+    console.log(
+      `[fuzz concurrent] step ${index}: ${ops.map((o) => JSON.stringify(o, (k, v) => (k === 'data' ? `<${v.length ?? Object.keys(v).length} bytes>` : v))).join(' | ')}`,
+    );
     // the CPU entries of the pages the batch touches, as it starts (hex; k=kind bits)
     const touched = [...new Set(ops.flatMap(footprint))].sort((x, y) => x - y);
-    console.log(`[fuzz concurrent]   entries: ${run.spaces.map((mm, s) => `mm${s} ${touched.map((i) => `${i}:${mm.pageTable.get(BASE_PAGE + i).toString(16)}`).join(' ')}`).join(' / ')}`);
+    console.log(
+      `[fuzz concurrent]   entries: ${run.spaces.map((mm, s) => `mm${s} ${touched.map((i) => `${i}:${mm.pageTable.get(BASE_PAGE + i).toString(16)}`).join(' ')}`).join(' / ')}`,
+    );
   }
   const forked: { child?: AddressSpace } = {};
   const loss: { snap?: LossSnapshot } = {};
@@ -646,7 +751,10 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
   if (settled.filter((s) => !s).length >= 2) totals.overlapping++;
   const results = await Promise.allSettled(running);
   const broken = results.findIndex((r) => r.status === 'rejected');
-  if (broken >= 0) throw new FuzzFailure(`step ${index}: op ${broken} threw something that is not an HmmError: ${String((results[broken] as PromiseRejectedResult).reason?.stack ?? (results[broken] as PromiseRejectedResult).reason)}`);
+  if (broken >= 0)
+    throw new FuzzFailure(
+      `step ${index}: op ${broken} threw something that is not an HmmError: ${String((results[broken] as PromiseRejectedResult).reason?.stack ?? (results[broken] as PromiseRejectedResult).reason)}`,
+    );
   const batch: Observation[] = ops.map((op, i) => ({ op, outcome: (results[i] as PromiseFulfilledResult<Outcome>).value }));
   totals.ops += ops.length;
   for (const b of batch) {
@@ -699,7 +807,8 @@ async function step(run: Run, raw: RawBatch, index: number): Promise<number> {
   run.worlds = worlds;
   totals.worldsMax = Math.max(totals.worldsMax, worlds.length);
   const layouts = new Set(worlds.map(layoutKey));
-  if (layouts.size > 1) throw new FuzzFailure(`step ${index}: the model states disagree on the layout (a fuzzer rule is missing):\n${describeBatch(run.worlds[0]!, batch)}`);
+  if (layouts.size > 1)
+    throw new FuzzFailure(`step ${index}: the model states disagree on the layout (a fuzzer rule is missing):\n${describeBatch(run.worlds[0]!, batch)}`);
   await afterStep(run, `step ${index}`, batch);
   if (worlds.length > SWEEP_ABOVE_WORLDS) await sweep(run, `sweep after step ${index}`);
   return ops.length;
@@ -734,7 +843,8 @@ function newlyPoisoned(run: Run, snap: LossSnapshot, ops: readonly Op[]): [numbe
 /** The invariants after a batch: accounting, poison as the model says, no WebGPU error, buffers bounded. */
 async function afterStep(run: Run, what: string, batch: readonly Observation[]): Promise<void> {
   await quiesce(run);
-  if (run.pressure > 0) throw new FuzzFailure(`${what}: system RAM ran short (reclaim asked for): the model of madvise('free') here assumes it never does; give the runs more RAM`);
+  if (run.pressure > 0)
+    throw new FuzzFailure(`${what}: system RAM ran short (reclaim asked for): the model of madvise('free') here assumes it never does; give the runs more RAM`);
   run.sys.ram.reap(); // frames unmapped under a worker's access are freed at the next allocation; count them free
   try {
     checkAccounting(run.spaces, run.sys.ram, run.sys.devices, what);
@@ -745,7 +855,9 @@ async function afterStep(run: Run, what: string, batch: readonly Observation[]):
   run.spaces.forEach((mm, s) => {
     for (let i = 0; i < WINDOW_PAGES; i++)
       if (mm.poisoned(BASE_PAGE + i) !== w.spaces[s]!.poisoned.has(i))
-        throw new FuzzFailure(`${what}: mm${s} page ${i} is ${mm.poisoned(BASE_PAGE + i) ? '' : 'not '}EPOISON, the model says otherwise\n${describeBatch(w, batch)}`);
+        throw new FuzzFailure(
+          `${what}: mm${s} page ${i} is ${mm.poisoned(BASE_PAGE + i) ? '' : 'not '}EPOISON, the model says otherwise\n${describeBatch(w, batch)}`,
+        );
   });
   checkDeviceMappings(run, what, batch);
   for (const d of run.sys.devices) {
@@ -753,7 +865,9 @@ async function afterStep(run: Run, what: string, batch: readonly Observation[]):
     const mirrors = run.spaces.length;
     const limit = BUFFERS_PER_DEVICE + BUFFERS_PER_MIRROR * mirrors;
     if (buffersOf(d) > limit && !SKIP.has('buffers'))
-      throw new FuzzFailure(`${what}: ${buffersOf(d)} live GPU buffers on ${d.name}, more than ${limit} for ${mirrors} live address spaces (a leak?)\n${bufferLabels(d)}`);
+      throw new FuzzFailure(
+        `${what}: ${buffersOf(d)} live GPU buffers on ${d.name}, more than ${limit} for ${mirrors} live address spaces (a leak?)\n${bufferLabels(d)}`,
+      );
   }
 }
 
@@ -824,7 +938,10 @@ async function setUp(run: Run): Promise<void> {
 }
 
 async function oneRun(batches: RawBatch[], runIndex: number): Promise<void> {
-  const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096, faultBufferPages: 2 }, { memoryBytes: 64 * PAGE }] });
+  const sys = await createSystem({
+    systemRamBytes: 2 << 20,
+    devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096, faultBufferPages: 2 }, { memoryBytes: 64 * PAGE }],
+  });
   // registered before any address space: asked first whenever an allocation finds RAM short
   const pressure = { asked: 0 };
   sys.ram.onPressure(() => {
@@ -833,8 +950,15 @@ async function oneRun(batches: RawBatch[], runIndex: number): Promise<void> {
   });
   const mm = sys.createAddressSpace();
   const run: Run = {
-    sys, spaces: [mm], handles: new Map([[mm, threadHandle(mm)]]), graveyard: [], worlds: [initialWorld(sys.devices.length)],
-    kernels: [], mirrors: new Map(), attached: [null, null], pins: [],
+    sys,
+    spaces: [mm],
+    handles: new Map([[mm, threadHandle(mm)]]),
+    graveyard: [],
+    worlds: [initialWorld(sys.devices.length)],
+    kernels: [],
+    mirrors: new Map(),
+    attached: [null, null],
+    pins: [],
     get pressure() {
       return pressure.asked;
     },

@@ -68,7 +68,16 @@ type Op =
    * to window page `to`; dontUnmap: fixed, same length, old range left demand-zero; badDontUnmap:
    * DONTUNMAP without a move or with another length (EINVAL).
    */
-  | { op: 'mremap'; s: number; first: number; oldN: number; newN: number; mode: 'inPlace' | 'mayMove' | 'fixed' | 'dontUnmap' | 'badDontUnmap'; to: number; aim: boolean }
+  | {
+      op: 'mremap';
+      s: number;
+      first: number;
+      oldN: number;
+      newN: number;
+      mode: 'inPlace' | 'mayMove' | 'fixed' | 'dontUnmap' | 'badDontUnmap';
+      to: number;
+      aim: boolean;
+    }
   | { op: 'madvise'; s: number; first: number; n: number; advice: MadviseKind; aim: boolean }
   /** mm.pin of a byte range; the handle is kept (at most MAX_PINS) for a later unpin. */
   | { op: 'pin'; s: number; first: number; off: number; len: number; longterm: boolean; aim: boolean }
@@ -92,11 +101,43 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant('mmap' as const), s: space, first, n: fc.integer({ min: 1, max: 12 }), prot, shared: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('munmap' as const), s: space, first, n: pages }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('mprotect' as const), s: space, first, n: pages, prot }) },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('read' as const), s: space, first, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 3 * PAGE }), worker: fc.boolean() }) },
-  { weight: 5, arbitrary: fc.record({ op: fc.constant('write' as const), s: space, first, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 3 * PAGE }), seed: fc.nat(255), worker: fc.boolean() }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('read' as const),
+      s: space,
+      first,
+      off: fc.nat(PAGE - 1),
+      len: fc.integer({ min: 1, max: 3 * PAGE }),
+      worker: fc.boolean(),
+    }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      op: fc.constant('write' as const),
+      s: space,
+      first,
+      off: fc.nat(PAGE - 1),
+      len: fc.integer({ min: 1, max: 3 * PAGE }),
+      seed: fc.nat(255),
+      worker: fc.boolean(),
+    }),
+  },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('gpuRead' as const), s: space, d: device, first, n: pages }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('gpuWrite' as const), s: space, d: device, first, n: pages, seed: fc.nat(255) }) },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('kernel' as const), s: space, d: device, first, n: fc.integer({ min: 1, max: 3 }), add: fc.integer({ min: 1, max: 1000 }), validated: fc.boolean() }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      op: fc.constant('kernel' as const),
+      s: space,
+      d: device,
+      first,
+      n: fc.integer({ min: 1, max: 3 }),
+      add: fc.integer({ min: 1, max: 1000 }),
+      validated: fc.boolean(),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('toDevice' as const), s: space, d: device, first, n: pages }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('toSystem' as const), s: space, d: device, first, n: pages }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('exclusive' as const), s: space, d: device, first, n: pages }) },
@@ -106,12 +147,39 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.record({
-      op: fc.constant('mremap' as const), s: space, first, oldN: fc.integer({ min: 1, max: 6 }), newN: fc.integer({ min: 1, max: 8 }),
-      mode: fc.constantFrom('inPlace' as const, 'mayMove' as const, 'fixed' as const, 'fixed' as const, 'dontUnmap' as const, 'badDontUnmap' as const), to: first, aim,
+      op: fc.constant('mremap' as const),
+      s: space,
+      first,
+      oldN: fc.integer({ min: 1, max: 6 }),
+      newN: fc.integer({ min: 1, max: 8 }),
+      mode: fc.constantFrom('inPlace' as const, 'mayMove' as const, 'fixed' as const, 'fixed' as const, 'dontUnmap' as const, 'badDontUnmap' as const),
+      to: first,
+      aim,
     }),
   },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('madvise' as const), s: space, first, n: pages, advice: fc.constantFrom<MadviseKind>('dontneed', 'free', 'free', 'willneed'), aim }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('pin' as const), s: space, first, off: fc.nat(PAGE - 1), len: fc.integer({ min: 1, max: 3 * PAGE }), longterm: fc.boolean(), aim }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('madvise' as const),
+      s: space,
+      first,
+      n: pages,
+      advice: fc.constantFrom<MadviseKind>('dontneed', 'free', 'free', 'willneed'),
+      aim,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('pin' as const),
+      s: space,
+      first,
+      off: fc.nat(PAGE - 1),
+      len: fc.integer({ min: 1, max: 3 * PAGE }),
+      longterm: fc.boolean(),
+      aim,
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('unpin' as const), k: fc.nat(MAX_PINS - 1) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('squeeze' as const), pages: fc.integer({ min: 1, max: 8 }) }) },
 );
@@ -150,8 +218,15 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await worker.terminate();
-  console.log(`[fuzz] ${totalOps} operations checked against the model; ${losses} devices lost, ${poisonedPages} pages poisoned with them; ${droppedSeen} madvise('free') pages seen dropped`);
-  console.log(`[fuzz] outcomes: ${[...outcomes].sort().map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  console.log(
+    `[fuzz] ${totalOps} operations checked against the model; ${losses} devices lost, ${poisonedPages} pages poisoned with them; ${droppedSeen} madvise('free') pages seen dropped`,
+  );
+  console.log(
+    `[fuzz] outcomes: ${[...outcomes]
+      .sort()
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}`,
+  );
 });
 
 function sameError(what: string, got: HmmError | null, want: ModelError | null, codeOnly = false): void {
@@ -167,7 +242,10 @@ function sameRead(what: string, model: ModelSpace, va: number, got: Uint8Array):
   const before = undecided.map((i) => model.pages[i]!.data);
   const want = model.read(va, got.length);
   const at = model.observeRead(va, got);
-  expect(at, `${what}: first differing byte at +${at} (got ${got[at]}, want ${want[at]}${undecided.length > 0 ? ` or zeros on madvise('free') pages ${undecided.join(', ')}` : ''})`).toBe(-1);
+  expect(
+    at,
+    `${what}: first differing byte at +${at} (got ${got[at]}, want ${want[at]}${undecided.length > 0 ? ` or zeros on madvise('free') pages ${undecided.join(', ')}` : ''})`,
+  ).toBe(-1);
   droppedSeen += undecided.filter((i, k) => model.pages[i]!.data !== before[k]).length;
 }
 
@@ -346,7 +424,13 @@ async function step(run: Run, o: Op): Promise<void> {
       const allRw = model.all(va, n * PAGE, (p) => p?.prot === 'rw');
       const allHoles = model.all(va, n * PAGE, (p) => p === null);
       if (!allRw && !allHoles) return;
-      if (allRw && !model.poisonError(va, n * PAGE)) await decide(mm, model, Array.from({ length: n }, (_, k) => o.first + k), 'kernel');
+      if (allRw && !model.poisonError(va, n * PAGE))
+        await decide(
+          mm,
+          model,
+          Array.from({ length: n }, (_, k) => o.first + k),
+          'kernel',
+        );
       const words = (n * PAGE) / 4;
       const r = await outcome(() =>
         mirror(o.d).dispatch(run.kernels[o.d]!, {
@@ -372,7 +456,11 @@ async function step(run: Run, o: Op): Promise<void> {
       else if (r.error) {
         // ENOENT: some pages stayed (shared, another device's, no room on a tiny device): data must not care
         expect(r.error.code, r.error.message).toBe('ENOENT');
-      } else expect(model.all(va, n * PAGE, (p) => !p?.shared), 'toDevice moved a shared page').toBe(true);
+      } else
+        expect(
+          model.all(va, n * PAGE, (p) => !p?.shared),
+          'toDevice moved a shared page',
+        ).toBe(true);
       return;
     }
     case 'toSystem': {
@@ -529,11 +617,21 @@ async function sweep(run: Run): Promise<void> {
 /** One sequence against a fresh system; throws at the first mismatch, naming the operation. */
 async function runSequence(ops: readonly Op[]): Promise<void> {
   // a tiny first device (eviction all the time) and a roomier second one
-  const sys = await createSystem({ systemRamBytes: 2 << 20, devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096, faultBufferPages: 2 }, { memoryBytes: 64 * PAGE }] });
+  const sys = await createSystem({
+    systemRamBytes: 2 << 20,
+    devices: [{ memoryBytes: 12 * PAGE, evictionBytes: 4096, faultBufferPages: 2 }, { memoryBytes: 64 * PAGE }],
+  });
   try {
     const run: Run = {
-      spaces: [sys.createAddressSpace()], models: [new ModelSpace()], devices: sys.devices, kernels: [], mirrors: new Map(), pins: [],
-      scratch: () => sys.createAddressSpace(), ram: sys.ram, ops: 0,
+      spaces: [sys.createAddressSpace()],
+      models: [new ModelSpace()],
+      devices: sys.devices,
+      kernels: [],
+      mirrors: new Map(),
+      pins: [],
+      scratch: () => sys.createAddressSpace(),
+      ram: sys.ram,
+      ops: 0,
     };
     for (const d of sys.devices) run.kernels.push(await d.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'fuzz add' }));
     for (const [k, o] of ops.entries()) {

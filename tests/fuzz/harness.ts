@@ -100,8 +100,7 @@ export function checkAccounting(spaces: readonly AddressSpace[], ram: SystemRam,
   }
   for (const [f, n] of refs) expect(ram.refCount(f), `frame ${f} references after ${what}`).toBe(n);
   expect(ram.freeFrames + refs.size, `RAM frames leaked after ${what}`).toBe(ram.frameCount);
-  for (const d of devices.filter((x) => !isLost(x)))
-    expect(d.memory.freeFrames + d.ownedFrames, `${d.name} frames after ${what}`).toBe(d.memory.frameCount);
+  for (const d of devices.filter((x) => !isLost(x))) expect(d.memory.freeFrames + d.ownedFrames, `${d.name} frames after ${what}`).toBe(d.memory.frameCount);
 }
 
 /**
@@ -114,12 +113,26 @@ export async function checkSnapshotAgreement(mm: AddressSpace, dev: HmmDevice, w
   const sub = mm.notifier.insert(BASE_PAGE, BASE_PAGE + WINDOW_PAGES, () => {});
   try {
     const snap = m.snapshot(BASE_VA, WINDOW_PAGES);
-    const rf = rangeFault(mm, { start: BASE_PAGE, end: BASE_PAGE + WINDOW_PAGES, fault: false, write: false, owner: dev.id, notifier: sub, seq: sub.readBegin() });
+    const rf = rangeFault(mm, {
+      start: BASE_PAGE,
+      end: BASE_PAGE + WINDOW_PAGES,
+      fault: false,
+      write: false,
+      owner: dev.id,
+      notifier: sub,
+      seq: sub.readBegin(),
+    });
     const poisoned = Array.from({ length: WINDOW_PAGES }, (_, i) => mm.poisoned(BASE_PAGE + i));
     const huge = Array.from({ length: WINDOW_PAGES }, (_, i) => m.table.isHuge(BASE_PAGE + i));
     const [bytes, flags] = await Promise.all([snap, rf]);
     for (let i = 0; i < WINDOW_PAGES; i++) {
-      const why = snapshotFlagsDisagreement({ snapshot: bytes[i]!, flags: flags.flags[i]!, order: flags.orders[i]!, poisoned: poisoned[i]!, deviceHuge: huge[i]! });
+      const why = snapshotFlagsDisagreement({
+        snapshot: bytes[i]!,
+        flags: flags.flags[i]!,
+        order: flags.orders[i]!,
+        poisoned: poisoned[i]!,
+        deviceHuge: huge[i]!,
+      });
       if (why) expect.fail(`${dev.name} mm${mm.id} page ${i} (entry ${mm.pageTable.get(BASE_PAGE + i).toString(16)}) after ${what}: ${why}`);
     }
   } finally {

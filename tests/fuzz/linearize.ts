@@ -179,9 +179,14 @@ export function worldKey(w: World, pages?: Iterable<number>): string {
 
 /** What the fuzzer generates from: mapping, prot, shared and poison of each page, per space. */
 export function layoutKey(w: World): string {
-  return w.spaces
-    .map((m, s) => `${w.alive[s] ? '' : 'dead'}${m.pages.map((p, i) => (p ? `${p.prot}${p.shared ? 's' : ''}${m.poisoned.has(i) ? '!' : ''}${p.advice ?? ''}` : '-')).join(',')}`)
-    .join('/') + w.lost.map((l) => (l ? 'L' : 'l')).join('');
+  return (
+    w.spaces
+      .map(
+        (m, s) =>
+          `${w.alive[s] ? '' : 'dead'}${m.pages.map((p, i) => (p ? `${p.prot}${p.shared ? 's' : ''}${m.poisoned.has(i) ? '!' : ''}${p.advice ?? ''}` : '-')).join(',')}`,
+      )
+      .join('/') + w.lost.map((l) => (l ? 'L' : 'l')).join('')
+  );
 }
 
 // ------------------------------------------------------------------ errors and their order
@@ -337,9 +342,14 @@ const windowPages = (va: number, len: number): number[] => {
 function specOf(ob: Observation, batchIndexOfChild: number): Spec {
   const op = ob.op;
   const res = ob.outcome;
-  const dead = (s: number) => (w: World): Err | null => (w.alive[s] ? null : { rank: R_DEAD, code: 'EINVAL' });
-  const device = (d: number, s?: number) => (w: World): Err | null =>
-    w.lost[d] ? { rank: R_DEVLOST, code: 'EDEVLOST' } : s === undefined ? null : dead(s)(w);
+  const dead =
+    (s: number) =>
+    (w: World): Err | null =>
+      w.alive[s] ? null : { rank: R_DEAD, code: 'EINVAL' };
+  const device =
+    (d: number, s?: number) =>
+    (w: World): Err | null =>
+      w.lost[d] ? { rank: R_DEVLOST, code: 'EDEVLOST' } : s === undefined ? null : dead(s)(w);
   const space = (w: World, s: number): ModelSpace => w.spaces[s]!;
   const liveSpaces = (w: World): (ModelSpace | null)[] => w.spaces.map((m, j) => (w.alive[j] ? m : null));
   switch (op.kind) {
@@ -485,7 +495,10 @@ function specOf(ob: Observation, batchIndexOfChild: number): Spec {
         globals: [`alive${op.s}`],
         opErr: dead(op.s),
         unitErr: (w) => {
-          const e = ModelSpace.cloneAll([space(w, op.s)])[0]!.mremap(op.first, op.oldN, op.newN, { ...opts, sharedElsewhere: sharedElsewhereIn(liveSpaces(w), op.s) }).error;
+          const e = ModelSpace.cloneAll([space(w, op.s)])[0]!.mremap(op.first, op.oldN, op.newN, {
+            ...opts,
+            sharedElsewhere: sharedElsewhereIn(liveSpaces(w), op.s),
+          }).error;
           return e ? { rank: R_ACCESS, code: e.code, address: e.address } : null;
         },
         unitEffect: (w) => void space(w, op.s).mremap(op.first, op.oldN, op.newN, { ...opts, sharedElsewhere: sharedElsewhereIn(liveSpaces(w), op.s) }),
@@ -570,7 +583,9 @@ function atomsOf(batch: readonly Observation[], childIndex: number): { atoms: At
     const res = ob.outcome;
     const o = res.ok ? null : observedErr(op, res.code, res.address);
     if (!res.ok && !o) {
-      unexpected.push(`op ${index} ${describeOp(op)}: ${res.code}${res.address !== undefined ? ` at ${hex(res.address)}` : ''} is never a correct outcome here`);
+      unexpected.push(
+        `op ${index} ${describeOp(op)}: ${res.code}${res.address !== undefined ? ` at ${hex(res.address)}` : ''} is never a correct outcome here`,
+      );
       return;
     }
     if (o && o.rank !== R_NOTMOVED) needsWitness |= 1 << index;
@@ -862,16 +877,28 @@ export function linearize(worlds: readonly World[], batch: readonly Observation[
     }
   } catch (e) {
     if (!(e instanceof SearchBudget)) throw e;
-    return { ok: false, budget: true, nodes: budget.nodes, report: `search budget exceeded (${budget.nodes} nodes, ${out.size} worlds); not a verdict\n${describeBatch(worlds[0]!, batch)}` };
+    return {
+      ok: false,
+      budget: true,
+      nodes: budget.nodes,
+      report: `search budget exceeded (${budget.nodes} nodes, ${out.size} worlds); not a verdict\n${describeBatch(worlds[0]!, batch)}`,
+    };
   }
   if (ambiguous.size > 0)
     return {
-      ok: false, budget: true, nodes: budget.nodes, ambiguous: [...ambiguous].sort((a, b) => a - b),
+      ok: false,
+      budget: true,
+      nodes: budget.nodes,
+      ambiguous: [...ambiguous].sort((a, b) => a - b),
       report: `more than ${lim.maxWorlds} model states after the batch; pages ${[...ambiguous].join(', ')} are open\n${describeBatch(worlds[0]!, batch)}`,
     };
   if (out.size === 0) {
     const why = [...new Set(failures)].slice(0, 3).join('\n');
-    return { ok: false, nodes: budget.nodes, report: `not linearizable from any of ${worlds.length} model state(s):\n${why}\n${describeBatch(worlds[0]!, batch)}` };
+    return {
+      ok: false,
+      nodes: budget.nodes,
+      report: `not linearizable from any of ${worlds.length} model state(s):\n${why}\n${describeBatch(worlds[0]!, batch)}`,
+    };
   }
   return { ok: true, worlds: [...out.values()], nodes: budget.nodes };
 }
@@ -943,7 +970,8 @@ export function describeOp(op: Op): string {
 }
 
 export function describeOutcome(o: Outcome): string {
-  if (!o.ok) return `${o.code}${o.address !== undefined ? ` at ${hex(o.address)} (page ${ModelSpace.index(o.address)})` : ''}${o.message ? ` "${o.message}"` : ''}`;
+  if (!o.ok)
+    return `${o.code}${o.address !== undefined ? ` at ${hex(o.address)} (page ${ModelSpace.index(o.address)})` : ''}${o.message ? ` "${o.message}"` : ''}`;
   if (o.value !== undefined) return `ok, old value ${o.value}`;
   if (o.bytes) return `ok, ${o.bytes.length} bytes, words ${wordsSummary(o.bytes)}`;
   return 'ok';
@@ -972,6 +1000,9 @@ export function expectAlone(w: World, ob: Observation): string {
 
 export function describeBatch(w: World, batch: readonly Observation[]): string {
   return batch
-    .map((b, i) => `  op ${i}: ${describeOp(b.op)}\n      observed: ${describeOutcome(b.outcome)}${b.poisoned ? ` (poisoned ${b.poisoned.map(([s, p]) => `mm${s}:${p}`).join(' ')})` : ''}\n      alone on the model: ${expectAlone(w, b)}`)
+    .map(
+      (b, i) =>
+        `  op ${i}: ${describeOp(b.op)}\n      observed: ${describeOutcome(b.outcome)}${b.poisoned ? ` (poisoned ${b.poisoned.map(([s, p]) => `mm${s}:${p}`).join(' ')})` : ''}\n      alone on the model: ${expectAlone(w, b)}`,
+    )
     .join('\n');
 }

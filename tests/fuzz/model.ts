@@ -46,7 +46,12 @@ export interface Page {
 }
 
 /** A new page of the mapping `like` belongs to: demand-zero, nothing else carried over. */
-const freshLike = (like: Page): Page => ({ prot: like.prot, shared: like.shared, data: { bytes: new Uint8Array(PAGE) }, ...(like.advice !== undefined ? { advice: like.advice } : {}) });
+const freshLike = (like: Page): Page => ({
+  prot: like.prot,
+  shared: like.shared,
+  data: { bytes: new Uint8Array(PAGE) },
+  ...(like.advice !== undefined ? { advice: like.advice } : {}),
+});
 const sameMapping = (a: Page | null | undefined, b: Page | null | undefined): boolean =>
   !!a && !!b && a.prot === b.prot && a.shared === b.shared && (a.advice ?? '') === (b.advice ?? '');
 const isZero = (b: Uint8Array): boolean => b.every((x) => x === 0);
@@ -151,7 +156,8 @@ export class ModelSpace {
     if (fixed === undefined) throw new Error('model: mremap would move out of the window (the fuzzer must not ask for this)');
     const n = Math.min(oldN, newN);
     // a shared page a fork relative also maps does not move (src/mm/addressSpace.ts mremap)
-    for (let k = 0; k < n; k++) if (v.shared && opts.sharedElsewhere?.(first + k)) return { error: { code: 'EINVAL', address: (BASE_PAGE + first + k) * PAGE } };
+    for (let k = 0; k < n; k++)
+      if (v.shared && opts.sharedElsewhere?.(first + k)) return { error: { code: 'EINVAL', address: (BASE_PAGE + first + k) * PAGE } };
     const moving = Array.from({ length: n }, (_, k) => ({ page: this.pages[first + k]!, poisoned: this.poisoned.has(first + k) }));
     this.munmap(fixed, newN); // MREMAP_FIXED replaces what is there
     moving.forEach(({ page, poisoned }, k) => {
@@ -224,8 +230,10 @@ export class ModelSpace {
       } else {
         const zeros = isZero(part);
         if (asOld >= 0 && !zeros) return at + asOld;
-        if (asOld >= 0) this.pages[i] = { prot: p.prot, shared: p.shared, data: { bytes: new Uint8Array(PAGE) }, ...(p.advice !== undefined ? { advice: p.advice } : {}) }; // dropped
-        else if (!zeros && p.free === 'unknown') this.pages[i] = { prot: p.prot, shared: p.shared, data: p.data, ...(p.advice !== undefined ? { advice: p.advice } : {}) }; // kept
+        if (asOld >= 0)
+          this.pages[i] = { prot: p.prot, shared: p.shared, data: { bytes: new Uint8Array(PAGE) }, ...(p.advice !== undefined ? { advice: p.advice } : {}) }; // dropped
+        else if (!zeros && p.free === 'unknown')
+          this.pages[i] = { prot: p.prot, shared: p.shared, data: p.data, ...(p.advice !== undefined ? { advice: p.advice } : {}) }; // kept
       }
       at += n;
     }

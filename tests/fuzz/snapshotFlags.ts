@@ -42,7 +42,10 @@ const FLAG_NAMES: [number, string][] = [
   [PFN_ZERO, 'ZERO'],
   [PFN_DEVICE_PRIVATE, 'DEVICE_PRIVATE'],
 ];
-export const flagNames = (f: number): string => FLAG_NAMES.filter(([bit]) => f & bit).map(([, n]) => n).join('|') || '0';
+export const flagNames = (f: number): string =>
+  FLAG_NAMES.filter(([bit]) => f & bit)
+    .map(([, n]) => n)
+    .join('|') || '0';
 
 /**
  * Why the two disagree for one page, or null when they agree (the table in the header). The
@@ -52,7 +55,8 @@ export function snapshotFlagsDisagreement(r: PageReport): string | null {
   const got = `snapshot 0x${r.snapshot.toString(16)}, rangeFault ${flagNames(r.flags)} order ${r.order}`;
   if (r.poisoned) {
     if (r.snapshot !== PROT.ERROR) return `${got}: a poisoned page must snapshot as ERROR`;
-    if (r.order !== 0 || (r.flags !== 0 && r.flags !== PFN_ERROR)) return `${got}: rangeFault must report a poisoned page not valid (0, or ERROR for an unreadable VMA)`;
+    if (r.order !== 0 || (r.flags !== 0 && r.flags !== PFN_ERROR))
+      return `${got}: rangeFault must report a poisoned page not valid (0, or ERROR for an unreadable VMA)`;
     return null;
   }
   const pmd = (r.snapshot & PROT.PMD) !== 0;

@@ -4,7 +4,19 @@
 // (never a crash or a hang); and a refused call loses nothing: the bytes it would have touched
 // read back unchanged, and WebGPU reports no uncaptured error.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HmmError, PAGE_SIZE, PROT, createSystem, type AddressSpace, type DispatchOptions, type HmmDevice, type HmmKernel, type KernelOptions, type Mirror, type System } from '../../src/index.ts';
+import {
+  HmmError,
+  PAGE_SIZE,
+  PROT,
+  createSystem,
+  type AddressSpace,
+  type DispatchOptions,
+  type HmmDevice,
+  type HmmKernel,
+  type KernelOptions,
+  type Mirror,
+  type System,
+} from '../../src/index.ts';
 import { failure, firstDiff, makeSystem, pattern, DOUBLE_KERNEL } from './helpers.ts';
 
 const P = PAGE_SIZE;
@@ -126,17 +138,25 @@ describe('dmirror page ranges', () => {
     ['prefetch of page 0', () => m.prefetch(0, 4, 'device'), 'EFAULT', 0],
     ['prefetch across the hole', () => m.prefetch(BASE, 4 * P, 'device'), 'EFAULT', HOLE],
     ['dispatch declaring page 0', () => m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([0, 1]), ranges: [{ va: 0, bytes: 4 }] }), 'EFAULT', 0],
-    ['dispatch declaring the hole', () => m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([BASE, 1]), ranges: [{ va: BASE, bytes: 4 * P }] }), 'EFAULT', HOLE],
+    [
+      'dispatch declaring the hole',
+      () => m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([BASE, 1]), ranges: [{ va: BASE, bytes: 4 * P }] }),
+      'EFAULT',
+      HOLE,
+    ],
   ];
-  it.each(holes.map(([what, call, code, at]) => [what, code, at, call] as const))('%s is %s naming the first unmapped address %s; nothing moves', async (_what, code, at, call) => {
-    const before = await m.snapshot(BASE, 4);
-    const e = await failure(call());
-    expect(e.code).toBe(code);
-    expect(e.address).toBe(at);
-    expect(e.message).toContain(hx(at));
-    expect(await m.snapshot(BASE, 4)).toEqual(before);
-    await intact();
-  });
+  it.each(holes.map(([what, call, code, at]) => [what, code, at, call] as const))(
+    '%s is %s naming the first unmapped address %s; nothing moves',
+    async (_what, code, at, call) => {
+      const before = await m.snapshot(BASE, 4);
+      const e = await failure(call());
+      expect(e.code).toBe(code);
+      expect(e.address).toBe(at);
+      expect(e.message).toContain(hx(at));
+      expect(await m.snapshot(BASE, 4)).toEqual(before);
+      await intact();
+    },
+  );
 
   it('snapshot of page 0 and of the hole reports ERROR for those pages, not an exception', async () => {
     expect([...(await m.snapshot(0, 1))]).toEqual([PROT.ERROR]);
@@ -147,18 +167,20 @@ describe('dmirror page ranges', () => {
 
 describe('mirror.write data', () => {
   const words = new Uint32Array(P / 4);
-  it.each([
-    ['a number array', [1, 2, 3, 4], 'data is not a Uint8Array'],
-    ['an ArrayBuffer', words.buffer, 'data is not a Uint8Array'],
-    ['a Uint32Array', words, 'data is not a Uint8Array'],
-    ['a DataView', new DataView(words.buffer), 'data is not a Uint8Array'],
-    ['a Uint8ClampedArray', new Uint8ClampedArray(P), 'data is not a Uint8Array'],
-    ['a string', 'abcd', 'data is not a Uint8Array'],
-    ['null', null, 'data is not a Uint8Array'],
-    ['empty data', new Uint8Array(0), 'data length 0'],
-    ['3 bytes (not a multiple of 4)', new Uint8Array(3), 'data length 3 is not a multiple of 4'],
-    ['4097 bytes', new Uint8Array(P + 1), 'data length 4097 is not a multiple of 4'],
-  ].map(([what, data, text]) => [what, text, data] as const))('%s is EINVAL (%s); nothing is written', async (_what, text, data) => {
+  it.each(
+    [
+      ['a number array', [1, 2, 3, 4], 'data is not a Uint8Array'],
+      ['an ArrayBuffer', words.buffer, 'data is not a Uint8Array'],
+      ['a Uint32Array', words, 'data is not a Uint8Array'],
+      ['a DataView', new DataView(words.buffer), 'data is not a Uint8Array'],
+      ['a Uint8ClampedArray', new Uint8ClampedArray(P), 'data is not a Uint8Array'],
+      ['a string', 'abcd', 'data is not a Uint8Array'],
+      ['null', null, 'data is not a Uint8Array'],
+      ['empty data', new Uint8Array(0), 'data length 0'],
+      ['3 bytes (not a multiple of 4)', new Uint8Array(3), 'data length 3 is not a multiple of 4'],
+      ['4097 bytes', new Uint8Array(P + 1), 'data length 4097 is not a multiple of 4'],
+    ].map(([what, data, text]) => [what, text, data] as const),
+  )('%s is EINVAL (%s); nothing is written', async (_what, text, data) => {
     const e = await failure(m.write(BASE, data as Uint8Array));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain('mirror.write');
@@ -166,13 +188,15 @@ describe('mirror.write data', () => {
     await intact();
   });
 
-  it.each([
-    ['an unaligned address', BASE + 4, 'not 4 KiB aligned'],
-    ['address NaN', NaN, 'address NaN'],
-    ['address -4096', -P, 'address -4096'],
-    ['address 4 GiB', VA_LIMIT, 'not an integer in [0, 4 GiB)'],
-    ['the last page, 2 pages of data (wraps)', VA_LIMIT - P, 'past the end'],
-  ].map(([what, va, text]) => [what, text, va] as const))('at %s is EINVAL (%s); nothing is written', async (_what, text, va) => {
+  it.each(
+    [
+      ['an unaligned address', BASE + 4, 'not 4 KiB aligned'],
+      ['address NaN', NaN, 'address NaN'],
+      ['address -4096', -P, 'address -4096'],
+      ['address 4 GiB', VA_LIMIT, 'not an integer in [0, 4 GiB)'],
+      ['the last page, 2 pages of data (wraps)', VA_LIMIT - P, 'past the end'],
+    ].map(([what, va, text]) => [what, text, va] as const),
+  )('at %s is EINVAL (%s); nothing is written', async (_what, text, va) => {
     const e = await failure(m.write(va as number, new Uint8Array(2 * P).fill(0xee)));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain(text);
@@ -181,19 +205,21 @@ describe('mirror.write data', () => {
 });
 
 describe('mirror.prefetch arguments', () => {
-  it.each([
-    ['address NaN', NaN, P, 'device', 'address NaN'],
-    ['address -1', -1, P, 'device', 'address -1'],
-    ['address 4 GiB', VA_LIMIT, P, 'device', 'not an integer in [0, 4 GiB)'],
-    ['bytes 0', BASE, 0, 'device', 'bytes 0 is not a positive integer'],
-    ['bytes -4096', BASE, -P, 'device', 'bytes -4096'],
-    ['bytes 1.5', BASE, 1.5, 'device', 'bytes 1.5'],
-    ['bytes NaN', BASE, NaN, 'device', 'bytes NaN'],
-    ['a range wrapping past 4 GiB', VA_LIMIT - P, 2 * P, 'device', 'past the end'],
-    ["location 'gpu'", BASE, P, 'gpu', "location gpu is not 'device' or 'system'"],
-    ['location undefined', BASE, P, undefined, 'location undefined'],
-    ['location 0', BASE, P, 0, 'location 0'],
-  ].map(([what, va, bytes, loc, text]) => [what, text, va, bytes, loc] as const))('%s is EINVAL (%s); nothing moves', async (_what, text, va, bytes, loc) => {
+  it.each(
+    [
+      ['address NaN', NaN, P, 'device', 'address NaN'],
+      ['address -1', -1, P, 'device', 'address -1'],
+      ['address 4 GiB', VA_LIMIT, P, 'device', 'not an integer in [0, 4 GiB)'],
+      ['bytes 0', BASE, 0, 'device', 'bytes 0 is not a positive integer'],
+      ['bytes -4096', BASE, -P, 'device', 'bytes -4096'],
+      ['bytes 1.5', BASE, 1.5, 'device', 'bytes 1.5'],
+      ['bytes NaN', BASE, NaN, 'device', 'bytes NaN'],
+      ['a range wrapping past 4 GiB', VA_LIMIT - P, 2 * P, 'device', 'past the end'],
+      ["location 'gpu'", BASE, P, 'gpu', "location gpu is not 'device' or 'system'"],
+      ['location undefined', BASE, P, undefined, 'location undefined'],
+      ['location 0', BASE, P, 0, 'location 0'],
+    ].map(([what, va, bytes, loc, text]) => [what, text, va, bytes, loc] as const),
+  )('%s is EINVAL (%s); nothing moves', async (_what, text, va, bytes, loc) => {
     const before = await m.snapshot(BASE, 4);
     const e = await failure(m.prefetch(va as number, bytes as number, loc as 'device'));
     expect(e.code).toBe('EINVAL');
@@ -212,7 +238,12 @@ describe('kernels that do not compile', () => {
     ['a bad prelude call', '// header comment\n\nfn kernel(gid: vec3u) {\n  hmm_store_u32(gid.x, 1.5);\n}', 4, 'hmm_store_u32(gid.x, 1.5);'],
     ['a missing semicolon', 'fn kernel(gid: vec3u) {\n  var a = 1u;\n  a = a + 1u\n  a = 2u;\n}', 4, 'a = 2u;'],
     ['an error far down', `${'// padding\n'.repeat(40)}fn kernel(gid: vec3u) {\n  let q = nope(gid.x);\n}`, 42, 'let q = nope(gid.x);'],
-    ['a bad uniform struct', 'struct U { a: u32, b: boo }\n@group(0) @binding(0) var<uniform> u: U;\nfn kernel(gid: vec3u) { _ = u.a; }', 1, 'struct U { a: u32, b: boo }'],
+    [
+      'a bad uniform struct',
+      'struct U { a: u32, b: boo }\n@group(0) @binding(0) var<uniform> u: U;\nfn kernel(gid: vec3u) { _ = u.a; }',
+      1,
+      'struct U { a: u32, b: boo }',
+    ],
   ];
   const rows = cases.map(([what, code, line, text]) => [what, line, text, code] as const);
   it.each(rows)('%s is EINVAL at the user line %s, quoting it (%s), never at a prelude line', async (_what, line, text, code) => {
@@ -239,24 +270,26 @@ describe('kernels that do not compile', () => {
 });
 
 describe('createKernel options', () => {
-  it.each([
-    ['no options', undefined, 'options { code'],
-    ['null options', null, 'options { code'],
-    ['a bare string', 'fn kernel(gid: vec3u) {}', 'options { code'],
-    ['code a number', { code: 42 }, 'code must be WGSL defining fn kernel'],
-    ['no fn kernel', { code: 'fn main() {}' }, 'code must be WGSL defining fn kernel'],
-    ['label a number', { code: DOUBLE, label: 7 }, 'label 7 is not a string'],
-    ['workgroupSize 0', { code: DOUBLE, workgroupSize: 0 }, 'workgroupSize[0] = 0'],
-    ['workgroupSize -64', { code: DOUBLE, workgroupSize: -64 }, 'workgroupSize[0] = -64'],
-    ['workgroupSize 1.5', { code: DOUBLE, workgroupSize: 1.5 }, 'workgroupSize[0] = 1.5'],
-    ['workgroupSize NaN', { code: DOUBLE, workgroupSize: NaN }, 'workgroupSize[0] = NaN'],
-    ['workgroupSize "64"', { code: DOUBLE, workgroupSize: '64' }, 'workgroupSize 64 is not a number or an array'],
-    ['workgroupSize []', { code: DOUBLE, workgroupSize: [] }, 'workgroupSize [] is not a number or an array'],
-    ['workgroupSize [1, 1, 1, 1]', { code: DOUBLE, workgroupSize: [1, 1, 1, 1] }, 'workgroupSize [1, 1, 1, 1]'],
-    ['workgroupSize x beyond the limit', { code: DOUBLE, workgroupSize: 100_000 }, 'workgroupSize[0] = 100000'],
-    ['workgroupSize z beyond the limit', { code: DOUBLE, workgroupSize: [1, 1, 100_000] }, 'workgroupSize[2] = 100000'],
-    ['too many invocations', { code: DOUBLE, workgroupSize: [64, 64, 1] }, 'workgroup of 64x64x1 exceeds'],
-  ].map(([what, opts, text]) => [what, text, opts] as const))('%s is EINVAL (%s)', async (_what, text, opts) => {
+  it.each(
+    [
+      ['no options', undefined, 'options { code'],
+      ['null options', null, 'options { code'],
+      ['a bare string', 'fn kernel(gid: vec3u) {}', 'options { code'],
+      ['code a number', { code: 42 }, 'code must be WGSL defining fn kernel'],
+      ['no fn kernel', { code: 'fn main() {}' }, 'code must be WGSL defining fn kernel'],
+      ['label a number', { code: DOUBLE, label: 7 }, 'label 7 is not a string'],
+      ['workgroupSize 0', { code: DOUBLE, workgroupSize: 0 }, 'workgroupSize[0] = 0'],
+      ['workgroupSize -64', { code: DOUBLE, workgroupSize: -64 }, 'workgroupSize[0] = -64'],
+      ['workgroupSize 1.5', { code: DOUBLE, workgroupSize: 1.5 }, 'workgroupSize[0] = 1.5'],
+      ['workgroupSize NaN', { code: DOUBLE, workgroupSize: NaN }, 'workgroupSize[0] = NaN'],
+      ['workgroupSize "64"', { code: DOUBLE, workgroupSize: '64' }, 'workgroupSize 64 is not a number or an array'],
+      ['workgroupSize []', { code: DOUBLE, workgroupSize: [] }, 'workgroupSize [] is not a number or an array'],
+      ['workgroupSize [1, 1, 1, 1]', { code: DOUBLE, workgroupSize: [1, 1, 1, 1] }, 'workgroupSize [1, 1, 1, 1]'],
+      ['workgroupSize x beyond the limit', { code: DOUBLE, workgroupSize: 100_000 }, 'workgroupSize[0] = 100000'],
+      ['workgroupSize z beyond the limit', { code: DOUBLE, workgroupSize: [1, 1, 100_000] }, 'workgroupSize[2] = 100000'],
+      ['too many invocations', { code: DOUBLE, workgroupSize: [64, 64, 1] }, 'workgroup of 64x64x1 exceeds'],
+    ].map(([what, opts, text]) => [what, text, opts] as const),
+  )('%s is EINVAL (%s)', async (_what, text, opts) => {
     const e = await refused(() => dev.createKernel(opts as KernelOptions));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain(text);
@@ -288,7 +321,9 @@ describe('dispatch workgroups', () => {
   const rows = cases.flatMap(([what, wg, text]) => (['validated', 'replayable'] as const).map((mode) => [what, mode, text, wg] as const));
   it.each(rows)('workgroups %s (%s) is EINVAL naming the argument (%s); no kernel runs', async (_what, mode, text, wg) => {
     const dispatches = sys.stats().dispatches ?? 0;
-    const e = await failure(m.dispatch(k, { mode, workgroups: wg() as number, uniforms: new Uint32Array([BASE, 4]), ranges: [{ va: BASE, bytes: 16, access: 'rw' }] }));
+    const e = await failure(
+      m.dispatch(k, { mode, workgroups: wg() as number, uniforms: new Uint32Array([BASE, 4]), ranges: [{ va: BASE, bytes: 16, access: 'rw' }] }),
+    );
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain("dispatch 'double'");
     expect(e.message).toContain(text);
@@ -303,28 +338,76 @@ describe('dispatch options', () => {
   const cases: [string, () => Promise<unknown>, string][] = [
     ['no kernel', () => m.dispatch(undefined as unknown as HmmKernel, { workgroups: 1 }), 'kernel undefined is not a kernel from createKernel()'],
     ['a kernel that is a string', () => m.dispatch(DOUBLE as unknown as HmmKernel, { workgroups: 1 }), 'is not a kernel from createKernel()'],
-    ['a kernel-shaped object', () => m.dispatch({ label: 'fake', device: dev.device } as unknown as HmmKernel, { workgroups: 1 }), 'is not a kernel from createKernel()'],
+    [
+      'a kernel-shaped object',
+      () => m.dispatch({ label: 'fake', device: dev.device } as unknown as HmmKernel, { workgroups: 1 }),
+      'is not a kernel from createKernel()',
+    ],
     ['no options', () => m.dispatch(k, undefined as unknown as DispatchOptions), 'options { workgroups'],
     ['null options', () => m.dispatch(k, null as unknown as DispatchOptions), 'options { workgroups'],
     ['uniforms a number array', () => m.dispatch(k, { workgroups: 1, uniforms: [BASE, 4] as unknown as Uint32Array }), 'uniforms'],
     ['uniforms a string', () => m.dispatch(k, { workgroups: 1, uniforms: 'abc' as unknown as Uint32Array }), 'is not an ArrayBuffer or a typed array'],
     ['uniforms a number', () => m.dispatch(k, { workgroups: 1, uniforms: 7 as unknown as Uint32Array }), 'uniforms 7 is not an ArrayBuffer'],
-    ['uniforms a plain object', () => m.dispatch(k, { workgroups: 1, uniforms: { va: BASE } as unknown as Uint32Array }), 'is not an ArrayBuffer or a typed array'],
-    ['uniforms a SharedArrayBuffer itself', () => m.dispatch(k, { workgroups: 1, uniforms: new SharedArrayBuffer(16) as unknown as ArrayBuffer }), 'is not an ArrayBuffer or a typed array'],
-    ['uniforms past the binding limit', () => m.dispatch(k, { workgroups: 1, uniforms: new Uint8Array(dev.device.limits.maxUniformBufferBindingSize + 16) }), 'uniform binding limit'],
+    [
+      'uniforms a plain object',
+      () => m.dispatch(k, { workgroups: 1, uniforms: { va: BASE } as unknown as Uint32Array }),
+      'is not an ArrayBuffer or a typed array',
+    ],
+    [
+      'uniforms a SharedArrayBuffer itself',
+      () => m.dispatch(k, { workgroups: 1, uniforms: new SharedArrayBuffer(16) as unknown as ArrayBuffer }),
+      'is not an ArrayBuffer or a typed array',
+    ],
+    [
+      'uniforms past the binding limit',
+      () => m.dispatch(k, { workgroups: 1, uniforms: new Uint8Array(dev.device.limits.maxUniformBufferBindingSize + 16) }),
+      'uniform binding limit',
+    ],
     ['uniforms of 5 bytes', () => m.dispatch(k, { workgroups: 1, uniforms: new Uint8Array(5) }), 'uniforms of 5 bytes: the length must be a multiple of 4'],
-    ['uniforms of 9 bytes', () => m.dispatch(k, { workgroups: 1, uniforms: new Uint8Array(new Uint32Array([BASE, 4, 0]).buffer, 0, 9) }), 'uniforms of 9 bytes'],
-    ['uniforms smaller than the kernel declares', () => m.dispatch(wide, { workgroups: 1, uniforms: new Uint32Array([BASE, 4]), ranges: [{ va: BASE, bytes: 16, access: 'rw' }] }), "kernel 'wide' could not be launched"],
+    [
+      'uniforms of 9 bytes',
+      () => m.dispatch(k, { workgroups: 1, uniforms: new Uint8Array(new Uint32Array([BASE, 4, 0]).buffer, 0, 9) }),
+      'uniforms of 9 bytes',
+    ],
+    [
+      'uniforms smaller than the kernel declares',
+      () => m.dispatch(wide, { workgroups: 1, uniforms: new Uint32Array([BASE, 4]), ranges: [{ va: BASE, bytes: 16, access: 'rw' }] }),
+      "kernel 'wide' could not be launched",
+    ],
     ["mode 'fast'", () => m.dispatch(k, { workgroups: 1, uniforms: u(), mode: 'fast' as 'validated' }), "mode 'fast' is not 'validated' or 'replayable'"],
     ['ranges an object', () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: { va: BASE, bytes: 16 } as unknown as [] }), 'ranges is not an array'],
-    ['a null range', () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [null as unknown as { va: number; bytes: number }] }), 'ranges[0]: null is not'],
+    [
+      'a null range',
+      () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [null as unknown as { va: number; bytes: number }] }),
+      'ranges[0]: null is not',
+    ],
     ['a range at NaN', () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [{ va: NaN, bytes: 16 }] }), 'ranges[0]: address NaN'],
-    ['a range of 0 bytes', () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [{ va: BASE, bytes: 16 }, { va: BASE, bytes: 0 }] }), 'ranges[1]: bytes 0'],
+    [
+      'a range of 0 bytes',
+      () =>
+        m.dispatch(k, {
+          workgroups: 1,
+          uniforms: u(),
+          ranges: [
+            { va: BASE, bytes: 16 },
+            { va: BASE, bytes: 0 },
+          ],
+        }),
+      'ranges[1]: bytes 0',
+    ],
     ['a range wrapping past 4 GiB', () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [{ va: VA_LIMIT - 4, bytes: 8 }] }), 'past the end'],
-    ["a range with access 'w'", () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [{ va: BASE, bytes: 16, access: 'w' as 'rw' }] }), "access w is not 'r' or 'rw'"],
+    [
+      "a range with access 'w'",
+      () => m.dispatch(k, { workgroups: 1, uniforms: u(), ranges: [{ va: BASE, bytes: 16, access: 'w' as 'rw' }] }),
+      "access w is not 'r' or 'rw'",
+    ],
     ['maxRounds 0', () => m.dispatch(k, { workgroups: 1, uniforms: u(), mode: 'replayable', maxRounds: 0 }), 'maxRounds 0 is not a positive integer'],
     ['maxRounds 1.5', () => m.dispatch(k, { workgroups: 1, uniforms: u(), mode: 'replayable', maxRounds: 1.5 }), 'maxRounds 1.5'],
-    ['prefetch threshold 500', () => m.dispatch(k, { workgroups: 1, uniforms: u(), mode: 'replayable', prefetch: { threshold: 500 } }), 'prefetch.threshold 500'],
+    [
+      'prefetch threshold 500',
+      () => m.dispatch(k, { workgroups: 1, uniforms: u(), mode: 'replayable', prefetch: { threshold: 500 } }),
+      'prefetch.threshold 500',
+    ],
   ];
   it.each(cases.map(([what, call, text]) => [what, text, call] as const))('%s is EINVAL (%s); nothing runs, nothing is written', async (_what, text, call) => {
     const dispatches = sys.stats().dispatches ?? 0;
@@ -443,8 +526,18 @@ describe('use after destroy', () => {
     ['m.makeExclusive', 'EDEVLOST', 'makeExclusive: device lost (destroyed)', (c) => c.m.makeExclusive(c.va, 1)],
     ['m.checkExclusive', 'EINVAL', 'checkExclusive: address space', (c) => c.m.checkExclusive(c.va, 1)],
     ['m.prefetch', 'EDEVLOST', 'prefetch: device lost (destroyed)', (c) => c.m.prefetch(c.va, P, 'device')],
-    ['m.dispatch', 'EDEVLOST', 'dispatch: device lost (destroyed)', (c) => c.m.dispatch(c.k, { workgroups: 1, uniforms: new Uint32Array([c.va, 1]), ranges: [{ va: c.va, bytes: 4, access: 'rw' }] })],
-    ['m.dispatch replayable', 'EDEVLOST', 'dispatch: device lost (destroyed)', (c) => c.m.dispatch(c.k, { workgroups: 1, mode: 'replayable', uniforms: new Uint32Array([c.va, 1]) })],
+    [
+      'm.dispatch',
+      'EDEVLOST',
+      'dispatch: device lost (destroyed)',
+      (c) => c.m.dispatch(c.k, { workgroups: 1, uniforms: new Uint32Array([c.va, 1]), ranges: [{ va: c.va, bytes: 4, access: 'rw' }] }),
+    ],
+    [
+      'm.dispatch replayable',
+      'EDEVLOST',
+      'dispatch: device lost (destroyed)',
+      (c) => c.m.dispatch(c.k, { workgroups: 1, mode: 'replayable', uniforms: new Uint32Array([c.va, 1]) }),
+    ],
     ['dev.createKernel', 'EDEVLOST', 'createKernel: device lost (destroyed)', (c) => c.dev.createKernel({ code: DOUBLE })],
     ['dev.mirror', 'EDEVLOST', 'mirror: device lost (destroyed)', (c) => c.dev.mirror(c.mm)],
     ['dev.release', 'EDEVLOST', 'release: device lost (destroyed)', (c) => c.dev.release()],
@@ -541,7 +634,9 @@ describe('the address space goes away under a call in flight', () => {
 describe('createSystem with a device that cannot be built', () => {
   it('is EINVAL naming the device, and no device of it stays acquired', async () => {
     // 64 KiB of memory in 4 KiB buffers needs 16 bindings; at most 4 are bound
-    const e = await failure(createSystem({ systemRamBytes: 1 << 20, devices: [{ memoryBytes: 64 << 10 }, { memoryBytes: 64 << 10, maxBufferBytes: P, label: 'tiny' }] }));
+    const e = await failure(
+      createSystem({ systemRamBytes: 1 << 20, devices: [{ memoryBytes: 64 << 10 }, { memoryBytes: 64 << 10, maxBufferBytes: P, label: 'tiny' }] }),
+    );
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain('tiny');
     expect(e.message).toContain('at most 4 are bound');

@@ -54,7 +54,10 @@ describe('bench', () => {
       return f.median;
     };
     // G11's phase rows: µs per page in each phase; summed over some phases
-    const usOf = (phases: readonly string[]): number => json.goals.g11.rows.filter((row: { key: string }) => phases.includes(row.key)).reduce((a: number, row: { figures: { usPerPage: { median: number } } }) => a + row.figures.usPerPage.median, 0);
+    const usOf = (phases: readonly string[]): number =>
+      json.goals.g11.rows
+        .filter((row: { key: string }) => phases.includes(row.key))
+        .reduce((a: number, row: { figures: { usPerPage: { median: number } } }) => a + row.figures.usPerPage.median, 0);
     // Each headline and check, recomputed from the raw figures it divides (one repetition: the
     // median of one ratio is that ratio). A figure computed from anything else fails here.
     const derived: [string, string, () => number][] = [
@@ -84,7 +87,11 @@ describe('bench', () => {
       ['g11', 'ratio', () => fig('g11', 'hostUsPerPage')],
       ['g11', 'withWait', () => usOf(PHASES)],
       ['g11', 'wallLessWait', () => (fig('g11', 'roundMs') * 1000) / fig('g11', 'pagesServiced') - usOf(['gpu-wait'])],
-      ['g12', 'ratio', () => (fig('g12', 'hugeToDeviceMs') + fig('g12', 'hugeToSystemMs')) / (fig('g12', 'regularToDeviceMs') + fig('g12', 'regularToSystemMs'))],
+      [
+        'g12',
+        'ratio',
+        () => (fig('g12', 'hugeToDeviceMs') + fig('g12', 'hugeToSystemMs')) / (fig('g12', 'regularToDeviceMs') + fig('g12', 'regularToSystemMs')),
+      ],
       ['g12', 'toDevice', () => fig('g12', 'hugeToDeviceMs') / fig('g12', 'regularToDeviceMs')],
       ['g12', 'toSystem', () => fig('g12', 'hugeToSystemMs') / fig('g12', 'regularToSystemMs')],
     ];
@@ -95,7 +102,12 @@ describe('bench', () => {
       expect(Math.abs(got - want), `${id} ${key}: ${got} against ${want} from its figures`).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(want)));
     }
     // every check of every goal is covered above
-    for (const id of GOAL_IDS) for (const c of json.goals[id].checks) expect(derived.some(([i, k]) => i === id && k === c.key), `${id} check ${c.key} recomputed`).toBe(true);
+    for (const id of GOAL_IDS)
+      for (const c of json.goals[id].checks)
+        expect(
+          derived.some(([i, k]) => i === id && k === c.key),
+          `${id} check ${c.key} recomputed`,
+        ).toBe(true);
     // and the figures are real measurements: every time above 0, pages and bytes the mechanism counted
     for (const id of GOAL_IDS)
       for (const [k, f] of Object.entries(json.goals[id].figures) as [string, { median: number; unit: string }][])
@@ -141,7 +153,8 @@ describe('bench', () => {
     // G12: the hmm-tests sizes that fit this pool, each with both kinds and both ways
     expect(json.goals.g12.rows.map((row: { key: string }) => Number(row.key))).toEqual(json.sizes.thpBytes);
     for (const row of json.goals.g12.rows)
-      for (const k of ['hugeToDeviceMs', 'hugeToSystemMs', 'regularToDeviceMs', 'regularToSystemMs', 'ratio']) expect(Number.isFinite(row.figures[k].median), `${row.label} ${k}`).toBe(true);
+      for (const k of ['hugeToDeviceMs', 'hugeToSystemMs', 'regularToDeviceMs', 'regularToSystemMs', 'ratio'])
+        expect(Number.isFinite(row.figures[k].median), `${row.label} ${k}`).toBe(true);
     // the phase breakdown: every strategy but explicit copies, shares that add up to 1
     for (const c of json.workloads) {
       if (c.strategy === 'explicit') {
@@ -153,7 +166,9 @@ describe('bench', () => {
       expect(sum, `${c.workload} / ${c.strategy}`).toBeCloseTo(1, 6);
     }
     // some fault-driven run spent time in the phases
-    expect(json.workloads.some((c: { strategy: string; phaseShares?: { other: number } }) => c.strategy === 'replayable' && c.phaseShares!.other < 1)).toBe(true);
+    expect(json.workloads.some((c: { strategy: string; phaseShares?: { other: number } }) => c.strategy === 'replayable' && c.phaseShares!.other < 1)).toBe(
+      true,
+    );
     expect(json.g5Matrix.map((g: { workload: string }) => g.workload)).toEqual(['triad', 'gather 1/64', 'gather 1/8', 'gather 1/2', '2D stencil']);
     const text = formatText(r);
     expect(text).toContain('G12');
@@ -186,7 +201,9 @@ describe('fault batch cap (faultBatchPages)', () => {
     expect(sys.counters.get('faultPages')).toBe(15);
     expect(sys.counters.get('pagesToDevice')).toBe(8);
     for (const bad of [0, 1.5, 4097])
-      expect((await failure(m.dispatch(k, { mode: 'replayable', faultBatchPages: bad, workgroups: 1, uniforms: new Uint32Array([va, 8, 0, 0]) }))).code).toBe('EINVAL');
+      expect((await failure(m.dispatch(k, { mode: 'replayable', faultBatchPages: bad, workgroups: 1, uniforms: new Uint32Array([va, 8, 0, 0]) }))).code).toBe(
+        'EINVAL',
+      );
   });
 
   it('per device, from createSystem; checked there too', async () => {
@@ -199,6 +216,8 @@ describe('fault batch cap (faultBatchPages)', () => {
     const r = await dev.mirror(mm).dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va, 5, 0, 0]) });
     expect(r.faults).toBe(3);
     for (const bad of [0, -1, 2.5, 5000, '8'])
-      expect((await failure(createSystem({ systemRamBytes: 1 << 20, devices: [{ memoryBytes: 1 << 20, faultBatchPages: bad as number }] }))).message).toMatch(/faultBatchPages/);
+      expect((await failure(createSystem({ systemRamBytes: 1 << 20, devices: [{ memoryBytes: 1 << 20, faultBatchPages: bad as number }] }))).message).toMatch(
+        /faultBatchPages/,
+      );
   });
 });

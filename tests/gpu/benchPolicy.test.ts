@@ -35,7 +35,10 @@ describe('bench --policy', () => {
     };
     const cases: [string, RegExp][] = [
       [file('none.mjs', 'export const x = 1;'), /none\.mjs: the module has no default export/],
-      [file('noname.mjs', 'export default { eviction: { name: "e", victims: () => [] } };'), /noname\.mjs: the default export is not a PolicySet: its name is undefined/],
+      [
+        file('noname.mjs', 'export default { eviction: { name: "e", victims: () => [] } };'),
+        /noname\.mjs: the default export is not a PolicySet: its name is undefined/,
+      ],
       [file('empty.mjs', 'export default { name: "e" };'), /empty\.mjs: .*holds no policy/],
       [file('nomethod.mjs', 'export default { name: "e", eviction: { name: "e" } };'), /nomethod\.mjs: .*eviction policy 'e' has no victims\(\) method/],
       [file('typo.mjs', 'export default { name: "e", evict: {} };'), /typo\.mjs: .*'evict' is not a policy kind/],
@@ -43,7 +46,10 @@ describe('bench --policy', () => {
       [join(dir, 'missing.ts'), /missing\.ts: no such file/],
     ];
     for (const [path, message] of cases) {
-      const e = await loadPolicyModules([path]).then(() => null, (err: unknown) => err);
+      const e = await loadPolicyModules([path]).then(
+        () => null,
+        (err: unknown) => err,
+      );
       expect(e, path).toBeInstanceOf(PolicyModuleError);
       expect((e as Error).message).toMatch(message);
     }
@@ -56,7 +62,15 @@ describe('bench --policy', () => {
     const [lru] = await loadPolicyModules([LRU]);
     expect(lru!.set.name).toBe('lru');
     // a set whose prefetcher throws: its cells fail, naming it; every other cell is untouched
-    const broken: PolicySet = { name: 'broken', prefetch: { name: 'boom', select: () => { throw new Error('boom'); } } };
+    const broken: PolicySet = {
+      name: 'broken',
+      prefetch: {
+        name: 'boom',
+        select: () => {
+          throw new Error('boom');
+        },
+      },
+    };
     const t0 = performance.now();
     // three workloads keep it short: a stream that fits, a pointer chase, and a stream 1.25x the small device
     const picked = ['triad', 'pointer chase', 'oversub 1.25x'];

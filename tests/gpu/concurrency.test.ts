@@ -37,7 +37,11 @@ async function launched(sys: System, n = 1): Promise<void> {
   while ((sys.stats().dispatches ?? 0) < start + n) await new Promise((r) => setImmediate(r));
 }
 
-const settled = <T,>(p: Promise<T>) => p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e: e as HmmError }));
+const settled = <T>(p: Promise<T>) =>
+  p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e: e as HmmError }),
+  );
 
 describe('concurrency: changes to the address space while the GPU works on it', () => {
   it('munmap during an in-flight migration: the pages are raced, no device entry and no frame is left behind', async () => {
@@ -204,7 +208,12 @@ describe('concurrency: changes to the address space while the GPU works on it', 
     };
     try {
       const releasing = dev.release();
-      await m.dispatch(k, { mode: 'validated', workgroups: P / 4 / 64, uniforms: new Uint32Array([va + P, P / 4, 5, 0]), ranges: [{ va: va + P, bytes: P, access: 'rw' }] });
+      await m.dispatch(k, {
+        mode: 'validated',
+        workgroups: P / 4 / 64,
+        uniforms: new Uint32Array([va + P, P / 4, 5, 0]),
+        ranges: [{ va: va + P, bytes: P, access: 'rw' }],
+      });
       open();
       await releasing;
     } finally {

@@ -74,7 +74,10 @@ describe('dispatches in flight at once', () => {
     const a = mm.mmap(16 * P);
     const b = mm.mmap(8 * P);
     const c = mm.mmap(8 * P);
-    const two = (va: number) => [{ va, bytes: 8 * P, access: 'rw' as const }, { va: va + 8 * P, bytes: 8 * P, access: 'rw' as const }];
+    const two = (va: number) => [
+      { va, bytes: 8 * P, access: 'rw' as const },
+      { va: va + 8 * P, bytes: 8 * P, access: 'rw' as const },
+    ];
     const run = (va: number, pages: number, ranges = [{ va, bytes: pages * P, access: 'rw' as const }]) =>
       m.dispatch(k, { mode: 'validated', workgroups: 1, uniforms: new Uint32Array([va, pages, 0, 0]), ranges });
     for (let i = 0; i < 3; i++) await Promise.all([run(a, 16, two(a)), run(b, 8), run(c, 8), run(a, 16, two(a))]);
@@ -85,7 +88,7 @@ describe('dispatches in flight at once', () => {
 
   it('replayable kernels of two devices on the same pages while the main thread reads and writes them: every add counted', async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 1 << 20 }, { memoryBytes: 1 << 20 }] });
-    const [d0, d1] = sys.devices as [typeof sys.devices[0], typeof sys.devices[0]];
+    const [d0, d1] = sys.devices as [(typeof sys.devices)[0], (typeof sys.devices)[0]];
     const mm = sys.createAddressSpace();
     const k0 = await d0!.createKernel({ code: COUNT, label: 'count gpu0' });
     const k1 = await d1!.createKernel({ code: COUNT, label: 'count gpu1' });

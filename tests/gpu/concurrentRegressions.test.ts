@@ -33,7 +33,9 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
     const va = mm.mmap(P);
     await m.migrateToDevice(va, 1);
-    const kernel = settle(m.dispatch(k, { mode: 'validated', workgroups: 1024 / 64, uniforms: new Uint32Array([va, 1024, 1, 0]), ranges: [{ va, bytes: P, access: 'rw' }] }));
+    const kernel = settle(
+      m.dispatch(k, { mode: 'validated', workgroups: 1024 / 64, uniforms: new Uint32Array([va, 1024, 1, 0]), ranges: [{ va, bytes: P, access: 'rw' }] }),
+    );
     const read = settle(mm.read(va, 4));
     expect(await kernel).toMatchObject({ ok: true });
     const r = await read;
@@ -157,7 +159,10 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
           mode: 'validated',
           workgroups: 32,
           uniforms: new Uint32Array([va + 2 * P, va + 6 * P, 2048, 40]),
-          ranges: [{ va: va + 2 * P, bytes: 2 * P, access: 'r' }, { va: va + 6 * P, bytes: 2 * P, access: 'rw' }],
+          ranges: [
+            { va: va + 2 * P, bytes: 2 * P, access: 'r' },
+            { va: va + 6 * P, bytes: 2 * P, access: 'rw' },
+          ],
         }),
       );
       const [f, d] = [await fork, await kernel];
@@ -203,7 +208,9 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     await m.migrateToDevice(va + 8 * P, 12); // the device is full
     const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
     const release = settle(dev.release());
-    const kernel = settle(m.dispatch(k, { mode: 'validated', workgroups: 48, uniforms: new Uint32Array([va, 3072, 1, 0]), ranges: [{ va, bytes: 3 * P, access: 'rw' }] }));
+    const kernel = settle(
+      m.dispatch(k, { mode: 'validated', workgroups: 48, uniforms: new Uint32Array([va, 3072, 1, 0]), ranges: [{ va, bytes: 3 * P, access: 'rw' }] }),
+    );
     expect(await release).toMatchObject({ ok: true });
     expect(await kernel).toMatchObject({ ok: true });
     expect(u32(await mm.read(va + 2 * P, 4))).toBe(0x03030303 + 1);
@@ -261,10 +268,16 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     const k0 = await d0.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
     const k1 = await d1.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
     const add = (dev: typeof d0, k: typeof k0, mm: typeof parent, at: number, pages: number, n: number) =>
-      dev.mirror(mm).dispatch(k, { mode: 'validated', workgroups: 1, uniforms: new Uint32Array([at, 1, n, 0]), ranges: [{ va: at, bytes: pages * P, access: 'rw' }] });
+      dev
+        .mirror(mm)
+        .dispatch(k, { mode: 'validated', workgroups: 1, uniforms: new Uint32Array([at, 1, n, 0]), ranges: [{ va: at, bytes: pages * P, access: 'rw' }] });
     let want = 0;
     for (let i = 0; i < 10; i++) {
-      const results = await Promise.all([settle(add(d0, k0, child, va + 2 * P, 1, 1)), settle(add(d1, k1, parent, va + 2 * P, 1, 100)), settle(add(d0, k0, child, va, 3, 0))]);
+      const results = await Promise.all([
+        settle(add(d0, k0, child, va + 2 * P, 1, 1)),
+        settle(add(d1, k1, parent, va + 2 * P, 1, 100)),
+        settle(add(d0, k0, child, va, 3, 0)),
+      ]);
       expect(results.map((r) => (r.ok ? 'ok' : r.code))).toEqual(['ok', 'ok', 'ok']);
       want += 101;
     }
@@ -291,7 +304,14 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     await mm.advise(va + P, P, { preferred: 'system' }); // page b: served through a device copy
     const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
     const add = (at: number, pages: number) =>
-      settle(m.dispatch(k, { mode: 'validated', workgroups: (pages * 1024) / 64, uniforms: new Uint32Array([at, pages * 1024, 1, 0]), ranges: [{ va: at, bytes: pages * P, access: 'rw' }] }));
+      settle(
+        m.dispatch(k, {
+          mode: 'validated',
+          workgroups: (pages * 1024) / 64,
+          uniforms: new Uint32Array([at, pages * 1024, 1, 0]),
+          ranges: [{ va: at, bytes: pages * P, access: 'rw' }],
+        }),
+      );
     // X faults in a and b: a is mapped (host table), then X waits to copy b, whose page a CPU
     // thread is inside. Y, which needs only a, starts right then: it finds a mapped and launches.
     Atomics.add(mm.pageTable.pins, b, 1);
@@ -324,7 +344,15 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     const m = dev.mirror(mm);
     const va = mm.mmap(6 * P);
     const k = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64, label: 'add' });
-    const add = () => settle(m.dispatch(k, { mode: 'validated', workgroups: 48, uniforms: new Uint32Array([va + 2 * P, 3072, 1, 0]), ranges: [{ va: va + 2 * P, bytes: 3 * P, access: 'rw' }] }));
+    const add = () =>
+      settle(
+        m.dispatch(k, {
+          mode: 'validated',
+          workgroups: 48,
+          uniforms: new Uint32Array([va + 2 * P, 3072, 1, 0]),
+          ranges: [{ va: va + 2 * P, bytes: 3 * P, access: 'rw' }],
+        }),
+      );
     for (let i = 0; i < 6; i++) {
       const r = await Promise.all([settle(m.makeExclusive(va, 4)), add(), i % 2 ? settle(m.makeExclusive(va + 3 * P, 3)) : add()]);
       expect(r.map((x) => (x.ok ? 'ok' : x.code))).toEqual(['ok', 'ok', 'ok']);
@@ -355,7 +383,14 @@ describe('concurrent regressions (found by the concurrent fuzzer)', () => {
     for (let i = 0; i < 10; i++) {
       const r = await Promise.all([
         settle(d0.mirror(parent).dispatch(copy, { mode: 'replayable', workgroups: 16, uniforms: new Uint32Array([va + P, va + 2 * P, 1024, 6]) })),
-        settle(d0.mirror(child).dispatch(add, { mode: 'validated', workgroups: 32, uniforms: new Uint32Array([va + P, 2048, 1, 0]), ranges: [{ va: va + P, bytes: 2 * P, access: 'rw' }] })),
+        settle(
+          d0.mirror(child).dispatch(add, {
+            mode: 'validated',
+            workgroups: 32,
+            uniforms: new Uint32Array([va + P, 2048, 1, 0]),
+            ranges: [{ va: va + P, bytes: 2 * P, access: 'rw' }],
+          }),
+        ),
         settle(d1.mirror(parent).read(va + 2 * P, 2)),
       ]);
       expect(r.map((x) => (x.ok ? 'ok' : x.code))).toEqual(['ok', 'ok', 'ok']);

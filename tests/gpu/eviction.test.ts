@@ -53,7 +53,10 @@ describe('oversubscription', () => {
     const c = mm.mmap(16 * P, { addr: 0x0300_0000 });
     await m.migrateToDevice(b, 16); // b first: oldest
     await m.migrateToDevice(a, 16);
-    const touch = await dev.createKernel({ code: '@group(0) @binding(0) var<uniform> u: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(u.x + gid.x * 4096u, 1u); }', workgroupSize: 16 });
+    const touch = await dev.createKernel({
+      code: '@group(0) @binding(0) var<uniform> u: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(u.x + gid.x * 4096u, 1u); }',
+      workgroupSize: 16,
+    });
     await m.dispatch(touch, { workgroups: 1, uniforms: new Uint32Array([b, 0, 0, 0]), ranges: [{ va: b, bytes: 16 * P, access: 'rw' }] });
     // b was touched by a kernel, a was not: faulting c in must evict a, not b
     await m.migrateToDevice(c, 16).catch(() => undefined);
@@ -69,7 +72,9 @@ describe('oversubscription', () => {
     const mm = sys.createAddressSpace();
     const va = mm.mmap(16 * P);
     const k = await dev.createKernel({ code: STREAM, workgroupSize: 16 });
-    await expect(dev.mirror(mm).dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 16, 0, 0]), ranges: [{ va, bytes: 16 * P, access: 'rw' }] })).rejects.toMatchObject({ code: 'ENOMEM' });
+    await expect(
+      dev.mirror(mm).dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 16, 0, 0]), ranges: [{ va, bytes: 16 * P, access: 'rw' }] }),
+    ).rejects.toMatchObject({ code: 'ENOMEM' });
     await expect(makeSystem({ devices: [{ memoryBytes: 8 * P, evictionBytes: 8192 as 4096 }] })).rejects.toMatchObject({ code: 'EINVAL' });
   });
 });

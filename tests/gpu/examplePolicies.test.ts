@@ -55,7 +55,9 @@ describe('example policies on the GPU', () => {
       const va = mm.mmap(32 * P);
       const before = sys.stats().prefetchedPages ?? 0;
       // prefetch: false turns the built-in density prefetcher off; a dispatch's own policy goes over it
-      const r = await dev.mirror(mm).dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va, 4, 4, 2]), ...(policy ? { policy } : {}) });
+      const r = await dev
+        .mirror(mm)
+        .dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va, 4, 4, 2]), ...(policy ? { policy } : {}) });
       return { mm, va, r, prefetched: (sys.stats().prefetchedPages ?? 0) - before };
     };
     const none = await run();
@@ -65,7 +67,9 @@ describe('example policies on the GPU', () => {
     expect(strided.r.rounds).toBe(2); // the first batch, pages 0 2 4 6, shows the stride: 8..30 come with it
     expect(strided.prefetched).toBe(12);
     expect(where(strided.mm, strided.va, 32)).toEqual(range(0, 32).map((i) => (i % 2 === 0 ? 'device' : 'untouched')));
-    expect(sys.explain(strided.mm, strided.va + 8 * P).history).toMatchObject([{ move: 'to-device', cause: { kind: 'prefetch', policy: 'stride(16)', round: 1 } }]);
+    expect(sys.explain(strided.mm, strided.va + 8 * P).history).toMatchObject([
+      { move: 'to-device', cause: { kind: 'prefetch', policy: 'stride(16)', round: 1 } },
+    ]);
     expect(sys.explain(strided.mm, strided.va + 8 * P).history[0]!.why).toContain("prefetch by 'stride(16)' with kernel 'walk'");
     // every byte: page i*2 holds i + 1 in word 0, the rest is zero
     const want = new Uint8Array(32 * P);
@@ -159,7 +163,12 @@ describe('example policies on the GPU', () => {
     ]);
     expect(story.history[4]!.why).toContain("GPU fault: kernel 'bump'");
     expect(story.history[5]!.why).toBe('CPU fault (main thread)');
-    expect(sys.explain(mm, va + 4 * P).history.filter((e) => e.placement).map((e) => e.placement)).toEqual(new Array(3).fill('accessCount(3): copy'));
+    expect(
+      sys
+        .explain(mm, va + 4 * P)
+        .history.filter((e) => e.placement)
+        .map((e) => e.placement),
+    ).toEqual(new Array(3).fill('accessCount(3): copy'));
     const words = new Uint32Array((await mm.read(va, 8 * P)).slice().buffer).filter((_, i) => i % 1024 === 0);
     expect(Array.from(words)).toEqual(new Array(8).fill(3));
   });

@@ -6,7 +6,6 @@ import { failure, makeSystem, pattern } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
-
 const ADD = /* wgsl */ `
 @group(0) @binding(0) var<uniform> a: vec4u;
 fn kernel(gid: vec3u) { hmm_atomic_add_u32(a.x + (gid.x % 4u) * 4096u, 1u); }`;
@@ -47,7 +46,7 @@ describe('exclusive access', () => {
     await mm.write(va + P + 8, new Uint8Array([1, 2, 3]));
     await m.checkExclusive(va + P, 1);
     expect((await failure(m.checkExclusive(va, 2))).address).toBe(va);
-    expect(Array.from((await mm.read(va + P + 7, 5)))).toEqual([0, 1, 2, 3, 0]);
+    expect(Array.from(await mm.read(va + P + 7, 5))).toEqual([0, 1, 2, 3, 0]);
   });
 
   it('after mprotect to read-only a device write is EPERM, and the data survived', async () => {

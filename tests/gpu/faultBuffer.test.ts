@@ -70,7 +70,9 @@ describe('faultBufferPages and faultBatchPages are checked where they are given'
     expect(e.code).toBe('EINVAL');
     expect(e.message).toMatch(/devices\[0\]\.faultBatchPages 64 .*faultBufferPages 32/);
     // a batch above the default buffer (256) needs the buffer raised with it
-    expect((await failure(createSystem({ systemRamBytes: 1 << 20, devices: [{ memoryBytes: 1 << 20, faultBatchPages: 512 }] }))).message).toMatch(/faultBatchPages 512/);
+    expect((await failure(createSystem({ systemRamBytes: 1 << 20, devices: [{ memoryBytes: 1 << 20, faultBatchPages: 512 }] }))).message).toMatch(
+      /faultBatchPages 512/,
+    );
   });
 
   it('the setters and a dispatch refuse the same, naming the setting', async () => {
@@ -205,7 +207,10 @@ describe('phase spans', () => {
     await m.dispatch(k, { mode: 'replayable', workgroups: 1, uniforms: new Uint32Array([copies, 4, 0, 0]) });
     await mm.read(copies, 4 * P); // held copies come home
     await m.migrateToSystem(va, 32);
-    const spans = trace.events().slice(from).filter((e) => e.kind === 'phase');
+    const spans = trace
+      .events()
+      .slice(from)
+      .filter((e) => e.kind === 'phase');
     const seen = new Set(spans.map((e) => e.phase));
     const want: Phase[] = ['fault-readback', 'dedupe', 'policy', 'collect', 'copy-upload', 'gpu-wait', 'commit', 'pt-upload', 'relaunch'];
     for (const p of want) expect(seen.has(p), p).toBe(true);
@@ -214,9 +219,15 @@ describe('phase spans', () => {
     for (const p of want) expect(ms[p], p).toBeGreaterThanOrEqual(0);
     expect(want.reduce((sum, p) => sum + ms[p], 0)).toBeGreaterThan(0);
     // a round's dedupe and policy spans lie inside the round's span
-    const rounds = trace.events().slice(from).filter((e) => e.kind === 'gpu-fault-round');
+    const rounds = trace
+      .events()
+      .slice(from)
+      .filter((e) => e.kind === 'gpu-fault-round');
     expect(rounds.length).toBeGreaterThan(0);
     for (const s of spans.filter((e) => e.phase === 'dedupe' || e.phase === 'policy'))
-      expect(rounds.some((r) => r.ts <= s.ts && s.ts + s.dur! <= r.ts + r.dur! + 1e-6), `${s.phase} at ${s.ts}`).toBe(true);
+      expect(
+        rounds.some((r) => r.ts <= s.ts && s.ts + s.dur! <= r.ts + r.dur! + 1e-6),
+        `${s.phase} at ${s.ts}`,
+      ).toBe(true);
   });
 });

@@ -271,7 +271,7 @@ describe('device lost during a replayable dispatch', () => {
       const out = new Uint32Array((await mm.read(d2, 2 * P)).buffer);
       const a = new Uint32Array(srcData.buffer);
       const b = new Uint32Array(shData.buffer);
-      for (let i = 0; i < 2048; i++) if (out[i] !== ((a[i]! + b[i % 1024]!) >>> 0)) throw new Error(`word ${i}: ${out[i]}`);
+      for (let i = 0; i < 2048; i++) if (out[i] !== (a[i]! + b[i % 1024]!) >>> 0) throw new Error(`word ${i}: ${out[i]}`);
     });
   }
 });
@@ -313,7 +313,14 @@ describe('after a device is lost, the rest of the system keeps serving', () => {
 
     // the surviving device: errors for poisoned pages, everything else as it was
     expect(Array.from(await m1.snapshot(a, 8))).toEqual([
-      PROT.ERROR, PROT.ERROR, PROT.WRITE, PROT.WRITE, PROT.WRITE, PROT.DEV_PRIVATE_LOCAL | PROT.WRITE, PROT.WRITE, PROT.NONE,
+      PROT.ERROR,
+      PROT.ERROR,
+      PROT.WRITE,
+      PROT.WRITE,
+      PROT.WRITE,
+      PROT.DEV_PRIVATE_LOCAL | PROT.WRITE,
+      PROT.WRITE,
+      PROT.NONE,
     ]);
     expect(Array.from(await m1.snapshot(s, 2))).toEqual([PROT.READ, PROT.ERROR]); // the dead copy's flag goes at the next write
     // pages only on d0: EPOISON, page by page, on every touch; never zeros

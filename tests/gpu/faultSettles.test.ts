@@ -14,7 +14,7 @@ const P = PAGE_SIZE;
 describe('a failing CPU fault settles before it returns', () => {
   it('a read over a page that cannot come home (ENOMEM) and a page that can: the error comes after the other page is home', async () => {
     const sys = await makeSystem({ systemRamBytes: 4 * P, devices: [{ memoryBytes: 16 * P }, { memoryBytes: 16 * P }] });
-    const [d0, d1] = sys.devices as [typeof sys.devices[0], typeof sys.devices[0]];
+    const [d0, d1] = sys.devices as [(typeof sys.devices)[0], (typeof sys.devices)[0]];
     const mm = sys.createAddressSpace();
     const va = mm.mmap(2 * P);
     const data = pattern(2 * P, 5);
@@ -35,7 +35,7 @@ describe('a failing CPU fault settles before it returns', () => {
 
   it('a read and a fork over a poisoned page and a page on a live device: EPOISON, and nothing left Migrating', async () => {
     const sys = await makeSystem({ devices: [{ memoryBytes: 16 * P }, { memoryBytes: 16 * P }] });
-    const [d0, d1] = sys.devices as [typeof sys.devices[0], typeof sys.devices[0]];
+    const [d0, d1] = sys.devices as [(typeof sys.devices)[0], (typeof sys.devices)[0]];
     const mm = sys.createAddressSpace();
     const va = mm.mmap(2 * P);
     const data = pattern(2 * P, 5);

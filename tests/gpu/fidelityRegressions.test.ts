@@ -163,16 +163,30 @@ describe('fidelity regressions (found by the fuzzers)', () => {
     const kernel = await dev.createKernel({ code: ADD_KERNEL, workgroupSize: 64 });
     const words = (3 * P) / 4;
     const outcomes: string[] = [];
-    const code = (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: HmmError) => e.code);
+    const code = (p: Promise<unknown>): Promise<string> =>
+      p.then(
+        () => 'ok',
+        (e: HmmError) => e.code,
+      );
     for (let round = 0; round < 5; round++) {
       const all = await Promise.all([
-        code(m.dispatch(kernel, { mode: 'validated', workgroups: words / 64, uniforms: new Uint32Array([va, words, 1, 0]), ranges: [{ va, bytes: 3 * P, access: 'rw' }] })),
+        code(
+          m.dispatch(kernel, {
+            mode: 'validated',
+            workgroups: words / 64,
+            uniforms: new Uint32Array([va, words, 1, 0]),
+            ranges: [{ va, bytes: 3 * P, access: 'rw' }],
+          }),
+        ),
         code(m.write(va, pattern(2 * P, round))),
         code(mm.madvise(va, 2 * P, 'willneed')),
       ]);
       outcomes.push(`kernel ${all[0]}, m.write ${all[1]}, willneed ${all[2]}`);
     }
-    expect(outcomes.filter((o) => o.includes('EBUSY')), 'rounds with an EBUSY').toEqual([]);
+    expect(
+      outcomes.filter((o) => o.includes('EBUSY')),
+      'rounds with an EBUSY',
+    ).toEqual([]);
   });
 
   // Found by tests/fuzz/concurrent.test.ts, FUZZ_RUNS=160 FUZZ_SEED=1030149739 FUZZ_PATH=30,
@@ -239,8 +253,13 @@ describe('fidelity regressions (found by the fuzzers)', () => {
     expect(sys.ram.refCount(frame), "the pinner's and the write-back's").toBe(2);
     await Promise.all([...child.inflight.values()]);
     expect(sys.ram.refCount(frame), "the pinner's alone, once the write-back landed").toBe(1);
-    expect([...new Uint32Array(sys.ram.frame(frame).slice().buffer)].filter((w) => w !== 5).length, "words of the pinned frame without the kernel's add").toBe(0);
-    expect([...(await child.read(va, P))].some((b) => b !== 0), 'the new mapping is demand-zero').toBe(false);
+    expect([...new Uint32Array(sys.ram.frame(frame).slice().buffer)].filter((w) => w !== 5).length, "words of the pinned frame without the kernel's add").toBe(
+      0,
+    );
+    expect(
+      [...(await child.read(va, P))].some((b) => b !== 0),
+      'the new mapping is demand-zero',
+    ).toBe(false);
     pin.unpin();
     sys.ram.reap();
     expect(sys.ram.refCount(frame), 'freed at unpin').toBe(0);

@@ -56,7 +56,7 @@ describe('fork', () => {
     expect(sys.stats().cowBreaks).toBe(2);
     expect(sys.ram.freeFrames).toBe(freeBefore - 2);
     await parent.munmap(va, 3 * PAGE_SIZE); // the child keeps the frames it still shares
-    expect(firstDiff((await child.read(va + 2 * PAGE_SIZE, PAGE_SIZE)), pattern(3 * PAGE_SIZE, 4).subarray(2 * PAGE_SIZE))).toBe(-1);
+    expect(firstDiff(await child.read(va + 2 * PAGE_SIZE, PAGE_SIZE), pattern(3 * PAGE_SIZE, 4).subarray(2 * PAGE_SIZE))).toBe(-1);
   });
 
   it('brings device-private pages home first; both sides then see the device data and diverge on write', async () => {

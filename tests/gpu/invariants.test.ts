@@ -41,8 +41,13 @@ describe('invariant 2: no device entry survives its notifier', () => {
     expect(m.table.lookup(pageOf(va) + 1)).toBeNull();
     expect(m.table.lookup(pageOf(va) + 2)).not.toBeNull();
     // and a kernel now sees the unmapped page as unmapped: ESEGV, not stale data
-    const k = await dev.createKernel({ code: '@group(0) @binding(0) var<uniform> a: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(a.y, hmm_load_u32(a.x)); }', workgroupSize: 1 });
-    const e = await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, va + 2 * P, 0, 0]), ranges: [{ va: va + 2 * P, bytes: 4, access: 'rw' }] }).catch((x: unknown) => x);
+    const k = await dev.createKernel({
+      code: '@group(0) @binding(0) var<uniform> a: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(a.y, hmm_load_u32(a.x)); }',
+      workgroupSize: 1,
+    });
+    const e = await m
+      .dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, va + 2 * P, 0, 0]), ranges: [{ va: va + 2 * P, bytes: 4, access: 'rw' }] })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(HmmError);
     expect((e as HmmError).code).toBe('ESEGV');
   });
@@ -146,7 +151,10 @@ describe('invariant 5: frames are zeroed before reuse', () => {
     const dev = sys.devices[0]!;
     const m = dev.mirror(mm);
     const va = mm.mmap(P, { prot: 'r' });
-    const k = await dev.createKernel({ code: '@group(0) @binding(0) var<uniform> a: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(a.x, 77u); }', workgroupSize: 1 });
+    const k = await dev.createKernel({
+      code: '@group(0) @binding(0) var<uniform> a: vec4u;\nfn kernel(gid: vec3u) { hmm_store_u32(a.x, 77u); }',
+      workgroupSize: 1,
+    });
     const e = await m.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([va, 0, 0, 0]), ranges: [{ va, bytes: 4 }] }).catch((x: unknown) => x);
     expect((e as HmmError).code).toBe('EPERM');
     expect((await m.read(va, 1)).data[0]).toBe(0);

@@ -187,10 +187,19 @@ fn kernel(gid: vec3u) {
 }`;
     const k = await s.dev.createKernel({ code, label: 'own pages' });
     const words = (4 * P) / 4;
-    await s.mB.dispatch(k, { workgroups: words / 64, uniforms: new Uint32Array([mine, words, out, 0]), ranges: [{ va: mine, bytes: 4 * P }, { va: out, bytes: 4, access: 'rw' }] });
+    await s.mB.dispatch(k, {
+      workgroups: words / 64,
+      uniforms: new Uint32Array([mine, words, out, 0]),
+      ranges: [
+        { va: mine, bytes: 4 * P },
+        { va: out, bytes: 4, access: 'rw' },
+      ],
+    });
     expect(await word(), 'non-zero words B saw in its own fresh pages').toBe(0);
     // B cannot wander off its mappings towards A's: a load B has not mapped is a fault, not data
-    const e = await failure(s.mB.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([0x7000_0000, 64, out, 0]), ranges: [{ va: out, bytes: 4, access: 'rw' }] }));
+    const e = await failure(
+      s.mB.dispatch(k, { workgroups: 1, uniforms: new Uint32Array([0x7000_0000, 64, out, 0]), ranges: [{ va: out, bytes: 4, access: 'rw' }] }),
+    );
     expect(e.code).toBe('ESEGV');
     expect(s.dev.uncaptured).toEqual([]);
   });
@@ -251,21 +260,43 @@ describe('the compiler reads comments as the check does', () => {
     const module = device.createShaderModule({ code });
     const info = await module.getCompilationInfo();
     expect(info.messages.filter((m) => m.type === 'error').map((m) => m.message)).toEqual([]);
-    expect(lexWgsl(code).tokens.map((t) => t.text).join(' ')).toBe('@ compute @ workgroup_size ( 1 ) fn main ( ) { }');
+    expect(
+      lexWgsl(code)
+        .tokens.map((t) => t.text)
+        .join(' '),
+    ).toBe('@ compute @ workgroup_size ( 1 ) fn main ( ) { }');
   });
 });
 
-describe("every internal of the prelude, and every way to name one, is refused on the adapter", () => {
+describe('every internal of the prelude, and every way to name one, is refused on the adapter', () => {
   // Every hmm_/HMM_ name the prelude declares that is not public: buffers, tables, control, constants, helpers that take a frame.
   it('each internal', async () => {
     const prelude = await shaderSource('prelude');
     const tokens = lexWgsl(prelude).tokens;
-    const internals = [...new Set(tokens.filter((t, k) => t.kind === 'ident' && /^(hmm_|HMM_)/.test(t.text) && ['fn', 'var', 'const', 'override', '>'].includes(tokens[k - 1]?.text ?? '')).map((t) => t.text))].filter(
-      (n) => !KERNEL_API.includes(n),
+    const internals = [
+      ...new Set(
+        tokens
+          .filter((t, k) => t.kind === 'ident' && /^(hmm_|HMM_)/.test(t.text) && ['fn', 'var', 'const', 'override', '>'].includes(tokens[k - 1]?.text ?? ''))
+          .map((t) => t.text),
+      ),
+    ].filter((n) => !KERNEL_API.includes(n));
+    expect(internals).toEqual(
+      expect.arrayContaining([
+        'hmm_mem0',
+        'hmm_mem3',
+        'hmm_dir',
+        'hmm_leaves',
+        'hmm_ctl',
+        'hmm_word_load',
+        'hmm_word_store',
+        'hmm_word_add',
+        'hmm_word_and_or',
+        'hmm_translate',
+      ]),
     );
-    expect(internals).toEqual(expect.arrayContaining(['hmm_mem0', 'hmm_mem3', 'hmm_dir', 'hmm_leaves', 'hmm_ctl', 'hmm_word_load', 'hmm_word_store', 'hmm_word_add', 'hmm_word_and_or', 'hmm_translate']));
     const s = await scene();
-    for (const name of internals) await refused(s.dev, `@group(0) @binding(0) var<uniform> u: vec4u;\nfn kernel(gid: vec3u) {\n  _ = ${name};\n}`, `'${name}'`, 3);
+    for (const name of internals)
+      await refused(s.dev, `@group(0) @binding(0) var<uniform> u: vec4u;\nfn kernel(gid: vec3u) {\n  _ = ${name};\n}`, `'${name}'`, 3);
   });
 
   it.each([
@@ -277,7 +308,12 @@ describe("every internal of the prelude, and every way to name one, is refused o
     ['the name after a line comment ended by a carriage return', 'fn kernel(gid: vec3u) {\n  // harmless\r  _ = hmm_ctl[0];\n}', 'hmm_ctl', 2],
     ['the code after a nested comment', 'fn kernel(gid: vec3u) {\n  /* /* */ */ _ = hmm_dir[0];\n}', 'hmm_dir', 2],
     ['a binding in @group(2)', '@group(2) @binding(0) var<storage, read_write> m: array<u32>;\nfn kernel(gid: vec3u) { }', '@group(2)', 1],
-    ['a group written as a constant', 'const G = 1u;\n@group(G) @binding(0) var<storage, read_write> m: array<u32>;\nfn kernel(gid: vec3u) { }', '@group(...)', 2],
+    [
+      'a group written as a constant',
+      'const G = 1u;\n@group(G) @binding(0) var<storage, read_write> m: array<u32>;\nfn kernel(gid: vec3u) { }',
+      '@group(...)',
+      2,
+    ],
     ['@binding(1) in group 0', '@group(0) @binding(1) var<storage, read_write> m: array<u32>;\nfn kernel(gid: vec3u) { }', '@binding(1)', 1],
     ['a type replaced at module scope', 'alias u32 = i32;\nfn kernel(gid: vec3u) { }', "'u32'", 1],
   ])('%s', async (_what, code, subject, line) => {
@@ -311,7 +347,7 @@ describe("every internal of the prelude, and every way to name one, is refused o
 
   it("a kernel's label is not WGSL: code smuggled in it is not compiled", async () => {
     const s = await scene();
-    const label = "x\nfn peek() -> u32 { return atomicLoad(&hmm_leaves[0]); }\n//";
+    const label = 'x\nfn peek() -> u32 { return atomicLoad(&hmm_leaves[0]); }\n//';
     const e = await failure(s.dev.createKernel({ code: 'fn kernel(gid: vec3u) { _ = peek(); }', label }));
     expect(e.code).toBe('EINVAL');
     expect(e.message).toContain('does not compile');

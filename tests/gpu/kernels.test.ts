@@ -8,7 +8,6 @@ const P = PAGE_SIZE;
 
 const DOUBLE = DOUBLE_KERNEL;
 
-
 describe('validated kernels', () => {
   it('run over CPU-written memory; the CPU reads the result back', async () => {
     const sys = await makeSystem();

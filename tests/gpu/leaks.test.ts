@@ -62,11 +62,18 @@ describe('nothing leaks', () => {
     await m.migrateToDevice(va, 2);
     // the download's map is refused (the device stays alive), and the first page is unmapped
     // while the pages are isolated
-    dev.faultInjection = failAt('mapPending', (ctx) => {
-      void mm.munmap(va, P);
-      abortMap(ctx);
-    }, { match: (c) => c.what === 'download' });
-    const e = await m.migrateToSystem(va, 2).then(() => null, (x: unknown) => x);
+    dev.faultInjection = failAt(
+      'mapPending',
+      (ctx) => {
+        void mm.munmap(va, P);
+        abortMap(ctx);
+      },
+      { match: (c) => c.what === 'download' },
+    );
+    const e = await m.migrateToSystem(va, 2).then(
+      () => null,
+      (x: unknown) => x,
+    );
     dev.faultInjection = undefined;
     expect((e as HmmError).code).toBe('EBUSY');
     expect(dev.memory.freeFrames + dev.ownedFrames).toBe(dev.memory.frameCount);

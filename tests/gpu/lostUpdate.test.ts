@@ -20,7 +20,11 @@ fn kernel(gid: vec3u) {
   hmm_atomic_add_u32(u.base + gid.x * u.stride, 1u);
 }`;
 
-const settled = <T,>(p: Promise<T>) => p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e: e as HmmError }));
+const settled = <T>(p: Promise<T>) =>
+  p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e: e as HmmError }),
+  );
 
 describe('lost update: a device mapping made from a stale migration result', () => {
   it("a page collected as 'already' and taken back by the CPU before the batch ends is not mapped: the kernel's add reaches it", async () => {

@@ -118,7 +118,12 @@ describe('thrashing', () => {
   it('pages bouncing between CPU and GPU are detected and pinned in RAM; data stays right', async () => {
     const { sys, m, va } = await pingPong(true);
     expect(sys.counters.get('thrashEvents')).toBe(4);
-    expect(sys.trace().events().some((e) => e.kind === 'thrash')).toBe(true);
+    expect(
+      sys
+        .trace()
+        .events()
+        .some((e) => e.kind === 'thrash'),
+    ).toBe(true);
     // Nobody else was using the pages when the GPU faulted on them (the CPU's turns come between
     // dispatches): a nap would only have added latency, so the service took none (design-notes §20).
     expect(sys.counters.get('throttledBatches')).toBe(0);

@@ -45,7 +45,7 @@ describe('prelude variants', () => {
       const r = await m.dispatch(k, { mode: 'replayable', workgroups: n / 64, uniforms: new Uint32Array([va, n]) });
       expect(r.rounds).toBe(1);
       const out = new Uint32Array((await mm.read(va, n * 4)).buffer);
-      const bad = out.findIndex((w, i) => w !== (((i * 3 + 1) * 4) >>> 0));
+      const bad = out.findIndex((w, i) => w !== ((i * 3 + 1) * 4) >>> 0);
       expect(bad, `${dev.name}: word ${bad} = ${out[bad]}`).toBe(-1);
       expect(dev.uncaptured).toEqual([]);
     }

@@ -17,7 +17,7 @@ fn kernel(gid: vec3u) {
 }`;
 
 describe('provenance', () => {
-  it("explain tells each move and its cause: the GPU fault (kernel, round), the prefetch (policy), the placement decision, the CPU fault", async () => {
+  it('explain tells each move and its cause: the GPU fault (kernel, round), the prefetch (policy), the placement decision, the CPU fault', async () => {
     const sys = await makeSystem();
     const dev = sys.devices[0]!;
     const mm = sys.createAddressSpace();
@@ -28,7 +28,12 @@ describe('provenance', () => {
     const faulted = sys.explain(mm, va);
     expect(faulted.now).toBe('device');
     expect(faulted.history).toHaveLength(1);
-    expect(faulted.history[0]).toMatchObject({ move: 'to-device', device: dev.id, cause: { kind: 'gpu-fault', kernel: 'touch', round: 1 }, placement: 'advice: migrate' });
+    expect(faulted.history[0]).toMatchObject({
+      move: 'to-device',
+      device: dev.id,
+      cause: { kind: 'gpu-fault', kernel: 'touch', round: 1 },
+      placement: 'advice: migrate',
+    });
     expect(faulted.history[0]!.why).toContain("GPU fault: kernel 'touch'");
     const company = sys.explain(mm, va + 5 * P).history[0]!;
     expect(company).toMatchObject({ move: 'to-device', cause: { kind: 'prefetch', policy: 'density 51% / 64 KiB' } });
@@ -68,7 +73,9 @@ describe('provenance', () => {
     const k = await dev.createKernel({ code: TOUCH, label: 'touch' });
     const va = mm.mmap(4 * P);
     await m.dispatch(k, { mode: 'replayable', prefetch: false, workgroups: 1, uniforms: new Uint32Array([va, 4, 0, 0]) });
-    const { traceEvents } = sys.trace().toChromeTrace() as { traceEvents: { ph: string; id?: number; name: string; cat?: string; args?: Record<string, unknown> }[] };
+    const { traceEvents } = sys.trace().toChromeTrace() as {
+      traceEvents: { ph: string; id?: number; name: string; cat?: string; args?: Record<string, unknown> }[];
+    };
     const starts = traceEvents.filter((e) => e.ph === 's');
     const ends = traceEvents.filter((e) => e.ph === 'f');
     expect(starts.length).toBeGreaterThan(0);

@@ -189,7 +189,7 @@ describe('record and replay', () => {
     const heads = mm.mmap(chains * 4);
     const out = mm.mmap(chains * 4);
     let seed = 12345;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8);
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 8;
     const mem = new Uint32Array(pages * 1024);
     const h = new Uint32Array(chains);
     const sums = new Uint32Array(chains);

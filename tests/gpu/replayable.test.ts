@@ -6,7 +6,6 @@ import { failure, makeSystem } from './helpers.ts';
 
 const P = PAGE_SIZE;
 
-
 const CHASE = /* wgsl */ `
 struct U { heads: u32, out: u32, n: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> u: U;

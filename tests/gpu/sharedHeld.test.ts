@@ -156,7 +156,7 @@ describe('held copies of shared pages in a fork family', () => {
     expect(sys.ram.freeFrames + 2).toBe(sys.ram.frameCount); // the child's two frames, nothing else
   });
 
-  it("destroy() whose write-back fails when no relative carries the copy flag any more: one that maps the frame takes the copy over, nothing is lost", async () => {
+  it('destroy() whose write-back fails when no relative carries the copy flag any more: one that maps the frame takes the copy over, nothing is lost', async () => {
     const { dev, parent, child, va, k } = await family();
     const m = dev.mirror(parent);
     let destroyed = false;

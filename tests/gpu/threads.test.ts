@@ -123,6 +123,8 @@ describe('CPU threads share the address space', () => {
     expect(dv.getUint32(0, true)).toBe(rounds);
     expect(dv.getUint32(PAGE_SIZE + 4, true)).toBe(rounds);
     expect(mailboxStats(mm).served).toBeGreaterThan(0);
-    console.log(`[threads] ${rounds} adds per word, ${migrations} migration rounds, ${pinned} pinned page results, mailbox ${JSON.stringify(mailboxStats(mm))}, pagesToDevice ${sys.stats().pagesToDevice}`);
+    console.log(
+      `[threads] ${rounds} adds per word, ${migrations} migration rounds, ${pinned} pinned page results, mailbox ${JSON.stringify(mailboxStats(mm))}, pagesToDevice ${sys.stats().pagesToDevice}`,
+    );
   });
 });

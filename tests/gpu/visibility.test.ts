@@ -26,9 +26,17 @@ describe('stats and trace', () => {
     expect(stats.bytesToDevice).toBe(64 * P);
     expect(stats.pagesToSystem).toBe(64);
     expect(stats.cpuFaults).toBeGreaterThan(0);
-    const kinds = new Set(sys.trace().events().map((e) => e.kind));
+    const kinds = new Set(
+      sys
+        .trace()
+        .events()
+        .map((e) => e.kind),
+    );
     for (const kind of ['gpu-fault-round', 'migrate-to-device', 'kernel', 'cpu-fault', 'migrate-to-system'] as const) expect(kinds).toContain(kind);
-    const moved = sys.trace().events().filter((e) => e.kind === 'migrate-to-device');
+    const moved = sys
+      .trace()
+      .events()
+      .filter((e) => e.kind === 'migrate-to-device');
     expect(moved.reduce((n, e) => n + (e.pages ?? 0), 0)).toBe(64);
     const chrome = JSON.parse(JSON.stringify(sys.trace().toChromeTrace())) as { traceEvents: { ph: string; name: string; dur?: number }[] };
     const spans = chrome.traceEvents.filter((e) => e.ph === 'X');

@@ -138,7 +138,12 @@ describe('held copies come home in dirty blocks', () => {
     expect(evictedBack).toBeGreaterThan(0);
     expect(evictedBack % 256).toBe(0);
     expect(evictedBack).toBeLessThan((c.get('evictions') - before.evictions) * P); // one block of each, not whole pages
-    expect(await mm.read(va, pages * P)).toEqual(poked(data, Array.from({ length: pages }, (_, i) => i * P + 512)));
+    expect(await mm.read(va, pages * P)).toEqual(
+      poked(
+        data,
+        Array.from({ length: pages }, (_, i) => i * P + 512),
+      ),
+    );
   });
 });
 
@@ -176,7 +181,7 @@ describe('device-private pages', () => {
 });
 
 describe('accessed and dirty-block words', () => {
-  it("a page-table upload for other pages of the leaf keeps the bits a kernel set on a page between them; eviction sees them", async () => {
+  it('a page-table upload for other pages of the leaf keeps the bits a kernel set on a page between them; eviction sees them', async () => {
     const sys = await makeSystem();
     const dev = sys.devices[0]!;
     const mm = sys.createAddressSpace();

@@ -180,7 +180,10 @@ describe('AddressSpace against a reference model', () => {
         const setup: Op = { t: 'mmap', page: MIN_PAGE, n: WIN_PAGES - 4, prot: 'rw', fixed: true };
         for (const o of [setup, ...ops]) {
           await step(mm, m, o, () => ram.freeFrames);
-          expect(mm.vmas.all().map((v) => [v.start, v.end, v.prot]), JSON.stringify(o)).toEqual(m.vmas());
+          expect(
+            mm.vmas.all().map((v) => [v.start, v.end, v.prot]),
+            JSON.stringify(o),
+          ).toEqual(m.vmas());
           expect(ram.freeFrames).toBe(RAM_FRAMES - m.framed.size);
         }
         mm.destroy();

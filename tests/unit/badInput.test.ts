@@ -91,18 +91,21 @@ describe('bad addresses', () => {
     await intact(w);
   });
 
-  it.each(cross(ALIGNED_CALLS, [['+1', 1], ['+4095', P - 1], ['+2049', 2049]] as [string, number][]))(
-    '%s at an unaligned address (BASE %s) is EINVAL naming it; nothing changes',
-    async (name, _what, call, off) => {
-      const w = await world();
-      const e = await throwsAsync('EINVAL', () => call(w, BASE + off, P));
-      expect(e.message).toContain(name);
-      expect(e.message).toContain(hx(BASE + off));
-      expect(e.message).toContain('not 4 KiB aligned');
-      expect(e.address).toBe(BASE + off);
-      await intact(w);
-    },
-  );
+  it.each(
+    cross(ALIGNED_CALLS, [
+      ['+1', 1],
+      ['+4095', P - 1],
+      ['+2049', 2049],
+    ] as [string, number][]),
+  )('%s at an unaligned address (BASE %s) is EINVAL naming it; nothing changes', async (name, _what, call, off) => {
+    const w = await world();
+    const e = await throwsAsync('EINVAL', () => call(w, BASE + off, P));
+    expect(e.message).toContain(name);
+    expect(e.message).toContain(hx(BASE + off));
+    expect(e.message).toContain('not 4 KiB aligned');
+    expect(e.address).toBe(BASE + off);
+    await intact(w);
+  });
 });
 
 describe('bad lengths', () => {
@@ -130,18 +133,20 @@ describe('ranges running past 4 GiB (va + len wraps)', () => {
     ['2^40 bytes', BASE, 2 ** 40],
     ['2^53 bytes', BASE, 2 ** 53],
   ];
-  it.each(cross(LENGTH_CALLS, cases.map(([n, va, len]) => [n, [va, len]] as [string, [number, number]])))(
-    '%s over %s is EINVAL naming the start; nothing changes',
-    async (name, _what, call, [va, len]) => {
-      const w = await world();
-      const e = await throwsAsync('EINVAL', () => call(w, va, len));
-      expect(e.message).toContain(name);
-      expect(e.message).toContain(hx(va));
-      expect(e.message).toContain('past the end of the 4 GiB address space');
-      expect(e.address).toBe(va);
-      await intact(w);
-    },
-  );
+  it.each(
+    cross(
+      LENGTH_CALLS,
+      cases.map(([n, va, len]) => [n, [va, len]] as [string, [number, number]]),
+    ),
+  )('%s over %s is EINVAL naming the start; nothing changes', async (name, _what, call, [va, len]) => {
+    const w = await world();
+    const e = await throwsAsync('EINVAL', () => call(w, va, len));
+    expect(e.message).toContain(name);
+    expect(e.message).toContain(hx(va));
+    expect(e.message).toContain('past the end of the 4 GiB address space');
+    expect(e.address).toBe(va);
+    await intact(w);
+  });
 
   it.each([
     [VA_LIMIT - 1, 2],
@@ -266,8 +271,7 @@ describe('bad mmap options', () => {
 
   it('a refused fixed mmap over existing data leaves that data in place', async () => {
     const w = await world();
-    for (const opts of [{ prot: 'bad' }, { shared: 'no' }, { huge: 0 }])
-      throwsSync('EINVAL', () => w.mm.mmap(2 * P, { addr: BASE, ...opts } as never));
+    for (const opts of [{ prot: 'bad' }, { shared: 'no' }, { huge: 0 }]) throwsSync('EINVAL', () => w.mm.mmap(2 * P, { addr: BASE, ...opts } as never));
     await intact(w);
   });
 });
@@ -400,7 +404,11 @@ describe('createSystem options', () => {
     ['systemRamBytes a string', { systemRamBytes: '1048576' }, "systemRamBytes '1048576'"],
     ['devices an object', { systemRamBytes: 1 << 20, devices: { memoryBytes: 1 << 16 } }, 'devices {object} is not an array'],
     ['devices a string', { systemRamBytes: 1 << 20, devices: 'gpu' }, "devices 'gpu' is not an array"],
-    ['too many devices', { systemRamBytes: 1 << 20, devices: Array.from({ length: MAX_DEVICES + 1 }, () => ({ memoryBytes: 1 << 16 })) }, `at most ${MAX_DEVICES} devices`],
+    [
+      'too many devices',
+      { systemRamBytes: 1 << 20, devices: Array.from({ length: MAX_DEVICES + 1 }, () => ({ memoryBytes: 1 << 16 })) },
+      `at most ${MAX_DEVICES} devices`,
+    ],
     ['a null device', { systemRamBytes: 1 << 20, devices: [null] }, 'devices[0] null is not an object'],
     ['a number device', { systemRamBytes: 1 << 20, devices: [4096] }, 'devices[0] 4096 is not an object'],
     ['no memoryBytes', { systemRamBytes: 1 << 20, devices: [{}] }, 'devices[0].memoryBytes undefined'],
@@ -408,7 +416,11 @@ describe('createSystem options', () => {
     ['memoryBytes negative', dev({ memoryBytes: -(1 << 16) }), 'devices[0].memoryBytes -65536'],
     ['memoryBytes NaN', dev({ memoryBytes: NaN }), 'devices[0].memoryBytes NaN'],
     ['memoryBytes non-integer', dev({ memoryBytes: 4096.5 }), 'devices[0].memoryBytes 4096.5'],
-    ['a bad second device (the first is never acquired)', { systemRamBytes: 1 << 20, devices: [{ memoryBytes: 1 << 16 }, { memoryBytes: 0 }] }, 'devices[1].memoryBytes 0'],
+    [
+      'a bad second device (the first is never acquired)',
+      { systemRamBytes: 1 << 20, devices: [{ memoryBytes: 1 << 16 }, { memoryBytes: 0 }] },
+      'devices[1].memoryBytes 0',
+    ],
     ['maxBufferBytes 0', dev({ maxBufferBytes: 0 }), 'devices[0].maxBufferBytes 0'],
     ['maxBufferBytes NaN', dev({ maxBufferBytes: NaN }), 'devices[0].maxBufferBytes NaN'],
     ['maxBufferBytes unaligned', dev({ maxBufferBytes: 5000 }), 'devices[0].maxBufferBytes 5000'],

@@ -63,12 +63,22 @@ describe('bench goals', () => {
     expect(GOAL_IDS).toEqual(['g1', 'g2', 'g3', 'g4', 'g5', 'g6', 'g7', 'g8', 'g9', 'g10', 'g11', 'g12']);
     const t = Object.fromEntries(GOALS.map((g) => [g.id, `${g.direction} ${g.target}`]));
     expect(t).toEqual({
-      g1: '>= 0.5', g2: '<= 2', g3: '>= 50', g4: '>= 2.7', g5: '<= 4',
-      g6: '<= 1.05', g7: '>= 1.5', g8: '<= 3', g9: '<= 1', g10: '<= 1.25',
-      g11: '<= 3', g12: '<= 0.25',
+      g1: '>= 0.5',
+      g2: '<= 2',
+      g3: '>= 50',
+      g4: '>= 2.7',
+      g5: '<= 4',
+      g6: '<= 1.05',
+      g7: '>= 1.5',
+      g8: '<= 3',
+      g9: '<= 1',
+      g10: '<= 1.25',
+      g11: '<= 3',
+      g12: '<= 0.25',
     });
     for (const g of GOALS) expect(g.anchor.length).toBeGreaterThan(20);
-    const checks = (id: string) => Object.fromEntries(GOALS.find((g) => g.id === id)!.checks.map((c) => [c.key, c.target === null ? null : `${c.direction} ${c.target}`]));
+    const checks = (id: string) =>
+      Object.fromEntries(GOALS.find((g) => g.id === id)!.checks.map((c) => [c.key, c.target === null ? null : `${c.direction} ${c.target}`]));
     // G9 re-anchored (§7): time never worse than none, bytes 0.5 the goal, write-back ÷ stored reported
     expect(checks('g9')).toEqual({ time: '<= 1', bytesGoal: '<= 0.5', writeBack: null });
     expect(checks('g4')).toEqual({ rounds: '<= 0.1', offRounds: '>= 10' });
@@ -78,7 +88,7 @@ describe('bench goals', () => {
     expect(GOALS.find((g) => g.id === 'g12')!.anchor).toMatch(/966 µs to 132 µs/);
   });
 
-  it('evaluateGoal carries a goal\'s unit, run facts and table rows into the result', () => {
+  it("evaluateGoal carries a goal's unit, run facts and table rows into the result", () => {
     const g12 = GOALS.find((g) => g.id === 'g12')!;
     const r = evaluateGoal(g12, {
       ratios: [0.3, 0.2],
@@ -141,7 +151,15 @@ describe('bench arguments', () => {
   it('defaults, flags, values in both spellings', () => {
     expect(parseArgs([])).toEqual({ quick: false, only: 'all', browser: false, help: false });
     expect(parseArgs(['--quick', '--json', 'out.json', '--html=r.html', '--reps', '5', '--mib=16', '--warmup', '0', '--only', 'goals', '--browser'])).toEqual({
-      quick: true, json: 'out.json', html: 'r.html', reps: 5, mib: 16, warmup: 0, only: 'goals', browser: true, help: false,
+      quick: true,
+      json: 'out.json',
+      html: 'r.html',
+      reps: 5,
+      mib: 16,
+      warmup: 0,
+      only: 'goals',
+      browser: true,
+      help: false,
     });
     expect(parseArgs(['--mib', '0.25']).mib).toBe(0.25);
     expect(parseArgs(['--doc', 'run.json', '--doc-before=old.json', '--doc-out', '-'])).toMatchObject({ doc: 'run.json', docBefore: 'old.json', docOut: '-' });
@@ -174,7 +192,12 @@ describe('bench arguments', () => {
   }
 
   it('URL parameters go through the same rules', () => {
-    expect(parseArgs(argsFromQuery(new URLSearchParams('quick=1&reps=2&mib=1&only=workloads')))).toMatchObject({ quick: true, reps: 2, mib: 1, only: 'workloads' });
+    expect(parseArgs(argsFromQuery(new URLSearchParams('quick=1&reps=2&mib=1&only=workloads')))).toMatchObject({
+      quick: true,
+      reps: 2,
+      mib: 1,
+      only: 'workloads',
+    });
     expect(parseArgs(argsFromQuery(new URLSearchParams('quick=0'))).quick).toBe(false);
     expect(() => argsFromQuery(new URLSearchParams('quick=maybe'))).toThrow(/\?quick=maybe: expected 1 or 0/);
     expect(() => parseArgs(argsFromQuery(new URLSearchParams('reps=x')))).toThrow(/--reps x/);
@@ -329,12 +352,25 @@ describe('bench figures: the arithmetic', () => {
     const c = cellPhases('replayable', [10, 30], [ph({ commit: 1 }), ph({ commit: 3 })]);
     expect(c.phases!.commit).toEqual({ median: 2, min: 1, max: 3, n: 2 });
     expect(c.phaseShares!.commit).toBeCloseTo(0.1);
-    expect(topShares(c.phaseShares!, 2)).toEqual([['other', c.phaseShares!.other], ['commit', c.phaseShares!.commit]]);
+    expect(topShares(c.phaseShares!, 2)).toEqual([
+      ['other', c.phaseShares!.other],
+      ['commit', c.phaseShares!.commit],
+    ]);
   });
 
   it('G11: host phases (all but the GPU wait) per serviced page, in µs', () => {
     // 256 pages, 0.5 ms of host work and 2 ms of waiting: 0.5 ms / 256 = 1.953 µs
-    const d = ph({ 'fault-readback': 0.1, dedupe: 0.05, policy: 0.05, collect: 0.1, 'copy-upload': 0.1, commit: 0.05, 'pt-upload': 0.02, relaunch: 0.03, 'gpu-wait': 2 });
+    const d = ph({
+      'fault-readback': 0.1,
+      dedupe: 0.05,
+      policy: 0.05,
+      collect: 0.1,
+      'copy-upload': 0.1,
+      commit: 0.05,
+      'pt-upload': 0.02,
+      relaunch: 0.03,
+      'gpu-wait': 2,
+    });
     expect(hostUsPerPage(d, 256)).toBeCloseTo((0.5 * 1000) / 256);
     expect(hostUsPerPage(ph({ 'gpu-wait': 9 }), 256)).toBe(0);
     expect(Number.isNaN(hostUsPerPage(d, 0))).toBe(true);
@@ -418,14 +454,38 @@ describe('bench reports', () => {
     durationMs: 1234,
     goals: { g1: goal('g1', 0.75, true), g2: { ...goal('g2', NaN, false), error: 'no </script> here' } },
     workloads: [
-      { workload: 'triad', title: 't', strategy: 'explicit', ms: summarize([2]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
-      { workload: 'triad', title: 't', strategy: 'validated', ms: summarize([6]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
+      {
+        workload: 'triad',
+        title: 't',
+        strategy: 'explicit',
+        ms: summarize([2]),
+        launches: summarize([1]),
+        faultRounds: summarize([0]),
+        bytesMoved: summarize([10]),
+      },
+      {
+        workload: 'triad',
+        title: 't',
+        strategy: 'validated',
+        ms: summarize([6]),
+        launches: summarize([1]),
+        faultRounds: summarize([0]),
+        bytesMoved: summarize([10]),
+      },
     ],
     g5Matrix: [],
   };
 
   it('fmt keeps about three significant digits', () => {
-    expect([fmt(0.0041), fmt(0.123), fmt(1.234), fmt(12.34), fmt(123.4), fmt(12345), fmt(NaN)]).toEqual(['0.0041', '0.123', '1.23', '12.3', '123', '12,345', '–']);
+    expect([fmt(0.0041), fmt(0.123), fmt(1.234), fmt(12.34), fmt(123.4), fmt(12345), fmt(NaN)]).toEqual([
+      '0.0041',
+      '0.123',
+      '1.23',
+      '12.3',
+      '123',
+      '12,345',
+      '–',
+    ]);
   });
 
   it('the text report has every goal row, verdicts, and the ratio to explicit copies', () => {
@@ -446,11 +506,31 @@ describe('bench reports', () => {
     expect(JSON.parse(json)[0].goals.g2.error).toBe('no </script> here');
   });
 
-  it('the phase breakdown, the matrix\'s G5 column and G12\'s sizes, in text and HTML', () => {
-    const shares = { ...Object.fromEntries(PHASES.map((p) => [p, 0])), 'copy-upload': 0.42, 'gpu-wait': 0.18, other: 0.4 } as Record<(typeof PHASES)[number] | 'other', number>;
+  it("the phase breakdown, the matrix's G5 column and G12's sizes, in text and HTML", () => {
+    const shares = { ...Object.fromEntries(PHASES.map((p) => [p, 0])), 'copy-upload': 0.42, 'gpu-wait': 0.18, other: 0.4 } as Record<
+      (typeof PHASES)[number] | 'other',
+      number
+    >;
     const cells = [
-      { workload: 'triad', title: 't', strategy: 'explicit' as const, ms: summarize([2]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
-      { workload: 'triad', title: 't', strategy: 'replayable+prefetch' as const, ms: summarize([10]), launches: summarize([3]), faultRounds: summarize([2]), bytesMoved: summarize([10]), phaseShares: shares },
+      {
+        workload: 'triad',
+        title: 't',
+        strategy: 'explicit' as const,
+        ms: summarize([2]),
+        launches: summarize([1]),
+        faultRounds: summarize([0]),
+        bytesMoved: summarize([10]),
+      },
+      {
+        workload: 'triad',
+        title: 't',
+        strategy: 'replayable+prefetch' as const,
+        ms: summarize([10]),
+        launches: summarize([3]),
+        faultRounds: summarize([2]),
+        bytesMoved: summarize([10]),
+        phaseShares: shares,
+      },
     ];
     const g12 = GOALS.find((g) => g.id === 'g12')!;
     const withAll: BenchResult = {
@@ -458,9 +538,22 @@ describe('bench reports', () => {
       goals: {
         g12: evaluateGoal(g12, {
           ratios: [0.5],
-          rows: [{ key: '2097152', label: '2 MiB (1 × 2 MiB)', figures: { hugeToDeviceMs: { samples: [1.5], unit: 'ms' }, regularToDeviceMs: { samples: [3], unit: 'ms' }, ratio: { samples: [0.5], unit: 'huge ÷ 4 KiB' } } }],
+          rows: [
+            {
+              key: '2097152',
+              label: '2 MiB (1 × 2 MiB)',
+              figures: {
+                hugeToDeviceMs: { samples: [1.5], unit: 'ms' },
+                regularToDeviceMs: { samples: [3], unit: 'ms' },
+                ratio: { samples: [0.5], unit: 'huge ÷ 4 KiB' },
+              },
+            },
+          ],
         }),
-        g11: evaluateGoal(GOALS.find((g) => g.id === 'g11')!, { ratios: [2.5], rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: [p === 'collect' ? 0.5 : 0.25], unit: 'µs/page' } } })) }),
+        g11: evaluateGoal(GOALS.find((g) => g.id === 'g11')!, {
+          ratios: [2.5],
+          rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: [p === 'collect' ? 0.5 : 0.25], unit: 'µs/page' } } })),
+        }),
       },
       workloads: cells,
       g5Matrix: g5Matrix(cells),
@@ -495,8 +588,25 @@ describe('PERFORMANCE.md from a bench JSON (--doc)', () => {
   const g = (id: GoalResult['id'], ratios: number[], extra: object = {}): GoalResult => evaluateGoal(GOALS.find((x) => x.id === id)!, { ratios, ...extra });
   const shares = { ...Object.fromEntries(PHASES.map((p) => [p, 0])), 'copy-upload': 0.5, other: 0.5 } as Record<(typeof PHASES)[number] | 'other', number>;
   const cells = (explicitMs: number, ms: number) => [
-    { workload: 'triad', title: 't', strategy: 'explicit' as const, ms: summarize([explicitMs]), launches: summarize([1]), faultRounds: summarize([0]), bytesMoved: summarize([10]) },
-    { workload: 'triad', title: 't', strategy: 'replayable+prefetch' as const, ms: summarize([ms]), launches: summarize([3]), faultRounds: summarize([2]), bytesMoved: summarize([10]), phaseShares: shares },
+    {
+      workload: 'triad',
+      title: 't',
+      strategy: 'explicit' as const,
+      ms: summarize([explicitMs]),
+      launches: summarize([1]),
+      faultRounds: summarize([0]),
+      bytesMoved: summarize([10]),
+    },
+    {
+      workload: 'triad',
+      title: 't',
+      strategy: 'replayable+prefetch' as const,
+      ms: summarize([ms]),
+      launches: summarize([3]),
+      faultRounds: summarize([2]),
+      bytesMoved: summarize([10]),
+      phaseShares: shares,
+    },
   ];
   const run = (runtime: 'node' | 'browser', reps: number, g4: number): BenchResult => ({
     schema: 'webgpu-hmm-bench/2',
@@ -509,14 +619,24 @@ describe('PERFORMANCE.md from a bench JSON (--doc)', () => {
     startedAt: '2026-12-05T15:00:00.000Z',
     durationMs: 90_000,
     goals: {
-      g4: g('g4', [g4, g4 + 0.2], { checks: { offRounds: [12, 12], rounds: [0.5, 0.5] }, figures: { prefetchOffMs: { samples: [30, 31], unit: 'ms' } }, info: { faultBufferPages: 256 } }),
+      g4: g('g4', [g4, g4 + 0.2], {
+        checks: { offRounds: [12, 12], rounds: [0.5, 0.5] },
+        figures: { prefetchOffMs: { samples: [30, 31], unit: 'ms' } },
+        info: { faultBufferPages: 256 },
+      }),
       g9: { ...g('g9', [NaN]), error: 'boom | pipe' },
-      g11: g('g11', [2, 2.5], { rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: [p === 'collect' ? 1 : 0.1], unit: 'µs/page' } } })) }),
+      g11: g('g11', [2, 2.5], {
+        rows: PHASES.map((p) => ({ key: p, label: p, figures: { usPerPage: { samples: [p === 'collect' ? 1 : 0.1], unit: 'µs/page' } } })),
+      }),
     },
     workloads: cells(2, runtime === 'node' ? 10 : 6),
     g5Matrix: g5Matrix(cells(2, runtime === 'node' ? 10 : 6)),
   });
-  const both = (reps: number): BenchJson => ({ ...run('node', reps, 3), browser: run('browser', reps, 1.5), source: { commit: 'abcdef0123456789', dirty: false } });
+  const both = (reps: number): BenchJson => ({
+    ...run('node', reps, 3),
+    browser: run('browser', reps, 1.5),
+    source: { commit: 'abcdef0123456789', dirty: false },
+  });
   const doc = [
     '# Performance',
     'prose stays',

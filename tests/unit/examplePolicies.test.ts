@@ -15,14 +15,36 @@ const AT = { device: 0, space: 1, dispatch: 1, round: 1 };
 const WHERE = "dispatch 'k' round 1";
 const everything: PrefetchView = { ...AT, resident: () => false, allowed: () => true };
 const unit = (page: number, over: Partial<EvictionCandidate> = {}): EvictionCandidate => ({
-  page, pages: 1, owner: 1, accessed: false, dirty: false, arrived: 0, lastAccess: 0, clock: page, ...over,
+  page,
+  pages: 1,
+  owner: 1,
+  accessed: false,
+  dirty: false,
+  arrived: 0,
+  lastAccess: 0,
+  clock: page,
+  ...over,
 });
-const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({ page: 7, device: 0, write: false, advice: {}, thrashing: false, faults: 1, prefetch: false, ...over });
+const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({
+  page: 7,
+  device: 0,
+  write: false,
+  advice: {},
+  thrashing: false,
+  faults: 1,
+  prefetch: false,
+  ...over,
+});
 const range = (from: number, n: number, step = 1): number[] => Array.from({ length: n }, (_, i) => from + i * step);
 
 describe('example policy modules', () => {
   it('each default-exports a named PolicySet whose policies pass checkPolicy', () => {
-    const sets: [PolicySet, string][] = [[stride, 'prefetch'], [lru, 'eviction'], [fifo, 'eviction'], [accessCount, 'placement']];
+    const sets: [PolicySet, string][] = [
+      [stride, 'prefetch'],
+      [lru, 'eviction'],
+      [fifo, 'eviction'],
+      [accessCount, 'placement'],
+    ];
     for (const [set, kind] of sets) {
       expect(typeof set.name).toBe('string');
       const kinds = Object.keys(set).filter((k) => k !== 'name');

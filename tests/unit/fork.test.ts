@@ -50,7 +50,10 @@ const pin = (mm: AddressSpace, page: number): void => {
 };
 const unpin = (mm: AddressSpace, page: number): void => {
   mm.pageTable.unpin(page);
-  pins.splice(pins.findIndex(([m, p]) => m === mm && p === page), 1);
+  pins.splice(
+    pins.findIndex(([m, p]) => m === mm && p === page),
+    1,
+  );
 };
 
 describe('fork copies the address space', () => {
@@ -74,7 +77,14 @@ describe('fork copies the address space', () => {
     const child = await parent.fork();
     const vmas = [...parent.vmas.all()];
     expect([...child.vmas.all()]).toEqual(vmas);
-    expect(vmas.find((v) => v.start === a / P)).toMatchObject({ prot: 'rw', shared: false, huge: false, preferred: 'system', readMostly: true, accessedBy: [] });
+    expect(vmas.find((v) => v.start === a / P)).toMatchObject({
+      prot: 'rw',
+      shared: false,
+      huge: false,
+      preferred: 'system',
+      readMostly: true,
+      accessedBy: [],
+    });
     expect(child.vmaAt(s)).toMatchObject({ shared: true, prot: 'rw' });
     expect(child.vmaAt(h)).toMatchObject({ huge: true, start: h / P, end: h / P + 512 });
     expect(child.vmaAt(r)!.prot).toBe('r');
@@ -400,7 +410,10 @@ async function runOps(ops: Op[]): Promise<void> {
         const data = seedBytes(op.len, op.t === 'write' ? op.seed : 0);
         const call = op.t === 'write' ? s.mm.write(va, data) : s.mm.read(va, op.len);
         if (hole !== null) {
-          const e = await call.then(() => null, (x: unknown) => x);
+          const e = await call.then(
+            () => null,
+            (x: unknown) => x,
+          );
           expect(e, where).toBeInstanceOf(HmmError);
           expect([(e as HmmError).code, (e as HmmError).address], where).toEqual(['EFAULT', hole]);
           break;

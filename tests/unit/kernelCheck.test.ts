@@ -19,13 +19,24 @@ const io = { preludeReferences, bindings: [0, 1] };
 
 const check = (code: string, opts = user): KernelViolation[] => checkKernelSource(code, opts);
 const subjects = (code: string, opts = user): string[] => check(code, opts).map((v) => v.subject);
-const idents = (code: string): string[] => lexWgsl(code).tokens.filter((t) => t.kind === 'ident').map((t) => t.text);
+const idents = (code: string): string[] =>
+  lexWgsl(code)
+    .tokens.filter((t) => t.kind === 'ident')
+    .map((t) => t.text);
 
 /** A well-formed kernel around one body line. */
 const body = (line: string): string => `@group(0) @binding(0) var<uniform> u: vec4u;\nfn kernel(gid: vec3u) {\n  ${line}\n}`;
 
 /** Every hmm_/HMM_ name the prelude declares, public or not (functions, variables, constants, overrides). */
-const preludeDeclared = [...new Set(lexWgsl(prelude).tokens.filter((t, k, all) => t.kind === 'ident' && /^(hmm_|HMM_)/.test(t.text) && ['fn', 'var', 'const', 'override', '>'].includes(all[k - 1]?.text ?? '')).map((t) => t.text))];
+const preludeDeclared = [
+  ...new Set(
+    lexWgsl(prelude)
+      .tokens.filter(
+        (t, k, all) => t.kind === 'ident' && /^(hmm_|HMM_)/.test(t.text) && ['fn', 'var', 'const', 'override', '>'].includes(all[k - 1]?.text ?? ''),
+      )
+      .map((t) => t.text),
+  ),
+];
 const internals = preludeDeclared.filter((n) => !KERNEL_API.includes(n));
 
 describe('WGSL tokens', () => {
@@ -80,12 +91,34 @@ describe('the public surface', () => {
   it('is what the prelude defines as functions, and the kernel-facing API is all of it', () => {
     for (const name of KERNEL_API) expect(prelude, name).toMatch(new RegExp(`\\bfn ${name}\\(`));
     // the prelude's internals the rules must cover: buffers, tables, control, helpers that take a frame
-    for (const name of ['hmm_mem0', 'hmm_mem1', 'hmm_mem2', 'hmm_mem3', 'hmm_dir', 'hmm_leaves', 'hmm_ctl', 'hmm_word_load', 'hmm_word_store', 'hmm_word_add', 'hmm_word_and_or', 'hmm_word_index', 'hmm_buffer_of', 'hmm_translate', 'hmm_faulted', 'hmm_record_miss', 'HMM_FRAME_SHIFT', 'HMM_MISS', 'HMM_PTE_WRITE'])
+    for (const name of [
+      'hmm_mem0',
+      'hmm_mem1',
+      'hmm_mem2',
+      'hmm_mem3',
+      'hmm_dir',
+      'hmm_leaves',
+      'hmm_ctl',
+      'hmm_word_load',
+      'hmm_word_store',
+      'hmm_word_add',
+      'hmm_word_and_or',
+      'hmm_word_index',
+      'hmm_buffer_of',
+      'hmm_translate',
+      'hmm_faulted',
+      'hmm_record_miss',
+      'HMM_FRAME_SHIFT',
+      'HMM_MISS',
+      'HMM_PTE_WRITE',
+    ])
       expect(internals).toContain(name);
   });
 
   it('a kernel may call every public function', () => {
-    const code = body('hmm_store_u32(u.x, hmm_load_u32(u.y)); hmm_store_f32(u.x, hmm_load_f32(u.y)); _ = hmm_atomic_add_u32(u.x, 1u); hmm_store_u8(u.x, hmm_load_u8(u.y)); if (hmm_touch(u.x, true) && hmm_ok()) { return; }');
+    const code = body(
+      'hmm_store_u32(u.x, hmm_load_u32(u.y)); hmm_store_f32(u.x, hmm_load_f32(u.y)); _ = hmm_atomic_add_u32(u.x, 1u); hmm_store_u8(u.x, hmm_load_u8(u.y)); if (hmm_touch(u.x, true) && hmm_ok()) { return; }',
+    );
     expect(check(code)).toEqual([]);
   });
 
@@ -97,7 +130,7 @@ describe('the public surface', () => {
     expect(v[0]!.reason).toContain(`'${name}' is internal to the prelude`);
   });
 
-  it('the issue\'s attacks are refused: a scan of the memory pool, a page-table write, a store to a frame of its choosing', () => {
+  it("the issue's attacks are refused: a scan of the memory pool, a page-table write, a store to a frame of its choosing", () => {
     expect(subjects(body('let w = atomicLoad(&hmm_mem0[gid.x]);'))).toEqual(['hmm_mem0']);
     expect(subjects(body('atomicStore(&hmm_leaves[u.x], (u.y << 8u) | 3u);'))).toEqual(['hmm_leaves']);
     expect(subjects(body('hmm_word_store(u.x, u.y, 0xC0FFEEu);'))).toEqual(['hmm_word_store']);
@@ -111,8 +144,10 @@ describe('the public surface', () => {
     expect(subjects(body('_ = hmm_;'))).toEqual(['hmm_']);
   });
 
-  it('names that only contain the prefix are the kernel\'s own', () => {
-    expect(check(body('let xhmm_mem0 = 1u; let my_hmm_leaves = 2u; let Hmm_mem0 = 3u; let hmmmem0 = 4u; _ = xhmm_mem0 + my_hmm_leaves + Hmm_mem0 + hmmmem0;'))).toEqual([]);
+  it("names that only contain the prefix are the kernel's own", () => {
+    expect(
+      check(body('let xhmm_mem0 = 1u; let my_hmm_leaves = 2u; let Hmm_mem0 = 3u; let hmmmem0 = 4u; _ = xhmm_mem0 + my_hmm_leaves + Hmm_mem0 + hmmmem0;')),
+    ).toEqual([]);
   });
 
   it('a public name may only be called: declaring, shadowing or taking it otherwise is refused', () => {
@@ -139,7 +174,8 @@ describe('comments neither hide nor fake a use', () => {
   });
 
   it('a line comment ends at every line break the compiler may honour', () => {
-    for (const br of ['\r', '\v', '\f', '\u0085', '\u2028', '\u2029']) expect(subjects(body(`// innocent${br}_ = hmm_mem0[0];`)), JSON.stringify(br)).toEqual(['hmm_mem0']);
+    for (const br of ['\r', '\v', '\f', '\u0085', '\u2028', '\u2029'])
+      expect(subjects(body(`// innocent${br}_ = hmm_mem0[0];`)), JSON.stringify(br)).toEqual(['hmm_mem0']);
   });
 
   it('a comment inside a name splits it, and the reserved half is still refused', () => {
@@ -169,7 +205,7 @@ describe('aliases and pointers reach nothing', () => {
     expect(subjects('const S = HMM_FRAME_SHIFT;\nfn kernel(gid: vec3u) { }')).toEqual(['HMM_FRAME_SHIFT']);
   });
 
-  it('aliases and pointers of the kernel\'s own things are fine', () => {
+  it("aliases and pointers of the kernel's own things are fine", () => {
     const code = 'alias Words = array<u32, 4>;\nvar<private> w: Words;\nfn kernel(gid: vec3u) {\n  let p = &w[1];\n  *p = hmm_load_u32(gid.x);\n}';
     expect(check(code)).toEqual([]);
   });
@@ -177,15 +213,36 @@ describe('aliases and pointers reach nothing', () => {
 
 describe('a kernel may not replace what the prelude resolves at module scope', () => {
   it('the prelude resolves the built-ins it calls and the types it names there, not its own locals', () => {
-    for (const name of ['atomicLoad', 'atomicStore', 'atomicOr', 'atomicAnd', 'atomicAdd', 'atomicMin', 'select', 'bitcast', 'u32', 'f32', 'bool', 'vec3u', 'array', 'atomic', 'hmm_leaves', 'HMM_MISS', 'kernel'])
+    for (const name of [
+      'atomicLoad',
+      'atomicStore',
+      'atomicOr',
+      'atomicAnd',
+      'atomicAdd',
+      'atomicMin',
+      'select',
+      'bitcast',
+      'u32',
+      'f32',
+      'bool',
+      'vec3u',
+      'array',
+      'atomic',
+      'hmm_leaves',
+      'HMM_MISS',
+      'kernel',
+    ])
       expect(preludeReferences.has(name), name).toBe(true);
     // (`kernel` is one too: the entry point calls it, and declaring it is the one exception)
-    for (const name of ['va', 'write', 'frame', 'idx', 'mask', 'shift', 'row', 'slot', 'key'])
-      expect(preludeReferences.has(name), name).toBe(false);
+    for (const name of ['va', 'write', 'frame', 'idx', 'mask', 'shift', 'row', 'slot', 'key']) expect(preludeReferences.has(name), name).toBe(false);
   });
 
   it.each([
-    ['a function named like a built-in the translation calls', 'fn atomicOr(p: ptr<storage, atomic<u32>, read_write>, v: u32) -> u32 { atomicStore(p, v); return 0u; }', 'atomicOr'],
+    [
+      'a function named like a built-in the translation calls',
+      'fn atomicOr(p: ptr<storage, atomic<u32>, read_write>, v: u32) -> u32 { atomicStore(p, v); return 0u; }',
+      'atomicOr',
+    ],
     ['select', 'fn select(a: u32, b: u32, c: bool) -> u32 { return 0u; }', 'select'],
     ['an alias replacing a type', 'alias u32 = i32;', 'u32'],
     ['a struct replacing a type', 'struct vec3u { x: u32 }', 'vec3u'],
@@ -205,7 +262,14 @@ describe('a kernel may not replace what the prelude resolves at module scope', (
 
 describe('resources only in @group(0), at the bindings the dispatch provides', () => {
   it('the uniforms at @group(0) @binding(0), however written', () => {
-    for (const attrs of ['@group(0) @binding(0)', '@group( 0 ) @binding( 0 )', '@group(0u) @binding(0i)', '@group(0x0) @binding(0,)', '@binding(0)\n@group(0)', '@ group\n(\n0\n) @/* c */binding/* c */(/* c */0/* c */)'])
+    for (const attrs of [
+      '@group(0) @binding(0)',
+      '@group( 0 ) @binding( 0 )',
+      '@group(0u) @binding(0i)',
+      '@group(0x0) @binding(0,)',
+      '@binding(0)\n@group(0)',
+      '@ group\n(\n0\n) @/* c */binding/* c */(/* c */0/* c */)',
+    ])
       expect(check(`${attrs} var<uniform> u: vec4u;\nfn kernel(gid: vec3u) { }`), attrs).toEqual([]);
   });
 
@@ -228,7 +292,9 @@ describe('resources only in @group(0), at the bindings the dispatch provides', (
   });
 
   it('the message says where resources may go', () => {
-    expect(check('@group(1) @binding(0) var<storage> m: array<u32>;\nfn kernel(gid: vec3u) { }')[0]!.reason).toContain("a kernel's resources live in @group(0) only");
+    expect(check('@group(1) @binding(0) var<storage> m: array<u32>;\nfn kernel(gid: vec3u) { }')[0]!.reason).toContain(
+      "a kernel's resources live in @group(0) only",
+    );
     expect(check('@group(0) @binding(1) var<storage> m: array<u32>;\nfn kernel(gid: vec3u) { }')[0]!.reason).toContain('only @binding(0) (the uniforms)');
   });
 

@@ -31,7 +31,13 @@ function run(worlds: World[], ...batches: Observation[][]): { ok: true; worlds: 
 }
 
 const read = (page: number, len = PAGE, off = 0, thread: 'main' | 'w0' | 'w1' = 'main'): Op => ({ kind: 'read', s: 0, va: va(page, off), len, thread });
-const write = (page: number, data: Uint8Array, off = 0, thread: 'main' | 'w0' | 'w1' = 'main'): Op => ({ kind: 'write', s: 0, va: va(page, off), data, thread });
+const write = (page: number, data: Uint8Array, off = 0, thread: 'main' | 'w0' | 'w1' = 'main'): Op => ({
+  kind: 'write',
+  s: 0,
+  va: va(page, off),
+  data,
+  thread,
+});
 const add = (first: number, n: number, value: number, d = 0, validated = false): Op => ({ kind: 'kernelAdd', s: 0, d, first, n, add: value, validated });
 
 describe('linearizability checker', () => {
@@ -47,7 +53,11 @@ describe('linearizability checker', () => {
   });
 
   it('rejects a zero read of a page that holds data (the bytes "moved meanwhile")', () => {
-    const r = run(mapped(), [obs(write(1, fill(PAGE, 5)), ok())], [obs({ kind: 'toDevice', s: 0, d: 0, first: 0, n: 4 }, ok()), obs(read(1), ok(fill(PAGE, 0)))]);
+    const r = run(
+      mapped(),
+      [obs(write(1, fill(PAGE, 5)), ok())],
+      [obs({ kind: 'toDevice', s: 0, d: 0, first: 0, n: 4 }, ok()), obs(read(1), ok(fill(PAGE, 0)))],
+    );
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.report).toMatch(/page\(s\) 1/);
   });

@@ -77,7 +77,12 @@ describe('mremap in the checker', () => {
 describe('madvise in the checker', () => {
   const free: Op = { kind: 'madvise', s: 0, first: 0, n: 2, advice: 'free' };
   it("'free': each page kept or dropped, on its own; never other bytes", () => {
-    for (const [a, b] of [[1, 2], [0, 2], [1, 0], [0, 0]]) {
+    for (const [a, b] of [
+      [1, 2],
+      [0, 2],
+      [1, 0],
+      [0, 0],
+    ]) {
       const two = new Uint8Array([...fill(PAGE, a!), ...fill(PAGE, b!)]);
       expect(accepts(world(), [obs(free, ok()), obs(read(0, 2 * PAGE), ok(two))]), `${a} ${b}`).toBe(true);
     }

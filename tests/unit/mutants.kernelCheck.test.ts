@@ -5,9 +5,20 @@
 // violation. Written while mutation testing (docs/testing.md) found these unchecked. Nothing
 // here runs at module level: every call is inside a test.
 import { describe, expect, it } from 'vitest';
-import { checkKernelSource, definesKernel, KERNEL_API, lexWgsl, moduleScopeReferences, usesIdentifier, type KernelCheckOptions } from '../../src/device/kernelCheck.ts';
+import {
+  checkKernelSource,
+  definesKernel,
+  KERNEL_API,
+  lexWgsl,
+  moduleScopeReferences,
+  usesIdentifier,
+  type KernelCheckOptions,
+} from '../../src/device/kernelCheck.ts';
 
-const opts = (bindings: number[] = [0], refs: string[] = ['atomicLoad', 'select', 'u32']): KernelCheckOptions => ({ preludeReferences: new Set(refs), bindings });
+const opts = (bindings: number[] = [0], refs: string[] = ['atomicLoad', 'select', 'u32']): KernelCheckOptions => ({
+  preludeReferences: new Set(refs),
+  bindings,
+});
 const check = (code: string, o = opts()) => checkKernelSource(code, o);
 const subjects = (code: string, o = opts()): string[] => check(code, o).map((v) => v.subject);
 const texts = (src: string): string[] => lexWgsl(src).tokens.map((t) => `${t.kind[0]}:${t.text}`);
@@ -135,7 +146,9 @@ describe('what a kernel may declare at module scope', () => {
 describe('violations in words', () => {
   it('an internal name: the reason lists the public functions', () => {
     const [v] = check(`fn kernel(gid: vec3u) { _ = hmm_mem0[0]; }`);
-    expect(v!.reason).toBe(`'hmm_mem0' is internal to the prelude: names beginning hmm_ or HMM_ are reserved, and a kernel may use only the prelude's public functions (${KERNEL_API.join(', ')})`);
+    expect(v!.reason).toBe(
+      `'hmm_mem0' is internal to the prelude: names beginning hmm_ or HMM_ are reserved, and a kernel may use only the prelude's public functions (${KERNEL_API.join(', ')})`,
+    );
   });
 
   it('a public name used but not called', () => {
@@ -157,7 +170,8 @@ describe('violations in words', () => {
       subject: 'select',
       line: 1,
       column: 7,
-      reason: "a kernel may not declare 'select' at module scope: the prelude uses that name, and a module-scope declaration would replace it there too (use another name)",
+      reason:
+        "a kernel may not declare 'select' at module scope: the prelude uses that name, and a module-scope declaration would replace it there too (use another name)",
     });
   });
 
@@ -182,9 +196,14 @@ describe('violations in words', () => {
       ['@group(0) @binding(0 1)', '@binding(...)'],
     ]) {
       const v = check(`${attrs} var<uniform> u: vec4u;${KERNEL}`);
-      expect(v.map((x) => x.subject), attrs).toEqual([subject]);
+      expect(
+        v.map((x) => x.subject),
+        attrs,
+      ).toEqual([subject]);
       const attr = subject!.slice(1, subject!.indexOf('('));
-      expect(v[0]!.reason).toBe(`${subject}: a kernel writes @${attr} with one plain integer literal, as @${attr}(0), so the check can see where its resources go`);
+      expect(v[0]!.reason).toBe(
+        `${subject}: a kernel writes @${attr} with one plain integer literal, as @${attr}(0), so the check can see where its resources go`,
+      );
     }
   });
 

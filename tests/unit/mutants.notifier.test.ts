@@ -82,18 +82,42 @@ describe('invalidateMany', () => {
     const n = new IntervalNotifier();
     const a = subscribe(n, 10, 20);
     const seq = a.sub.readBegin();
-    n.invalidateMany([[0, 10], [20, 30]], 'unmap', null);
+    n.invalidateMany(
+      [
+        [0, 10],
+        [20, 30],
+      ],
+      'unmap',
+      null,
+    );
     expect(a.seen).toEqual([]);
     expect(a.sub.readRetry(seq)).toBe(false);
-    n.invalidateMany([[0, 11], [19, 30]], 'unmap', null);
-    expect(a.seen.map((r) => [r.start, r.end])).toEqual([[0, 11], [19, 30]]);
+    n.invalidateMany(
+      [
+        [0, 11],
+        [19, 30],
+      ],
+      'unmap',
+      null,
+    );
+    expect(a.seen.map((r) => [r.start, r.end])).toEqual([
+      [0, 11],
+      [19, 30],
+    ]);
   });
 
   it('a batch of empty ranges invalidates nobody', () => {
     const n = new IntervalNotifier();
     const a = subscribe(n, 0, 100);
     const seq = a.sub.readBegin();
-    n.invalidateMany([[5, 5], [9, 3]], 'unmap', null);
+    n.invalidateMany(
+      [
+        [5, 5],
+        [9, 3],
+      ],
+      'unmap',
+      null,
+    );
     expect(a.seen).toEqual([]);
     expect(a.sub.readRetry(seq)).toBe(false);
     expect(n.invalidations).toBe(0);

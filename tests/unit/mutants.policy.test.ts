@@ -18,7 +18,16 @@ const AT = { device: 0, space: 1, dispatch: 1, round: 1 };
 const where = "dispatch 'k' round 2";
 const everything: PrefetchView = { ...AT, resident: () => false, allowed: () => true };
 const round: BatchContext = { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 };
-const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({ page: 5, device: 0, write: false, advice: {}, thrashing: false, faults: 1, prefetch: false, ...over });
+const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({
+  page: 5,
+  device: 0,
+  write: false,
+  advice: {},
+  thrashing: false,
+  faults: 1,
+  prefetch: false,
+  ...over,
+});
 const unit = (page: number): EvictionCandidate => ({ page, pages: 16, owner: 1, accessed: false, dirty: false, arrived: 0, lastAccess: 0, clock: page });
 
 /** f must throw an EINVAL HmmError whose message is exactly `message`. */
@@ -36,9 +45,15 @@ function einval(f: () => unknown, message: string): void {
 
 describe('the guard names the kind of policy, the policy, the place and the answer', () => {
   it('a prefetch policy that answers something other than an array, or a page that is not one', () => {
-    einval(() => askPrefetch({ name: 'odd', select: () => ({ pages: [1] }) as unknown as number[] }, [1], everything, where), `prefetch policy 'odd' returned an object in ${where}, not an array of pages`);
+    einval(
+      () => askPrefetch({ name: 'odd', select: () => ({ pages: [1] }) as unknown as number[] }, [1], everything, where),
+      `prefetch policy 'odd' returned an object in ${where}, not an array of pages`,
+    );
     einval(() => askPrefetch({ name: 'neg', select: () => [-1] }, [1], everything, where), `prefetch policy 'neg' returned -1 in ${where}, not a page number`);
-    einval(() => askPrefetch({ name: 'str', select: () => ['2'] as unknown as number[] }, [1], everything, where), `prefetch policy 'str' returned '2' in ${where}, not a page number`);
+    einval(
+      () => askPrefetch({ name: 'str', select: () => ['2'] as unknown as number[] }, [1], everything, where),
+      `prefetch policy 'str' returned '2' in ${where}, not a page number`,
+    );
   });
 
   it('page 0 is a page like any other', () => {
@@ -46,16 +61,66 @@ describe('the guard names the kind of policy, the policy, the place and the answ
   });
 
   it('an eviction policy that throws, or answers something other than an array', () => {
-    einval(() => askEviction({ name: 'boom', victims: () => { throw new Error('kaput'); } }, 1, [], where), `eviction policy 'boom' threw in ${where}: kaput`);
-    einval(() => askEviction({ name: 'boom', victims: () => { throw 'a string'; } }, 1, [], where), `eviction policy 'boom' threw in ${where}: a string`);
-    einval(() => askEviction({ name: 'one', victims: () => unit(0) as unknown as EvictionCandidate[] }, 1, [unit(0)], where), `eviction policy 'one' returned an object in ${where}, not an array of candidates`);
+    einval(
+      () =>
+        askEviction(
+          {
+            name: 'boom',
+            victims: () => {
+              throw new Error('kaput');
+            },
+          },
+          1,
+          [],
+          where,
+        ),
+      `eviction policy 'boom' threw in ${where}: kaput`,
+    );
+    einval(
+      () =>
+        askEviction(
+          {
+            name: 'boom',
+            victims: () => {
+              throw 'a string';
+            },
+          },
+          1,
+          [],
+          where,
+        ),
+      `eviction policy 'boom' threw in ${where}: a string`,
+    );
+    einval(
+      () => askEviction({ name: 'one', victims: () => unit(0) as unknown as EvictionCandidate[] }, 1, [unit(0)], where),
+      `eviction policy 'one' returned an object in ${where}, not an array of candidates`,
+    );
   });
 
   it('a placement policy: each of the three answers passes, anything else is named', () => {
     for (const answer of ['migrate', 'copy', 'pin'] as const) expect(askPlacement({ name: 'p', decide: () => answer }, ctx(), where)).toBe(answer);
-    einval(() => askPlacement({ name: 'p', decide: () => { throw new Error('no'); } }, ctx(), where), `placement policy 'p' threw in ${where}: no`);
-    einval(() => askPlacement({ name: 'p', decide: () => ['copy'] as unknown as 'copy' }, ctx(), where), `placement policy 'p' returned an array of 1 in ${where}, not 'migrate', 'copy' or 'pin'`);
-    einval(() => askPlacement({ name: 'p', decide: () => undefined as unknown as 'copy' }, ctx(), where), `placement policy 'p' returned undefined in ${where}, not 'migrate', 'copy' or 'pin'`);
+    einval(
+      () =>
+        askPlacement(
+          {
+            name: 'p',
+            decide: () => {
+              throw new Error('no');
+            },
+          },
+          ctx(),
+          where,
+        ),
+      `placement policy 'p' threw in ${where}: no`,
+    );
+    einval(
+      () => askPlacement({ name: 'p', decide: () => ['copy'] as unknown as 'copy' }, ctx(), where),
+      `placement policy 'p' returned an array of 1 in ${where}, not 'migrate', 'copy' or 'pin'`,
+    );
+    einval(
+      () => askPlacement({ name: 'p', decide: () => undefined as unknown as 'copy' }, ctx(), where),
+      `placement policy 'p' returned undefined in ${where}, not 'migrate', 'copy' or 'pin'`,
+    );
   });
 
   it('a batching plan that is not an object, or has no usable take', () => {
@@ -79,16 +144,31 @@ describe('the guard names the kind of policy, the policy, the place and the answ
     checkPolicy('prefetch', { name: 'p', select: () => [] }, 'w');
     checkPolicy('placement', { name: 'p', decide: () => 'copy' }, 'w');
     checkPolicy('batching', { name: 'p', plan: () => ({ take: 1, napMs: 0 }) }, 'w');
-    einval(() => checkPolicy('prefetch', { name: 'p', victims: () => [] }, 'w'), "w: prefetch policy an object is not an object with a string name and a select() method");
-    einval(() => checkPolicy('batching', { name: 'p', decide: () => 'copy' }, 'w'), "w: batching policy an object is not an object with a string name and a plan() method");
-    einval(() => checkPolicy('placement', { name: 'p', plan: () => ({}) }, 'w'), "w: placement policy an object is not an object with a string name and a decide() method");
+    einval(
+      () => checkPolicy('prefetch', { name: 'p', victims: () => [] }, 'w'),
+      'w: prefetch policy an object is not an object with a string name and a select() method',
+    );
+    einval(
+      () => checkPolicy('batching', { name: 'p', decide: () => 'copy' }, 'w'),
+      'w: batching policy an object is not an object with a string name and a plan() method',
+    );
+    einval(
+      () => checkPolicy('placement', { name: 'p', plan: () => ({}) }, 'w'),
+      'w: placement policy an object is not an object with a string name and a decide() method',
+    );
   });
 
   it('checkPolicy refuses null, arrays and strings, describing each', () => {
-    einval(() => checkPolicy('eviction', null, 'createSystem devices[1].policy'), 'createSystem devices[1].policy: eviction policy null is not an object with a string name and a victims() method');
+    einval(
+      () => checkPolicy('eviction', null, 'createSystem devices[1].policy'),
+      'createSystem devices[1].policy: eviction policy null is not an object with a string name and a victims() method',
+    );
     einval(() => checkPolicy('eviction', [], 'w'), 'w: eviction policy an array of 0 is not an object with a string name and a victims() method');
     einval(() => checkPolicy('eviction', 'clock', 'w'), "w: eviction policy 'clock' is not an object with a string name and a victims() method");
-    einval(() => checkPolicy('eviction', { name: 7, victims: () => [] }, 'w'), 'w: eviction policy an object is not an object with a string name and a victims() method');
+    einval(
+      () => checkPolicy('eviction', { name: 7, victims: () => [] }, 'w'),
+      'w: eviction policy an object is not an object with a string name and a victims() method',
+    );
     // a function is not a policy object, even one carrying the method (clockEviction passed where clockEviction() belongs)
     const factory = Object.assign(() => clockEviction(), { victims: () => [] });
     expect(() => checkPolicy('eviction', factory, 'w')).toThrow(/EINVAL: w: eviction policy .* is not an object with a string name and a victims\(\) method/);
@@ -132,21 +212,43 @@ describe('density prefetch at its edges', () => {
 
   it("density counts the region's own pages, not the first page of the next one", () => {
     // page 2 resident is outside [0, 2): that region stays 50 %; [0, 4) is 2 of 4, 50 % again
-    expect(prefetchPages([0], view((p) => p === 2), one(50))).toEqual([0]);
+    expect(
+      prefetchPages(
+        [0],
+        view((p) => p === 2),
+        one(50),
+      ),
+    ).toEqual([0]);
   });
 
   it('a dense region with no fault in it is left alone', () => {
     // [480, 512) is mostly resident, but nothing there faulted: its three other pages stay where they are
-    const out = prefetchPages([0], view((p) => p >= 480 && p < 509), DEFAULT_PREFETCH);
+    const out = prefetchPages(
+      [0],
+      view((p) => p >= 480 && p < 509),
+      DEFAULT_PREFETCH,
+    );
     expect(out).toEqual(range(0, 16));
   });
 
   it('holes do not count against density, resident pages count for it', () => {
     // 0..15 upgraded; only 0..23 may be populated: [0, 32) is 16 of 24, more than 51 %
-    expect(prefetchPages([0], view(none, (p) => p < 24), DEFAULT_PREFETCH)).toEqual(range(0, 24));
+    expect(
+      prefetchPages(
+        [0],
+        view(none, (p) => p < 24),
+        DEFAULT_PREFETCH,
+      ),
+    ).toEqual(range(0, 24));
     // 16..31 resident (and so not to be brought): [0, 64) is 32 of 64, not more than 51 %
     const resident = (p: number): boolean => p >= 16 && p < 32;
-    expect(prefetchPages([0], view(resident, (p) => !resident(p)), DEFAULT_PREFETCH)).toEqual(range(0, 16));
+    expect(
+      prefetchPages(
+        [0],
+        view(resident, (p) => !resident(p)),
+        DEFAULT_PREFETCH,
+      ),
+    ).toEqual(range(0, 16));
   });
 });
 

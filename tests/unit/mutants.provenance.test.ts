@@ -11,7 +11,9 @@ const moves = (p: Provenance, mm: number, page: number): string[] => p.history(m
 
 describe('describeCause: each cause in words', () => {
   it('names the kernel, dispatch, round and device of a GPU fault', () => {
-    expect(describeCause({ kind: 'gpu-fault', device: 2, kernel: 'walk', dispatch: 7, round: 3 })).toBe("GPU fault: kernel 'walk' (dispatch 7, round 3) on gpu2");
+    expect(describeCause({ kind: 'gpu-fault', device: 2, kernel: 'walk', dispatch: 7, round: 3 })).toBe(
+      "GPU fault: kernel 'walk' (dispatch 7, round 3) on gpu2",
+    );
   });
   it('names the policy of a prefetch, with the kernel and round it came with', () => {
     expect(describeCause({ kind: 'prefetch', device: 1, kernel: 'walk', dispatch: 4, round: 2, policy: 'stride(16)' })).toBe(

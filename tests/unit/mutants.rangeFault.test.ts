@@ -73,7 +73,7 @@ describe('pageFlags: what a device may do with a page now', () => {
     expect(pageFlags(alone.mm, page, null)).toBe(PFN_VALID | PFN_WRITE);
   });
 
-  it("a device-private page is valid for its own device only, writable as its VMA allows", async () => {
+  it('a device-private page is valid for its own device only, writable as its VMA allows', async () => {
     const { mm } = await written();
     mm.pageTable.set(page + 1, pte.onDevice(3, 7));
     expect(pageFlags(mm, page + 1, 3)).toBe(PFN_VALID | PFN_DEVICE_PRIVATE | PFN_WRITE);

@@ -202,9 +202,27 @@ describe('the progress rule, driven with what each simulated launch reports', ()
   // fewer pages than recorded, the recorded count is scaled by its share of them.
   const cases: [string, number, object, object, object][] = [
     ['no counts in the trace', 2, { read: [100, 101, 102] }, {}, { launches: 6, faultRounds: 6, faultedPages: 9, pagesToDevice: 5, evictions: 3 }],
-    ['counts as recorded', 4, { read: range(100, 6), misses: 6, faultedInvocations: 2 }, { invocations: 2 }, { launches: 8, faultRounds: 8, faultedPages: 22, pagesToDevice: 12, evictions: 8 }],
-    ['counts scaled by the faults', 4, { read: range(100, 6), misses: 3, faultedInvocations: 4 }, { invocations: 4 }, { launches: 12, faultRounds: 12, faultedPages: 30, pagesToDevice: 18, evictions: 14 }],
-    ['a queue twice the faults', 8, { read: range(100, 12), misses: 24, faultedInvocations: 2 }, { invocations: 2 }, { launches: 7, faultRounds: 7, faultedPages: 40, pagesToDevice: 20, evictions: 12 }],
+    [
+      'counts as recorded',
+      4,
+      { read: range(100, 6), misses: 6, faultedInvocations: 2 },
+      { invocations: 2 },
+      { launches: 8, faultRounds: 8, faultedPages: 22, pagesToDevice: 12, evictions: 8 },
+    ],
+    [
+      'counts scaled by the faults',
+      4,
+      { read: range(100, 6), misses: 3, faultedInvocations: 4 },
+      { invocations: 4 },
+      { launches: 12, faultRounds: 12, faultedPages: 30, pagesToDevice: 18, evictions: 14 },
+    ],
+    [
+      'a queue twice the faults',
+      8,
+      { read: range(100, 12), misses: 24, faultedInvocations: 2 },
+      { invocations: 2 },
+      { launches: 7, faultRounds: 7, faultedPages: 40, pagesToDevice: 20, evictions: 12 },
+    ],
   ];
   it.each(cases)('%s', (_what, frames, launch, over, want) => {
     const d = replayTrace(new TraceBuilder({ frames }).dispatch('k', [launch], over).trace).dispatches[0]!;

@@ -154,7 +154,17 @@ describe('IntervalNotifier', () => {
     const own = subscribe(n, 0, 100, dev);
     const seqOther = other.sub.readBegin();
     const seqOwn = own.sub.readBegin();
-    n.invalidateMany([[5, 6], [12, 13], [15, 15], [19, 22], [40, 41]], 'migrate', dev);
+    n.invalidateMany(
+      [
+        [5, 6],
+        [12, 13],
+        [15, 15],
+        [19, 22],
+        [40, 41],
+      ],
+      'migrate',
+      dev,
+    );
     expect(other.seen).toEqual([
       { start: 12, end: 13, event: 'migrate', owner: dev },
       { start: 19, end: 22, event: 'migrate', owner: dev },

@@ -12,8 +12,26 @@ import type { EvictionCandidate, PlacementContext, PrefetchView } from '../../sr
 /** Which fault round asks (a prefetch view's ids). */
 const AT = { device: 0, space: 1, dispatch: 1, round: 1 };
 
-const unit = (page: number, accessed: boolean, pages = 16): EvictionCandidate => ({ page, pages, owner: 1, accessed, dirty: false, arrived: 0, lastAccess: 0, clock: page });
-const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({ page: 5, device: 0, write: false, advice: {}, thrashing: false, faults: 1, prefetch: false, ...over });
+const unit = (page: number, accessed: boolean, pages = 16): EvictionCandidate => ({
+  page,
+  pages,
+  owner: 1,
+  accessed,
+  dirty: false,
+  arrived: 0,
+  lastAccess: 0,
+  clock: page,
+});
+const ctx = (over: Partial<PlacementContext> = {}): PlacementContext => ({
+  page: 5,
+  device: 0,
+  write: false,
+  advice: {},
+  thrashing: false,
+  faults: 1,
+  prefetch: false,
+  ...over,
+});
 const everything: PrefetchView = { ...AT, resident: () => false, allowed: () => true };
 
 function throwsHmm(f: () => unknown, ...parts: string[]): HmmError {
@@ -80,17 +98,57 @@ describe('the policy guard', () => {
 
   it('a policy that throws, or answers nonsense, fails with EINVAL naming the policy and where', () => {
     const where = "dispatch 'k' round 3";
-    throwsHmm(() => askPrefetch({ name: 'boom', select: () => { throw new Error('kaput'); } }, [1], everything, where), "prefetch policy 'boom' threw", where, 'kaput');
-    throwsHmm(() => askPrefetch({ name: 'odd', select: () => 'pages' as unknown as number[] }, [1], everything, where), "'odd'", "'pages'", 'an array of pages');
+    throwsHmm(
+      () =>
+        askPrefetch(
+          {
+            name: 'boom',
+            select: () => {
+              throw new Error('kaput');
+            },
+          },
+          [1],
+          everything,
+          where,
+        ),
+      "prefetch policy 'boom' threw",
+      where,
+      'kaput',
+    );
+    throwsHmm(
+      () => askPrefetch({ name: 'odd', select: () => 'pages' as unknown as number[] }, [1], everything, where),
+      "'odd'",
+      "'pages'",
+      'an array of pages',
+    );
     throwsHmm(() => askPrefetch({ name: 'frac', select: () => [1.5] }, [1], everything, where), 'a page number');
     throwsHmm(() => askEviction({ name: 'e', victims: () => null as unknown as EvictionCandidate[] }, 1, [], where), "eviction policy 'e'", 'null');
     throwsHmm(() => askPlacement({ name: 'p', decide: () => 'move' as 'migrate' }, ctx(), where), "placement policy 'p'", "'move'");
-    throwsHmm(() => askBatching({ name: 'b', plan: () => ({ take: 0, napMs: 0 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where), 'take');
-    throwsHmm(() => askBatching({ name: 'b', plan: () => ({ take: 1, napMs: MAX_NAP_MS + 1 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where), 'nap');
-    throwsHmm(() => askBatching({ name: 'b', plan: () => undefined as unknown as { take: number; napMs: number } }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where), 'a plan');
+    throwsHmm(
+      () => askBatching({ name: 'b', plan: () => ({ take: 0, napMs: 0 }) }, { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 }, where),
+      'take',
+    );
+    throwsHmm(
+      () =>
+        askBatching(
+          { name: 'b', plan: () => ({ take: 1, napMs: MAX_NAP_MS + 1 }) },
+          { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 },
+          where,
+        ),
+      'nap',
+    );
+    throwsHmm(
+      () =>
+        askBatching(
+          { name: 'b', plan: () => undefined as unknown as { take: number; napMs: number } },
+          { faulted: 3, frames: 8, batchPages: 8, thrashing: false, thrashNapMs: 1 },
+          where,
+        ),
+      'a plan',
+    );
   });
 
-  it('eviction: only candidates count, each once, in the policy\'s order', () => {
+  it("eviction: only candidates count, each once, in the policy's order", () => {
     const c = [unit(0, false), unit(16, false), unit(32, false)];
     const stranger = unit(48, false);
     const p = { name: 'x', victims: () => [c[2]!, stranger, c[0]!, c[2]!] };

@@ -42,9 +42,19 @@ describe('prefetchPages', () => {
   });
 
   it('never adds a page the view refuses (holes, shared, other VMAs), but keeps the faults', () => {
-    const out = prefetchPages([5], view(new Set(), (p) => p >= 4 && p < 8), DEFAULT_PREFETCH);
+    const out = prefetchPages(
+      [5],
+      view(new Set(), (p) => p >= 4 && p < 8),
+      DEFAULT_PREFETCH,
+    );
     expect(out).toEqual([4, 5, 6, 7]);
-    expect(prefetchPages([5], view(new Set(), () => false), DEFAULT_PREFETCH)).toEqual([5]);
+    expect(
+      prefetchPages(
+        [5],
+        view(new Set(), () => false),
+        DEFAULT_PREFETCH,
+      ),
+    ).toEqual([5]);
   });
 
   it('threshold 100 only upgrades; threshold 0 fills the block around any fault', () => {

@@ -40,7 +40,7 @@ describe('Provenance.recordEach', () => {
     expect(p.history(1, 9)).toEqual([]);
   });
 
-  it("gives each page its own placement decision, and none to a page that had none", () => {
+  it('gives each page its own placement decision, and none to a page that had none', () => {
     const p = new Provenance();
     p.decision(1, 10, 0, 'default: migrate');
     p.decision(1, 12, 0, 'thrash-aware: pin');

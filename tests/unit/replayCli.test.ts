@@ -27,13 +27,18 @@ function run(...args: string[]): { status: number | null; out: string; err: stri
 
 describe('npm run replay', () => {
   it('parses its options, and names a bad one', () => {
-    expect(parseReplayArgs(['t.json', '--policy', 'a.ts,b.ts', '--policy=c.ts', '--per-dispatch'])).toEqual({ trace: 't.json', policies: ['a.ts', 'b.ts', 'c.ts'], perDispatch: true, help: false });
+    expect(parseReplayArgs(['t.json', '--policy', 'a.ts,b.ts', '--policy=c.ts', '--per-dispatch'])).toEqual({
+      trace: 't.json',
+      policies: ['a.ts', 'b.ts', 'c.ts'],
+      perDispatch: true,
+      help: false,
+    });
     expect(() => parseReplayArgs(['t.json', '--frobnicate'])).toThrow(/unknown option --frobnicate/);
     expect(() => parseReplayArgs(['t.json', '--policy'])).toThrow(/--policy needs a value/);
     expect(() => parseReplayArgs(['a.json', 'b.json'])).toThrow(/one trace at a time/);
   });
 
-  it('formats the recorded run beside the replays, with the built-ins\' distance from it', () => {
+  it("formats the recorded run beside the replays, with the built-ins' distance from it", () => {
     const t = trace().trace;
     t.real = { ...replayTrace(t).total };
     const text = formatReplay(t, [replayTrace(t)]);
@@ -44,11 +49,21 @@ describe('npm run replay', () => {
   it('prints one table for a trace and the example policy modules', () => {
     const file = join(dir, 'trace.json');
     writeFileSync(file, JSON.stringify(trace().trace));
-    const r = run(file, '--policy', 'examples/policies/stride.ts', '--policy', 'examples/policies/lru.ts', '--policy', 'examples/policies/accessCount.ts', '--per-dispatch');
+    const r = run(
+      file,
+      '--policy',
+      'examples/policies/stride.ts',
+      '--policy',
+      'examples/policies/lru.ts',
+      '--policy',
+      'examples/policies/accessCount.ts',
+      '--per-dispatch',
+    );
     expect(r.err).toBe('');
     expect(r.status).toBe(0);
     expect(r.out).toMatch(/recorded\s+built-ins\s+Δ built-ins\s+stride\s+lru\s+accessCount/);
-    for (const row of ['launches', 'fault rounds', 'pages to device', 'device copies', 'pages to RAM', 'evictions', 'prefetched pages']) expect(r.out).toContain(row);
+    for (const row of ['launches', 'fault rounds', 'pages to device', 'device copies', 'pages to RAM', 'evictions', 'prefetched pages'])
+      expect(r.out).toContain(row);
     expect(r.out).toMatch(/event\s+kernel\s+rec rounds/);
   }, 60_000);
 

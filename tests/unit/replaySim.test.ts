@@ -97,7 +97,15 @@ describe('replay simulator', () => {
     expect(seen[1]).toEqual({
       faults: [101],
       view: { device: 0, space: 1, dispatch: 2, round: 1 },
-      answers: { 'resident 100': true, 'resident 101': false, 'resident 102': true, 'allowed 102': false, 'allowed 133': false, 'allowed 150': false, 'allowed 165': false },
+      answers: {
+        'resident 100': true,
+        'resident 101': false,
+        'resident 102': true,
+        'allowed 102': false,
+        'allowed 133': false,
+        'allowed 150': false,
+        'allowed 165': false,
+      },
     });
     // the first round's 102 came along (133 shared, 150 a hole, 165 prot none: the guard drops them)
     expect(seen[0]!.answers['allowed 102']).toBe(true);
@@ -114,7 +122,10 @@ describe('replay simulator', () => {
     // the write is a held copy (written back when the CPU touches it), the read a read-only one (stays)
     expect(copied.total).toMatchObject({ pagesToDevice: 0, deviceCopies: 2, pagesToSystem: 0, writeBacks: 1 });
     // advice: preferred location 'system' makes the built-in copy too
-    const advised = new TraceBuilder({ frames: 16, vmas: [{ start: 100, end: 200, prot: 'rw', shared: false, huge: false, preferred: 'system' }] }).dispatch('k', [{ read: [101] }]);
+    const advised = new TraceBuilder({ frames: 16, vmas: [{ start: 100, end: 200, prot: 'rw', shared: false, huge: false, preferred: 'system' }] }).dispatch(
+      'k',
+      [{ read: [101] }],
+    );
     expect(replayTrace(advised.trace).total).toMatchObject({ pagesToDevice: 0, deviceCopies: 1 });
   });
 
@@ -123,7 +134,10 @@ describe('replay simulator', () => {
     const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
     const b = new TraceBuilder({ frames: 48, unit: 16, policies: DENSITY });
     for (let d = 0; d < 6; d++) {
-      const launches = Array.from({ length: 4 }, () => ({ read: [...new Set(Array.from({ length: 6 }, () => 100 + rnd(120)))].sort((x, y) => x - y), write: [100 + rnd(120)] }));
+      const launches = Array.from({ length: 4 }, () => ({
+        read: [...new Set(Array.from({ length: 6 }, () => 100 + rnd(120)))].sort((x, y) => x - y),
+        write: [100 + rnd(120)],
+      }));
       b.dispatch(`k${d}`, launches);
       b.cpu([100 + rnd(120), 100 + rnd(120)], d % 2 === 0);
     }
@@ -151,9 +165,17 @@ describe('replay simulator', () => {
     expect(parseFaultTrace(clone(b.trace))).toEqual(b.trace);
   });
 
-  it('stops on a policy that throws or answers nonsense, with the guard\'s HmmError naming it and the round', () => {
+  it("stops on a policy that throws or answers nonsense, with the guard's HmmError naming it and the round", () => {
     const b = new TraceBuilder({ frames: 4 }).dispatch('fill', [{ read: range(100, 2) }, { read: range(102, 2) }]).dispatch('more', [{ read: [104] }]);
-    const boom: PolicySet = { name: 'boom', eviction: { name: 'boom', victims: () => { throw new Error('kaput'); } } };
+    const boom: PolicySet = {
+      name: 'boom',
+      eviction: {
+        name: 'boom',
+        victims: () => {
+          throw new Error('kaput');
+        },
+      },
+    };
     const e = (() => {
       try {
         replayTrace(b.trace, boom);

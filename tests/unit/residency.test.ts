@@ -13,7 +13,14 @@ import { makeMm, throwsSync } from './helpers.ts';
 describe('residency', () => {
   it('tells unmapped, untouched, RAM, device, copy and exclusive pages apart', async () => {
     // Two live devices (ids 1 and 2) that are never asked to move anything here.
-    const live = (id: number): DevicePagemap => ({ id, name: `dev${id}`, migrateToRam: async () => {}, revoke: async () => {}, discard: () => {}, moved: () => {} });
+    const live = (id: number): DevicePagemap => ({
+      id,
+      name: `dev${id}`,
+      migrateToRam: async () => {},
+      revoke: async () => {},
+      discard: () => {},
+      moved: () => {},
+    });
     const mm = new AddressSpace(1, new SystemRam(1 << 20), () => [undefined, live(1), live(2)], new Stats());
     const va = mm.mmap(8 * PAGE_SIZE);
     await mm.write(va + PAGE_SIZE, new Uint8Array([1])); // page 1: RAM
@@ -28,7 +35,16 @@ describe('residency', () => {
 
     const codes = residency(mm, va - PAGE_SIZE, 10); // one page before, one after the mapping
     expect([...codes].map(residenceName)).toEqual([
-      'unmapped', 'untouched', 'ram', 'untouched', 'device', 'copy', 'exclusive', 'migrating', 'untouched', 'unmapped',
+      'unmapped',
+      'untouched',
+      'ram',
+      'untouched',
+      'device',
+      'copy',
+      'exclusive',
+      'migrating',
+      'untouched',
+      'unmapped',
     ]);
     expect(residenceDevice(codes[4]!)).toBe(2);
     expect(residenceDevice(codes[6]!)).toBe(1);

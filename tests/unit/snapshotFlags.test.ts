@@ -6,7 +6,14 @@ import { PROT } from '../../src/device/mirror.ts';
 import { PFN_DEVICE_PRIVATE, PFN_ERROR, PFN_VALID, PFN_WRITE, PFN_ZERO } from '../../src/hmm/rangeFault.ts';
 import { snapshotFlagsDisagreement, type PageReport } from '../fuzz/snapshotFlags.ts';
 
-const page = (snapshot: number, flags: number, more: Partial<PageReport> = {}): PageReport => ({ snapshot, flags, order: 0, poisoned: false, deviceHuge: false, ...more });
+const page = (snapshot: number, flags: number, more: Partial<PageReport> = {}): PageReport => ({
+  snapshot,
+  flags,
+  order: 0,
+  poisoned: false,
+  deviceHuge: false,
+  ...more,
+});
 const V = PFN_VALID;
 
 describe('snapshot vs rangeFault flags', () => {

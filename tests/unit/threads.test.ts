@@ -119,7 +119,14 @@ describe('worker loads and stores agree with the main thread', () => {
     // everything else is untouched: only the bytes written above differ from the pattern
     const back = await mm.read(va, 3 * P);
     const changed = new Set<number>();
-    for (const [at, n] of [[2 * P - 3, 8], [P - 4, 8], [64, 4], [128, 12], [256, 4]] as const) for (let i = 0; i < n; i++) changed.add(at + i);
+    for (const [at, n] of [
+      [2 * P - 3, 8],
+      [P - 4, 8],
+      [64, 4],
+      [128, 12],
+      [256, 4],
+    ] as const)
+      for (let i = 0; i < n; i++) changed.add(at + i);
     for (let i = 0; i < 3 * P; i++) if (!changed.has(i) && back[i] !== data[i]) throw new Error(`byte ${i} changed: ${back[i]} != ${data[i]}`);
   });
 
@@ -207,7 +214,12 @@ describe('worker errors arrive in the main thread as HmmError with code and addr
     await mm.write(va, pattern(2 * P, 3));
     await mm.mprotect(va + P, P, 'none');
     await w(0).attach(threadHandle(mm));
-    for (const call of [() => w(0).loadU32(va + P + 4), () => w(0).storeU32(va + P + 4, 1), () => w(0).load(va + P + 4, 4), () => w(0).atomicAddU32(va + P + 4, 1)]) {
+    for (const call of [
+      () => w(0).loadU32(va + P + 4),
+      () => w(0).storeU32(va + P + 4, 1),
+      () => w(0).load(va + P + 4, 4),
+      () => w(0).atomicAddU32(va + P + 4, 1),
+    ]) {
       const e = await failure('EFAULT', call());
       expect(e.address).toBe(va + P + 4);
       expect(e.message).toContain("prot 'none'");

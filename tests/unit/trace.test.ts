@@ -183,9 +183,11 @@ describe('TraceLog.span', () => {
   it('does not mutate the fields object', async () => {
     const log = new TraceLog();
     const fields = { detail: 'x' };
-    await log.span('copy', fields, async () => {
-      throw new Error('e');
-    }).catch(() => {});
+    await log
+      .span('copy', fields, async () => {
+        throw new Error('e');
+      })
+      .catch(() => {});
     expect(fields).toEqual({ detail: 'x' });
   });
 });

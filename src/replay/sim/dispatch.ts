@@ -52,7 +52,10 @@ function forgetUnmapped(m: Machine, space: SimSpace): void {
     const gone = [...t.pages()].filter((p) => !space.find(p));
     for (const [p, where] of space.priv) if (where.dev === dev.id && !space.find(p) && !t.lookup(p)) gone.push(p);
     if (gone.length === 0) continue;
-    const frames = gone.map((p) => space.priv.get(p)).filter((w) => w?.dev === dev.id).map((w) => w!.frame);
+    const frames = gone
+      .map((p) => space.priv.get(p))
+      .filter((w) => w?.dev === dev.id)
+      .map((w) => w!.frame);
     dropRuns(dev, space, pageRuns(gone));
     for (const p of gone) {
       if (space.priv.get(p)?.dev === dev.id) space.priv.delete(p);
@@ -106,7 +109,16 @@ function faultedInvocations(round: TraceRound, missed: number): number {
  * naps only when someone else is using a thrashing page right now (a CPU access or move in
  * flight, another device's turn); a replay runs one thing at a time, so nobody ever is.
  */
-function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: DispatchEvent, round: number, keys: readonly number[], policies: Required<Policies>, rule: ProgressRule): void {
+function serviceFaults(
+  m: Machine,
+  dev: SimDevice,
+  space: SimSpace,
+  ev: DispatchEvent,
+  round: number,
+  keys: readonly number[],
+  policies: Required<Policies>,
+  rule: ProgressRule,
+): void {
   const where = `dispatch '${ev.kernel}' round ${round}`;
   const writes = new Set<number>();
   for (const k of keys) if (k & 1) writes.add(k >>> 1);
@@ -115,7 +127,11 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
   const frames = dev.frameCount;
   let cap = Math.max(1, Math.floor(frames / 2));
   if (rule.active) cap = Math.max(1, Math.min(cap, frames - rule.protectedPages.size));
-  const plan = askBatching(policies.batching, { faulted: faulted.length, frames, batchPages: ev.batchPages, thrashing: false, thrashNapMs: space.thrashNapMs }, where);
+  const plan = askBatching(
+    policies.batching,
+    { faulted: faulted.length, frames, batchPages: ev.batchPages, thrashing: false, thrashNapMs: space.thrashNapMs },
+    where,
+  );
   // Stryker disable next-line ConditionalExpression,EqualityOperator: the test as true or `>=`; slicing a list to its own length changes nothing
   if (faulted.length > Math.min(cap, plan.take)) faulted = faulted.slice(0, Math.min(cap, plan.take));
   space.countFaults(dev.id, faulted);
@@ -144,12 +160,21 @@ function serviceFaults(m: Machine, dev: SimDevice, space: SimSpace, ev: Dispatch
   const opts: FaultCtx = { ...ctx, keep, progress: isFault };
   try {
     // Stryker disable next-line MethodExpression,ArrowFunction,ArithmeticOperator: writes is built from the ascending keys, in their order
-    faultInPages(m, dev, space, [...writes].sort((a, b) => a - b), true, opts);
+    faultInPages(
+      m,
+      dev,
+      space,
+      [...writes].sort((a, b) => a - b),
+      true,
+      opts,
+    );
     faultInPages(m, dev, space, reads, false, opts);
   } catch (e) {
     // Equivalent mutant (not disabled: that would hide this line's killed ones): the address tests (here and below) as true; faultInPages' EFAULT and EPERM always carry the address
-    if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined) throw new HmmError('ESEGV', `kernel '${ev.kernel}' touched unmapped address ${hex(e.address)}`, e.address);
-    if (e instanceof HmmError && e.code === 'EPERM' && e.address !== undefined) throw new HmmError('EPERM', `kernel '${ev.kernel}' wrote read-only address ${hex(e.address)}`, e.address);
+    if (e instanceof HmmError && e.code === 'EFAULT' && e.address !== undefined)
+      throw new HmmError('ESEGV', `kernel '${ev.kernel}' touched unmapped address ${hex(e.address)}`, e.address);
+    if (e instanceof HmmError && e.code === 'EPERM' && e.address !== undefined)
+      throw new HmmError('EPERM', `kernel '${ev.kernel}' wrote read-only address ${hex(e.address)}`, e.address);
     throw e;
   }
 }
@@ -224,8 +249,15 @@ export function replayDispatch(m: Machine, trace: FaultTrace, ev: DispatchEvent,
     stalled = sig === lastKeys ? stalled + 1 : 0;
     lastKeys = sig;
     if (stalled >= STALLED_ROUNDS || round === ev.maxRounds) {
-      const pages = keys.slice(0, 8).map((k) => hex((k >>> 1) * PAGE_SIZE)).join(', ');
-      throw new HmmError('EBUSY', `dispatch '${ev.kernel}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`, (keys[0]! >>> 1) * PAGE_SIZE);
+      const pages = keys
+        .slice(0, 8)
+        .map((k) => hex((k >>> 1) * PAGE_SIZE))
+        .join(', ');
+      throw new HmmError(
+        'EBUSY',
+        `dispatch '${ev.kernel}': still faulting after ${round} rounds on ${keys.length} pages (${pages}${keys.length > 8 ? ', ...' : ''})`,
+        (keys[0]! >>> 1) * PAGE_SIZE,
+      );
     }
     m.metrics.faultedPages += keys.length;
     rule.faults(keys);
@@ -238,14 +270,20 @@ export function replayDispatch(m: Machine, trace: FaultTrace, ev: DispatchEvent,
       const first = rule.window[0];
       const alone = rule.protectedPages.size;
       if (!rule.shrink())
-        throw new HmmError('ENOMEM', `dispatch '${ev.kernel}': invocation ${first} alone does not fit ${dev.name}: it faulted on ${alone + keys.length} pages it needs at once (${alone} resident and kept) without finishing, and the device has ${dev.frameCount} frames (${e.message})`, e.address);
+        throw new HmmError(
+          'ENOMEM',
+          `dispatch '${ev.kernel}': invocation ${first} alone does not fit ${dev.name}: it faulted on ${alone + keys.length} pages it needs at once (${alone} resident and kept) without finishing, and the device has ${dev.frameCount} frames (${e.message})`,
+          e.address,
+        );
       continue;
     }
     // what the service mapped: a fault on it again before any invocation finishes is a refault
-    rule.servicedKeys(keys.filter((k) => {
-      const e = table.lookup(k >>> 1);
-      return e !== undefined && (e.write || !(k & 1));
-    }));
+    rule.servicedKeys(
+      keys.filter((k) => {
+        const e = table.lookup(k >>> 1);
+        return e !== undefined && (e.write || !(k & 1));
+      }),
+    );
   }
   throw new HmmError('EBUSY', `dispatch '${ev.kernel}': no rounds allowed`);
 }

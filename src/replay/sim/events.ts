@@ -51,7 +51,12 @@ export function replayMove(m: Machine, ev: MoveEvent, policies: Required<Policie
       const before = m.metrics.pagesToDevice;
       for (let round = 0; round < MAX_ROUNDS; round++) {
         // Stryker disable next-line MethodExpression: migrateToDevice itself skips pages already on a device (the test as true is equivalent too)
-        const res = migrateToDevice(m, dev, space, pages.filter((p) => space.priv.get(p)?.dev !== dev.id));
+        const res = migrateToDevice(
+          m,
+          dev,
+          space,
+          pages.filter((p) => space.priv.get(p)?.dev !== dev.id),
+        );
         if (res.nomem === 0) break;
         const keep = (s: number, p: number): boolean => s === space.id && want.has(p);
         // Equivalent mutant (not disabled: that would hide this line's killed ones): `dev.freeFrames === 0` as true; pages left nomem mean no frame was left

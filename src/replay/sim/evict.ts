@@ -22,7 +22,14 @@ interface Unit {
 }
 
 /** Free about `want` frames; never a page `keep` names. Returns the frames freed and the units offered. */
-export function evict(m: Machine, dev: SimDevice, want: number, keep: (space: number, page: number) => boolean, policy: EvictionPolicy, why: string): { freed: number; offered: number } {
+export function evict(
+  m: Machine,
+  dev: SimDevice,
+  want: number,
+  keep: (space: number, page: number) => boolean,
+  policy: EvictionPolicy,
+  why: string,
+): { freed: number; offered: number } {
   const unit = dev.unit;
   const n = dev.frameCount;
   const units = new Map<string, Unit>();

@@ -37,15 +37,19 @@ export function migratable(m: Machine, dev: SimDevice, space: SimSpace, p: numbe
   const vma = space.find(p);
   if (!vma || vma.shared || vma.prot === 'none') return false;
   if (space.priv.has(p) || space.held.has(p)) return false;
-  const decision = askPlacement(ctx.policies.placement, {
-    page: p,
-    device: dev.id,
-    write,
-    advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
-    thrashing: space.thrash.isPinned(p, m.now),
-    faults: space.faults(dev.id, p),
-    prefetch: asking === 'prefetch',
-  }, ctx.where);
+  const decision = askPlacement(
+    ctx.policies.placement,
+    {
+      page: p,
+      device: dev.id,
+      write,
+      advice: { preferred: vma.preferred, readMostly: vma.readMostly, accessedBy: vma.accessedBy },
+      thrashing: space.thrash.isPinned(p, m.now),
+      faults: space.faults(dev.id, p),
+      prefetch: asking === 'prefetch',
+    },
+    ctx.where,
+  );
   if (asking === 'fault' && decision === 'pin') space.thrash.pin(p, m.now);
   return decision === 'migrate';
 }
@@ -97,7 +101,15 @@ function heldForRead(m: Machine, space: SimSpace, p: number): boolean {
  * frames; a write to a page with a read-only copy here makes that copy writable in place (no
  * frame, no upload, not counted as a copy; other devices' copies of it go).
  */
-export function mapCopies(m: Machine, dev: SimDevice, space: SimSpace, pages: readonly number[], write: boolean, protect: ReadonlySet<number>, ctx: FaultCtx): void {
+export function mapCopies(
+  m: Machine,
+  dev: SimDevice,
+  space: SimSpace,
+  pages: readonly number[],
+  write: boolean,
+  protect: ReadonlySet<number>,
+  ctx: FaultCtx,
+): void {
   let want = pages.length;
   // Equivalent mutant (not disabled: that would hide this line's killed ones): `write` as true; a read's pages have no mapping here to upgrade
   if (write) for (const p of pages) if (upgradable(dev, space, p) >= 0) want--;

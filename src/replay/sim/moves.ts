@@ -26,9 +26,10 @@ export function pageRuns(pages: readonly number[]): [number, number][] {
 export function dropRuns(dev: SimDevice, space: SimSpace, runs: readonly (readonly [number, number])[]): void {
   const t = dev.table(space.id);
   const copies: number[] = [];
-  for (const [s, e] of runs) t.unmapRange(s, e, (_p, f) => {
-    if (dev.rmapCopy[f]) copies.push(f);
-  });
+  for (const [s, e] of runs)
+    t.unmapRange(s, e, (_p, f) => {
+      if (dev.rmapCopy[f]) copies.push(f);
+    });
   t.flush();
   // Equivalent mutant (not disabled: that would hide this line's killed ones): the test as true or `>=`; disown and free of no frames do nothing
   if (copies.length > 0) {
@@ -57,7 +58,12 @@ export function migrateToDevice(m: Machine, dev: SimDevice, space: SimSpace, pag
   const frames = dev.take(selected.length);
   const moved = selected.slice(0, frames.length);
   moved.forEach((p, i) => space.priv.set(p, { dev: dev.id, frame: frames[i]! }));
-  dev.adopt(space.id, moved, frames, moved.map((p) => space.find(p)!.prot === 'rw'));
+  dev.adopt(
+    space.id,
+    moved,
+    frames,
+    moved.map((p) => space.find(p)!.prot === 'rw'),
+  );
   // Stryker disable next-line StringLiteral: the thrashing detector only compares a page's directions with each other
   for (const p of moved) space.thrash.record(p, 'toDevice', m.now);
   m.metrics.pagesToDevice += moved.length;
