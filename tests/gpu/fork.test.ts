@@ -1,6 +1,6 @@
 // Several address spaces on one device: isolation, fork with copy-on-write (device-private
 // pages included), and shared mappings that both sides see and that never migrate.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PAGE_SIZE } from '../../src/index.ts';
 import { spawnThread, threadHandle, type SpawnedThread } from '../../src/workers/threads.ts';
 import type { MemWorker } from '../workers/memWorker.ts';
@@ -123,7 +123,8 @@ describe('fork', () => {
     await parent.write(va, word(0));
     await thread.api.attach(threadHandle(parent));
     const work = thread.api.addFor([va], 400);
-    await new Promise((r) => setTimeout(r, 100));
+    // fork once the thread is adding (however slow the machine is to start it)
+    await vi.waitFor(async () => expect(u32(await parent.read(va, 4))).toBeGreaterThan(0), { timeout: 30_000, interval: 5 });
     const child = await parent.fork();
     const adds = await work;
     const atFork = u32(await child.read(va, 4));

@@ -2,7 +2,7 @@
 // §20), on the real adapter. Kernels set a dirty-block word per page (bit b: the 256-byte block b
 // was stored to); held copies coming home write only those blocks into RAM, and a read-only copy
 // a write fault wants becomes writable without a second upload. Every byte is checked.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PAGE_SIZE, PROT } from '../../src/index.ts';
 import { PTE_ACCESSED, PTE_DIRTY } from '../../src/device/devicePageTable.ts';
 import { makeSystem, pattern } from './helpers.ts';
@@ -154,7 +154,7 @@ describe('a lost device', () => {
     await m.dispatch(k, { workgroups: 1, uniforms: pokeArgs(va, [0]), ranges: [{ va, bytes: P, access: 'rw' }] }); // page 0: held and written
     dev.device.destroy();
     await dev.device.lost;
-    await new Promise((r) => setTimeout(r, 0));
+    await vi.waitFor(() => expect(dev.lostReason).toBeDefined()); // the device has taken its loss in
     expect(await mm.read(va + 3 * P, P)).toEqual(data.subarray(3 * P, 4 * P));
     const e = await mm.read(va, 4).then(
       () => null,
